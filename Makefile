@@ -1,0 +1,36 @@
+# tal-search: `make demo` runs the whole pipeline, `make test` runs the test suite.
+PYTHON ?= python3.11
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/talsearch demo
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+bench: install
+	@for b in benchmarks/bench_*.py; do echo "== $$b" >&2; $(PY) $$b; done
+
+clean:
+	rm -rf demo_out .talsearch_cache mlflow.db ray_results

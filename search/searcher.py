@@ -1,0 +1,37 @@
+"""OptunaSearch that tells Optuna the truth about trials ASHA stopped early.
+
+Plain OptunaSearch records an ASHA-stopped trial as COMPLETE with its truncated
+value, as if it had run the full budget. Here such a trial is recorded as PRUNED
+with its last value as an intermediate value at its epoch, which is what Optuna's
+samplers expect for partial evaluations (TPE ranks pruned trials below complete
+ones by the step they reached).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
+
+
+class BudgetAwareOptunaSearch(OptunaSearch):
+    def __init__(self, *args, full_budget: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.full_budget = full_budget
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        value = (result or {}).get(self.metric)
+        reached = int((result or {}).get("training_iteration", 0))
+        if error or value is None or reached >= self.full_budget or trial_id in self._completed_trials:
+            super().on_trial_complete(trial_id, result, error)
+            return
+        ot_trial = self._ot_trials[trial_id]
+        try:
+            ot_trial.report(float(value), step=reached)
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        except Exception as exc:  # e.g. NaN value
+            logger.warning(exc)
+        self._completed_trials.add(trial_id)

@@ -1,0 +1,97 @@
+"""Search spaces in YAML, validated before Ray starts.
+
+A sweep file is a run config (fixed keys, as in configs/base.yaml) plus a
+``space`` section mapping dotted config keys to distributions::
+
+    space:
+      data.interval_seconds: {type: categorical, values: [0.5, 1.0]}
+      model.shift_fraction:  {type: float, low: 0.0, high: 0.25}
+      train.lr:              {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      train.epochs:          {type: int, low: 2, high: 6}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna.distributions as od
+
+from tal_core.config import Config, ConfigError, load_config, read_yaml
+
+TYPES = ("categorical", "float", "int")
+
+
+@dataclass(frozen=True)
+class Param:
+    key: str
+    kind: str
+    values: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+
+    def distribution(self) -> od.BaseDistribution:
+        if self.kind == "categorical":
+            return od.CategoricalDistribution(list(self.values))
+        if self.kind == "int":
+            return od.IntDistribution(int(self.low), int(self.high), log=self.log)
+        return od.FloatDistribution(float(self.low), float(self.high), log=self.log)
+
+    def corner_values(self) -> list[Any]:
+        return list(self.values) if self.kind == "categorical" else [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    base: Config
+    params: tuple[Param, ...]
+
+    def optuna_space(self) -> dict[str, od.BaseDistribution]:
+        return {p.key: p.distribution() for p in self.params}
+
+    def config_for(self, sampled: dict[str, Any]) -> Config:
+        return self.base.with_overrides(sampled)
+
+
+def _parse_param(key: str, raw: Any, known: set[str]) -> Param:
+    where = f"space.{key}"
+    if key not in known:
+        raise ConfigError(f"{where}: unknown config key '{key}'")
+    if not isinstance(raw, dict) or raw.get("type") not in TYPES:
+        raise ConfigError(f"{where}: needs 'type' one of {TYPES}")
+    kind = raw["type"]
+    extra = set(raw) - {"type", "values", "low", "high", "log"}
+    if extra:
+        raise ConfigError(f"{where}: unknown fields {sorted(extra)}")
+    if kind == "categorical":
+        values = raw.get("values")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: categorical needs a non-empty 'values' list")
+        return Param(key, kind, values=tuple(values))
+    low, high = raw.get("low"), raw.get("high")
+    if not all(isinstance(v, int | float) for v in (low, high)) or low > high:
+        raise ConfigError(f"{where}: needs numbers low <= high, got low={low!r} high={high!r}")
+    if raw.get("log") and low <= 0:
+        raise ConfigError(f"{where}: log scale needs low > 0, got {low}")
+    if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
+        raise ConfigError(f"{where}: int range needs integer bounds")
+    return Param(key, kind, low=low, high=high, log=bool(raw.get("log", False)))
+
+
+def load_sweep(path: str | Path | None, overrides=()) -> SweepSpec:
+    """Parse and validate a sweep file: every key known, every corner of every range a valid config."""
+    space_raw = (read_yaml(path).get("space") if path else None) or {}
+    if not isinstance(space_raw, dict):
+        raise ConfigError(f"{path}: 'space' must map config keys to distributions")
+    base = load_config(path, overrides)
+    known = set(base.flat())
+    params = tuple(_parse_param(key, raw, known) for key, raw in space_raw.items())
+    for param in params:
+        for value in param.corner_values():
+            try:
+                base.with_overrides({param.key: value})
+            except ConfigError as error:
+                raise ConfigError(f"space.{param.key}: value {value!r} is not allowed:\n{error}") from None
+    return SweepSpec(base, params)

@@ -1,0 +1,214 @@
+"""``talsearch sweep``: Optuna proposes, Ray Tune schedules (ASHA), Ray Train trains, MLflow records.
+
+Sweep folder layout (``--out SWEEP``):
+  sweep.json          study name, MLflow parent run id, status per trial (written by the driver)
+  optuna.db           the Optuna study (RDB storage)
+  trials/<trial_id>/  each trial's run folder (predictions/, detections/, metrics.json, ...)
+  ray/                Ray Tune/Train storage (checkpoints, experiment state for --resume)
+  leaderboard.csv     the trials table
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from tal_core.config import ConfigError
+from tal_core.data.annotations import DatasetSpec, load_dataset
+from tal_core.data.video import FrameCache
+
+from .space import SweepSpec, load_sweep
+from .tracking import check_reachable, finish_children, finish_parent, resolve_uri, start_parent_run
+
+TUNE_NAME = "tune"
+
+
+def log(message: str) -> None:
+    print(f"[sweep] {message}", file=sys.stderr, flush=True)
+
+
+def _values(spec: SweepSpec, key: str) -> list:
+    for param in spec.params:
+        if param.key == key:
+            return list(param.values) if param.kind == "categorical" else []
+    return [spec.base.flat()[key]]
+
+
+def check_views(spec: SweepSpec, dataset: DatasetSpec) -> None:
+    for view in _values(spec, "data.view"):
+        lacking = [v.video_id for v in dataset.videos.values() if view not in v.views]
+        if lacking:
+            raise ConfigError(f"data.view: view '{view}' is missing for videos {lacking[:5]}")
+
+
+def warm_cache(spec: SweepSpec, dataset: DatasetSpec, cache: FrameCache) -> None:
+    """Decode every video once for each (view, fps, size) the sweep can ask for, before trials start."""
+    combos = [(v, f, s) for v in _values(spec, "data.view") for f in _values(spec, "data.decode_fps")
+              for s in _values(spec, "data.image_size")]
+    started = time.perf_counter()
+    for view, fps, size in combos:
+        for video in dataset.videos.values():
+            cache.ensure(dataset.video_path(video, view), fps, size)
+    log(f"frame cache ready for {len(combos)} (view, fps, size) combination(s) in "
+        f"{time.perf_counter() - started:.1f}s: {cache.cache_dir}")
+
+
+def max_epochs(spec: SweepSpec) -> int:
+    for param in spec.params:
+        if param.key == "train.epochs":
+            return int(max(param.corner_values()))
+    return spec.base.train.epochs
+
+
+def concurrency(spec: SweepSpec, cluster_cpus: float) -> int:
+    per_trial = spec.base.search.trial_workers * spec.base.search.cpus_per_worker
+    fits = max(1, int(cluster_cpus // per_trial))
+    wanted = spec.base.search.max_concurrent or fits
+    return max(1, min(wanted, fits, spec.base.search.num_samples))
+
+
+def _searcher(spec: SweepSpec, sweep_dir: Path, study_name: str, epochs: int):
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+
+    from .searcher import BudgetAwareOptunaSearch
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'optuna.db'}")
+    sampler = optuna.samplers.TPESampler(seed=spec.base.search.seed, n_startup_trials=max(2, len(spec.params)))
+    return BudgetAwareOptunaSearch(space=spec.optuna_space(), metric=spec.base.search.metric, mode="max",
+                                   sampler=sampler, storage=storage, study_name=study_name, full_budget=epochs)
+
+
+def _scheduler(spec: SweepSpec, epochs: int):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if not spec.base.search.asha:
+        return FIFOScheduler()
+    return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+                         grace_period=min(spec.base.search.grace_period, epochs),
+                         reduction_factor=spec.base.search.reduction_factor)
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    context = ray.init(address=address, log_to_driver=False, configure_logging=False,
+                       runtime_env={"env_vars": {"TALSEARCH_CACHE": os.environ.get("TALSEARCH_CACHE", "")}}
+                       if os.environ.get("TALSEARCH_CACHE") else None)
+    url = getattr(context, "dashboard_url", None)
+    log(f"Ray {'cluster ' + address if address else 'local'}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
+        + (f"; dashboard http://{url}" if url else ""))
+
+
+def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, overrides=(), resume: bool = False,
+              address: str | None = None, storage: str | None = None) -> Path:
+    spec = load_sweep(config, overrides)
+    dataset = load_dataset(data)
+    check_views(spec, dataset)
+    sweep_dir = Path(out).resolve()
+    state_path = sweep_dir / "sweep.json"
+    if state_path.exists() and not resume:
+        raise ConfigError(f"{sweep_dir} already holds a sweep; pass --resume to finish it or choose another --out")
+    if resume and not state_path.exists():
+        raise ConfigError(f"{sweep_dir} holds no sweep to resume (no sweep.json)")
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    uri = resolve_uri(spec.base.tracking.uri)
+    experiment_id = check_reachable(uri, spec.base.tracking.experiment)
+    cache = FrameCache()
+    warm_cache(spec, dataset, cache)
+
+    state = json.loads(state_path.read_text()) if resume else {
+        "study_name": f"{sweep_dir.name}-{uuid.uuid4().hex[:8]}", "tracking_uri": uri,
+        "experiment": spec.base.tracking.experiment, "data": str(Path(data).resolve()),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "searched": [p.key for p in spec.params], "trials": {}}
+    if not resume:
+        state["parent_run_id"] = start_parent_run(uri, experiment_id, sweep_dir.name, spec.base.flat(),
+                                                  {p.key: p.__dict__ for p in spec.params})
+        state_path.write_text(json.dumps(state, indent=1))
+    log(f"MLflow {uri} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}")
+
+    _init_ray(address)
+    results = _run_tuner(spec, sweep_dir, state, storage, resume, str(cache.cache_dir))
+    state["trials"] = trial_outcomes(results, max_epochs(spec))
+    state["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    state_path.write_text(json.dumps(state, indent=1))
+
+    from .leaderboard import leaderboard
+
+    table = leaderboard(sweep_dir)
+    table.to_csv(sweep_dir / "leaderboard.csv", index=False)
+    finish_children(uri, state["parent_run_id"], state["trials"], sweep_dir)
+    finish_parent(uri, state["parent_run_id"], _summary(table), sweep_dir)
+    log(f"{len(table)} trial(s); best val_mAP "
+        f"{table['val_mAP'].max() if len(table) and 'val_mAP' in table else float('nan'):.4f}")
+    return sweep_dir
+
+
+def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | None, resume: bool, cache_dir: str):
+    import ray
+    from ray import tune
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    from .trial import trial_fn
+
+    storage_path = storage or str(sweep_dir / "ray")
+    ctx = {"base": spec.base.model_dump(mode="json"), "data": state["data"], "sweep_dir": str(sweep_dir),
+           "storage_path": storage_path, "cache_dir": cache_dir}
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx), {"CPU": 0.01})
+    experiment_path = f"{storage_path.rstrip('/')}/{TUNE_NAME}"
+    if resume and tune.Tuner.can_restore(experiment_path):
+        log(f"resuming {experiment_path}")
+        tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
+                                   resume_errored=True)
+        return tuner.fit()
+    epochs = max_epochs(spec)
+    limit = concurrency(spec, ray.cluster_resources().get("CPU", 1))
+    from ray.tune.search import ConcurrencyLimiter
+
+    searcher = ConcurrencyLimiter(_searcher(spec, sweep_dir, state["study_name"], epochs), max_concurrent=limit)
+    log(f"{spec.base.search.num_samples} trials, {limit} at a time, {spec.base.search.trial_workers} "
+        f"Ray Train workers each, ASHA {'on' if spec.base.search.asha else 'off'}")
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, epochs),
+                                    num_samples=spec.base.search.num_samples, metric=spec.base.search.metric,
+                                    mode="max"),
+        run_config=tune.RunConfig(
+            name=TUNE_NAME, storage_path=storage_path, verbose=1,
+            failure_config=tune.FailureConfig(max_failures=spec.base.search.max_failures),
+            callbacks=[MLflowLoggerCallback(state["tracking_uri"], experiment_name=state["experiment"],
+                                            tags={"mlflow.parentRunId": state["parent_run_id"]})]),
+    )
+    return tuner.fit()
+
+
+def trial_outcomes(results, epochs: int) -> dict[str, dict]:
+    outcomes = {}
+    for result in results:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or Path(result.path).name.split("_")[-2]
+        done = int(metrics.get("training_iteration", 0))
+        if result.error is not None:
+            status = "FAILED"
+        elif done < epochs:
+            status = "STOPPED_EARLY"
+        else:
+            status = "FINISHED"
+        outcomes[trial_id] = {"trial_id": trial_id, "status": status, "epochs": done,
+                              "error": str(result.error).splitlines()[0][:500] if result.error else None,
+                              "val_mAP": metrics.get("val_mAP"), "time_total_s": metrics.get("time_total_s")}
+    return outcomes
+
+
+def _summary(table) -> dict:
+    if not len(table) or "val_mAP" not in table:
+        return {"trials": len(table)}
+    best = table.sort_values("val_mAP", ascending=False).iloc[0]
+    return {"trials": len(table), "best_val_mAP": float(best["val_mAP"]), "best_trial": best["trial_id"]}

@@ -1,0 +1,81 @@
+"""MLflow: the tracking URI, the sweep's parent run, and artifacts uploaded from the driver."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+
+def resolve_uri(uri: str, workdir: Path | None = None) -> str:
+    """'' -> sqlite:///<abs workdir>/mlflow.db; relative sqlite paths become absolute (workers run elsewhere)."""
+    if not uri:
+        return f"sqlite:///{(workdir or Path.cwd()).resolve() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    return uri
+
+
+def check_reachable(uri: str, experiment: str) -> str:
+    """Create/find the experiment now, so a dead server fails before Ray starts; returns its id."""
+    mlflow.set_tracking_uri(uri)
+    try:
+        found = mlflow.get_experiment_by_name(experiment)
+        return found.experiment_id if found else mlflow.create_experiment(experiment)
+    except Exception as error:
+        raise ConnectionError(f"MLflow tracking store {uri} is not reachable: {str(error).splitlines()[0]}") from None
+
+
+def start_parent_run(uri: str, experiment_id: str, name: str, params: dict, space: dict) -> str:
+    client = MlflowClient(uri)
+    run = client.create_run(experiment_id, run_name=name, tags={"talsearch.kind": "sweep"})
+    for key, value in sorted(params.items()):
+        client.log_param(run.info.run_id, key, str(value)[:6000])
+    client.log_text(run.info.run_id, json.dumps(space, indent=1, default=str), "search_space.json")
+    return run.info.run_id
+
+
+def child_runs(uri: str, parent_id: str) -> list:
+    client = MlflowClient(uri)
+    parent = client.get_run(parent_id)
+    return client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_id}'",
+                              max_results=10_000)
+
+
+def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep_dir: Path) -> None:
+    """Tag each child run with its trial's outcome and upload its outputs."""
+    from search.plots import per_class_ap_plot
+
+    client = MlflowClient(uri)
+    for run in child_runs(uri, parent_id):
+        trial_id = run.data.tags.get("trial_name", "").split("_")[-1]
+        info = trial_info.get(trial_id) or next((v for k, v in trial_info.items() if k in run.info.run_name), None)
+        if info is None:
+            continue
+        client.set_tag(run.info.run_id, "talsearch.trial_id", info["trial_id"])
+        client.set_tag(run.info.run_id, "talsearch.status", info["status"])
+        trial_dir = sweep_dir / "trials" / info["trial_id"]
+        for sub in ("predictions", "detections"):
+            if (trial_dir / sub).is_dir():
+                client.log_artifacts(run.info.run_id, str(trial_dir / sub), sub)
+        for name in ("config.yaml", "metrics.json", "history.jsonl"):
+            if (trial_dir / name).is_file():
+                client.log_artifact(run.info.run_id, str(trial_dir / name))
+        if (trial_dir / "metrics.json").is_file():
+            plot = per_class_ap_plot(json.loads((trial_dir / "metrics.json").read_text()), trial_dir / "per_class_ap.png")
+            client.log_artifact(run.info.run_id, str(plot))
+
+
+def finish_parent(uri: str, parent_id: str, summary: dict, sweep_dir: Path) -> None:
+    client = MlflowClient(uri)
+    for key, value in summary.items():
+        if isinstance(value, int | float):
+            client.log_metric(parent_id, key, float(value))
+        else:
+            client.set_tag(parent_id, f"talsearch.{key}", str(value)[:5000])
+    for name in ("leaderboard.csv", "sweep.json"):
+        if (sweep_dir / name).is_file():
+            client.log_artifact(parent_id, str(sweep_dir / name))
+    client.set_terminated(parent_id, "FINISHED")

@@ -1,0 +1,87 @@
+"""One Tune trial = one Ray Train (DDP) run of ``tal_core.trainer.fit``.
+
+The Tune function builds a ``TorchTrainer`` named after the trial id (so a
+restarted trial resumes from its last checkpoint) and calls ``fit()``; every
+worker trains its shard and calls ``ray.train.report`` once per epoch with the
+same, gathered val metrics; rank 0 attaches the resume checkpoint.
+``TuneReportCallback`` forwards rank 0's metrics to Tune (ASHA, Optuna, MLflow).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import ray.train
+import ray.tune
+from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from tal_core.config import from_dict, unflatten
+
+REPORTED = ("epoch", "train_loss", "train_action_loss", "train_scene_loss", "val_mAP", "val_scene_acc",
+            "epoch_seconds")
+
+
+def worker_loop(loop_config: dict) -> None:
+    """Runs on every Ray Train worker (torch.distributed is already set up)."""
+    from tal_core.data.annotations import load_dataset
+    from tal_core.data.video import FrameCache
+    from tal_core.trainer import fit
+
+    started = loop_config["trial_started"]
+    cfg = from_dict(unflatten(loop_config["config"]))
+    context = ray.train.get_context()
+    world_rank = context.get_world_rank()
+    run_dir = Path(loop_config["run_dir"])
+    spec = load_dataset(loop_config["data"])
+    timing = {"first_step_s": None}
+
+    def on_first_step():
+        timing["first_step_s"] = time.time() - started
+
+    def on_epoch(epoch: int, metrics: dict, out: Path) -> None:
+        report = {k: float(v) for k, v in metrics.items() if k in REPORTED or k.startswith("val_mAP@")}
+        if timing["first_step_s"] is not None:
+            report["first_step_s"] = timing["first_step_s"]
+        if world_rank == 0:
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copy2(out / "last.pt", Path(tmp) / "last.pt")
+                ray.train.report(report, checkpoint=Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(report)
+
+    resume_from = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        local = Path(tempfile.mkdtemp(prefix="talsearch-resume-"))
+        with checkpoint.as_directory() as folder:
+            shutil.copy2(Path(folder) / "last.pt", local / "last.pt")
+        resume_from = local / "last.pt"
+    cache = FrameCache(loop_config["cache_dir"]) if loop_config.get("cache_dir") else None
+    fit(cfg, spec, run_dir, on_epoch=on_epoch, resume_from=resume_from, cache=cache, first_step_hook=on_first_step)
+
+
+def trial_fn(trial_config: dict) -> None:
+    """The Tune trainable: trial_config = sampled params + fixed context under '_ctx'."""
+    ctx = trial_config["_ctx"]
+    sampled = {k: v for k, v in trial_config.items() if k != "_ctx"}
+    base = from_dict(ctx["base"])
+    cfg = base.with_overrides(sampled)
+    trial_id = ray.tune.get_context().get_trial_id()
+    run_dir = Path(ctx["sweep_dir"]) / "trials" / trial_id
+    loop_config = {"config": cfg.flat(), "data": ctx["data"], "run_dir": str(run_dir),
+                   "cache_dir": ctx.get("cache_dir"), "trial_started": time.time()}
+    trainer = TorchTrainer(
+        worker_loop,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if cfg.search.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.search.trial_workers, use_gpu=cfg.search.use_gpu,
+                                     resources_per_worker={"CPU": cfg.search.cpus_per_worker}),
+        run_config=RunConfig(name=trial_id, storage_path=ctx["storage_path"], callbacks=[TuneReportCallback()],
+                             failure_config=FailureConfig(max_failures=cfg.search.max_failures)),
+    )
+    trainer.fit()

@@ -1,0 +1,223 @@
+"""The data-set contract: ``annotations.json`` in a folder, loaded and validated.
+
+Validation collects every problem and raises one ``DatasetError`` listing them all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BACKGROUND = "background"
+SUBSETS = ("train", "val", "test")
+
+
+class DatasetError(ValueError):
+    """annotations.json (or a file it names) is wrong; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    start: float
+    end: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Video:
+    video_id: str
+    subset: str
+    duration: float
+    scene: str | None
+    views: dict[str, str]
+    segments: tuple[Segment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    actions: tuple[str, ...]
+    scenes: tuple[str, ...]
+    views: tuple[str, ...]
+
+    def action_index(self, label: str) -> int:
+        """Class index in the action head: 0 is background, actions start at 1."""
+        return self.actions.index(label) + 1
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"actions": list(self.actions), "scenes": list(self.scenes), "views": list(self.views)}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    root: Path
+    taxonomy: Taxonomy
+    videos: dict[str, Video] = field(default_factory=dict)
+
+    def subset(self, name: str) -> list[Video]:
+        return [v for v in self.videos.values() if v.subset == name]
+
+    def video_path(self, video: Video, view: str) -> Path:
+        if view not in video.views:
+            raise DatasetError(f"video '{video.video_id}' has no view '{view}' (has {sorted(video.views)})")
+        return self.root / video.views[view]
+
+
+def safe_relative_path(root: Path, relative: str) -> Path | None:
+    """The path inside root, or None when it escapes root (absolute, '..', symlink out)."""
+    if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+        return None
+    resolved_root = root.resolve()
+    candidate = (root / relative).resolve()
+    if candidate != resolved_root and resolved_root not in candidate.parents:
+        return None
+    return candidate
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from None
+
+
+def _parse_taxonomy(raw: Any, problems: list[str]) -> Taxonomy:
+    if not isinstance(raw, dict):
+        problems.append("'taxonomy' must be an object with 'actions', 'scenes', 'views'")
+        return Taxonomy((), (), ())
+    lists = {}
+    for key in ("actions", "scenes", "views"):
+        values = raw.get(key, [])
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            problems.append(f"taxonomy.{key} must be a list of non-empty strings")
+            values = []
+        if len(set(values)) != len(values):
+            problems.append(f"taxonomy.{key} has duplicate names")
+        lists[key] = tuple(values)
+    if BACKGROUND in lists["actions"]:
+        problems.append(f"taxonomy.actions must not contain the reserved label '{BACKGROUND}'")
+    if not lists["actions"]:
+        problems.append("taxonomy.actions is empty")
+    return Taxonomy(**lists)
+
+
+def _parse_segments(vid: str, entry: dict, duration: float, taxonomy: Taxonomy, problems: list[str]):
+    segments = []
+    for i, ann in enumerate(entry.get("annotations") or []):
+        where = f"database.{vid}.annotations[{i}]"
+        seg = ann.get("segment") if isinstance(ann, dict) else None
+        label = ann.get("label") if isinstance(ann, dict) else None
+        if not (isinstance(seg, list | tuple) and len(seg) == 2 and all(isinstance(x, int | float) for x in seg)):
+            problems.append(f"{where}: 'segment' must be [start, end] numbers, got {seg!r}")
+            continue
+        start, end = float(seg[0]), float(seg[1])
+        if label not in taxonomy.actions:
+            problems.append(f"{where}: unknown label {label!r} (not in taxonomy.actions)")
+        if end <= start:
+            problems.append(f"{where}: segment end {end} <= start {start}")
+        if start < 0 or end > duration + 1e-6:
+            problems.append(f"{where}: segment [{start}, {end}] outside [0, duration={duration}]")
+        segments.append(Segment(start, end, str(label)))
+    return tuple(segments)
+
+
+def _parse_video(root: Path, vid: str, entry: Any, taxonomy: Taxonomy, problems: list[str], check_files: bool):
+    where = f"database.{vid}"
+    if not isinstance(entry, dict):
+        problems.append(f"{where}: must be an object")
+        return None
+    subset = entry.get("subset")
+    if subset not in SUBSETS:
+        problems.append(f"{where}.subset: {subset!r} is not one of {list(SUBSETS)}")
+    duration = entry.get("duration")
+    if not isinstance(duration, int | float) or duration <= 0:
+        problems.append(f"{where}.duration: must be a positive number, got {duration!r}")
+        duration = 0.0
+    scene = entry.get("scene")
+    if scene is not None and scene not in taxonomy.scenes:
+        problems.append(f"{where}.scene: unknown scene {scene!r} (not in taxonomy.scenes)")
+    views = entry.get("views") or {}
+    if not isinstance(views, dict) or not views:
+        problems.append(f"{where}.views: must name at least one video file")
+        views = {}
+    for view, rel in views.items():
+        if taxonomy.views and view not in taxonomy.views:
+            problems.append(f"{where}.views: unknown view {view!r} (not in taxonomy.views)")
+        path = safe_relative_path(root, rel)
+        if path is None:
+            problems.append(f"{where}.views.{view}: path {rel!r} escapes the data-set folder")
+        elif check_files and not path.is_file():
+            problems.append(f"{where}.views.{view}: video file missing: {rel}")
+    segments = _parse_segments(vid, entry, float(duration), taxonomy, problems)
+    return Video(vid, str(subset), float(duration), scene, dict(views), segments)
+
+
+def _duplicate_ids(path: Path) -> list[str]:
+    """json.loads silently keeps the last duplicate key; find them in the raw text."""
+    duplicates: list[str] = []
+
+    def hook(pairs):
+        keys = [k for k, _ in pairs]
+        if "subset" not in keys:
+            seen = set()
+            for key in keys:
+                if key in seen:
+                    duplicates.append(key)
+                seen.add(key)
+        return dict(pairs)
+
+    json.loads(path.read_text(), object_pairs_hook=hook)
+    return duplicates
+
+
+def load_dataset(folder: str | Path, check_files: bool = True) -> DatasetSpec:
+    """Load ``folder/annotations.json`` (or that file given directly); raise DatasetError listing every problem."""
+    root = Path(folder)
+    path = root if root.is_file() else root / "annotations.json"
+    root = path.parent
+    raw = _read_json(path)
+    problems: list[str] = []
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{path}: top level must be an object with 'taxonomy' and 'database'")
+    taxonomy = _parse_taxonomy(raw.get("taxonomy"), problems)
+    database = raw.get("database")
+    if not isinstance(database, dict):
+        problems.append("'database' must be an object mapping video ids to entries")
+        database = {}
+    problems += [f"database: duplicate video id {vid!r}" for vid in _duplicate_ids(path)]
+    videos = {}
+    for vid, entry in database.items():
+        video = _parse_video(root, vid, entry, taxonomy, problems, check_files)
+        if video is not None:
+            videos[vid] = video
+    if problems:
+        listing = "\n  - ".join(problems)
+        raise DatasetError(f"{path}: {len(problems)} problem(s):\n  - {listing}")
+    return DatasetSpec(root=root, taxonomy=taxonomy, videos=videos)
+
+
+def load_ground_truth(path: str | Path) -> DatasetSpec:
+    """The annotations alone (no video files needed), e.g. for `talsearch evaluate`."""
+    return load_dataset(Path(path), check_files=False)
+
+
+def dataset_to_json(spec: DatasetSpec) -> dict:
+    database = {}
+    for v in spec.videos.values():
+        entry: dict[str, Any] = {"subset": v.subset, "duration": v.duration, "scene": v.scene, "views": v.views}
+        if v.subset != "test" or v.segments:
+            entry["annotations"] = [{"segment": [s.start, s.end], "label": s.label} for s in v.segments]
+        database[v.video_id] = entry
+    return {"taxonomy": spec.taxonomy.to_json(), "database": database}
+
+
+def write_annotations(data: dict, folder: str | Path) -> Path:
+    path = Path(folder) / "annotations.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+    return path

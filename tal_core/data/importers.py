@@ -1,0 +1,181 @@
+"""Importers from other annotation layouts into the data-set format (DESIGN.md).
+
+- 360+x: one VIA-style JSON per recording (``metadata{key: {"z": [start, end],
+  "av": {"1": label}}}``), a recording -> scene table (CSV ``recording,scene[,subset]``),
+  and the recording's view videos found next to it.
+- ActivityNet: ``{"database": {id: {"subset": "training|validation|testing",
+  "duration", "annotations": [{"segment", "label"}]}}}`` with one video per id.
+
+Bad entries are reported (returned as messages), never crash the import.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+
+from .annotations import BACKGROUND, write_annotations
+
+VIEWS_360X = {"360_panoramic": "panoramic", "front_view": "front", "binocular": "binocular", "monocular": "ego"}
+ANET_SUBSETS = {"training": "train", "validation": "val", "testing": "test", "train": "train", "val": "val",
+                "test": "test"}
+
+
+@dataclass
+class ImportReport:
+    videos: int = 0
+    segments: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def probe_duration(path: Path) -> float | None:
+    try:
+        with av.open(str(path)) as container:
+            if container.duration:
+                return container.duration / 1_000_000
+            stream = container.streams.video[0]
+            return float(stream.duration * stream.time_base) if stream.duration else None
+    except Exception:
+        return None
+
+
+def read_scene_table(path: Path) -> dict[str, dict[str, str]]:
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or "recording" not in rows[0] or "scene" not in rows[0]:
+        raise ValueError(f"{path}: scene table needs a header with 'recording' and 'scene' columns")
+    return {row["recording"].strip(): row for row in rows}
+
+
+def default_subset(recording: str) -> str:
+    """Deterministic 70/15/15 split by a hash of the recording id."""
+    bucket = int(hashlib.sha1(recording.encode()).hexdigest(), 16) % 20
+    return "train" if bucket < 14 else "val" if bucket < 17 else "test"
+
+
+def parse_via_segments(raw: dict, source: str, report: ImportReport) -> list[dict]:
+    """Segments of one VIA-style file; malformed entries are reported and skipped."""
+    segments = []
+    for key, entry in (raw.get("metadata") or {}).items():
+        z = entry.get("z") if isinstance(entry, dict) else None
+        label = ((entry.get("av") or {}).get("1") if isinstance(entry, dict) else None)
+        if not label or not isinstance(label, str):
+            report.problems.append(f"{source}: metadata.{key} has no action label (av['1']); skipped")
+            continue
+        if not (isinstance(z, list) and len(z) == 2 and all(isinstance(x, int | float) for x in z) and z[1] > z[0]):
+            report.problems.append(f"{source}: metadata.{key} has a malformed z={z!r}; skipped")
+            continue
+        segments.append({"segment": [float(z[0]), float(z[1])], "label": label.strip()})
+    return segments
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _find_views(src: Path, recording: str, annotation_file: Path) -> dict[str, Path]:
+    found = {}
+    for raw_view, view in VIEWS_360X.items():
+        for candidate in (annotation_file.parent / recording / f"{raw_view}.mp4",
+                          src / recording / f"{raw_view}.mp4", src / raw_view / f"{recording}.mp4"):
+            if candidate.is_file():
+                found[view] = candidate
+                break
+    return found
+
+
+def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None = None) -> ImportReport:
+    src, out = Path(src), Path(out)
+    table = read_scene_table(Path(scenes_csv) if scenes_csv else src / "scenes.csv")
+    report = ImportReport()
+    database, actions, scenes = {}, set(), set()
+    for ann_file in sorted(src.rglob("*.json")):
+        recording = ann_file.stem
+        try:
+            raw = json.loads(ann_file.read_text())
+        except json.JSONDecodeError as error:
+            report.problems.append(f"{ann_file}: not valid JSON ({error}); skipped")
+            continue
+        if not isinstance(raw, dict) or "metadata" not in raw:
+            continue
+        row = table.get(recording)
+        if row is None:
+            report.problems.append(f"{ann_file}: recording '{recording}' is not in the scene table; skipped")
+            continue
+        views = _find_views(src, recording, ann_file)
+        if not views:
+            report.problems.append(f"{ann_file}: no view videos found for '{recording}'; skipped")
+            continue
+        segments = parse_via_segments(raw, str(ann_file), report)
+        durations = [d for d in (probe_duration(p) for p in views.values()) if d]
+        duration = min(durations) if durations else max((s["segment"][1] for s in segments), default=0.0)
+        kept = []
+        for s in segments:
+            start, end = max(0.0, s["segment"][0]), min(duration, s["segment"][1])
+            if end - start >= 0.5:
+                kept.append({"segment": [start, end], "label": s["label"]})
+            else:
+                report.problems.append(f"{ann_file}: segment {s['segment']} outside the video or under 0.5 s; dropped")
+        rel_views = {}
+        for view, path in views.items():
+            rel = f"videos/{recording}/{view}{path.suffix}"
+            _link_or_copy(path, out / rel)
+            rel_views[view] = rel
+        subset = (row.get("subset") or "").strip() or default_subset(recording)
+        entry = {"subset": subset, "duration": duration, "scene": row["scene"].strip(), "views": rel_views}
+        if subset != "test":
+            entry["annotations"] = kept
+        database[recording] = entry
+        actions.update(s["label"] for s in kept)
+        scenes.add(row["scene"].strip())
+        report.videos += 1
+        report.segments += len(kept)
+    _write(out, database, actions, scenes, sorted({v for e in database.values() for v in e["views"]}))
+    return report
+
+
+def import_activitynet(src_json: str | Path, videos_dir: str | Path, out: str | Path,
+                       view: str = "front") -> ImportReport:
+    src_json, videos_dir, out = Path(src_json), Path(videos_dir), Path(out)
+    raw = json.loads(src_json.read_text())
+    report = ImportReport()
+    database, actions = {}, set()
+    for vid, entry in (raw.get("database") or {}).items():
+        video = next((p for p in (videos_dir / f"{vid}.mp4", videos_dir / f"v_{vid}.mp4") if p.is_file()), None)
+        subset = ANET_SUBSETS.get(str(entry.get("subset", "")).lower())
+        if video is None or subset is None:
+            report.problems.append(f"{src_json}: database.{vid}: "
+                                   f"{'no video file' if video is None else 'unknown subset'}; skipped")
+            continue
+        rel = f"videos/{vid}{video.suffix}"
+        _link_or_copy(video, out / rel)
+        anns = [{"segment": [float(a["segment"][0]), float(a["segment"][1])], "label": a["label"]}
+                for a in entry.get("annotations", [])]
+        item = {"subset": subset, "duration": float(entry["duration"]), "scene": None, "views": {view: rel}}
+        if subset != "test":
+            item["annotations"] = anns
+        database[vid] = item
+        actions.update(a["label"] for a in anns)
+        report.videos += 1
+        report.segments += len(anns)
+    _write(out, database, actions, set(), [view])
+    return report
+
+
+def _write(out: Path, database: dict, actions: set, scenes: set, views: list) -> None:
+    actions.discard(BACKGROUND)
+    taxonomy = {"actions": sorted(actions), "scenes": sorted(scenes), "views": views}
+    write_annotations({"taxonomy": taxonomy, "database": database}, out)

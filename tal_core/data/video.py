@@ -1,0 +1,143 @@
+"""Video decoding (decord) and the decoded-frame cache.
+
+Each (video file, decode fps, image size) is decoded once, sequentially, into a
+``.npy`` file of uint8 frames (N, H, W, 3) that is memory-mapped by every reader
+(dataloader workers, trials, later sweeps). Files are written under a temporary
+name and renamed when complete, so a crash never leaves a half file that is later
+trusted; the key holds the file's size and modification time, so a changed video
+or size is never served stale. A lock file keeps two processes from decoding the
+same video at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+CACHE_VERSION = 1
+DECODE_CHUNK = 64
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be decoded; the message names the file."""
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TALSEARCH_CACHE", Path.home() / ".cache" / "talsearch" / "frames"))
+
+
+def source_frame_indices(num_frames: int, source_fps: float, decode_fps: float) -> np.ndarray:
+    """Source frame index of each cached frame; cached frame i shows time i / decode_fps."""
+    if num_frames <= 0 or source_fps <= 0:
+        raise ValueError(f"video reports {num_frames} frames at {source_fps} fps")
+    count = max(1, int(np.floor(num_frames / source_fps * decode_fps + 1e-6)))
+    times = np.arange(count) / decode_fps
+    return np.minimum(np.round(times * source_fps).astype(np.int64), num_frames - 1)
+
+
+def _open_reader(path: Path, size: int):
+    import decord
+
+    if not path.is_file():
+        raise VideoDecodeError(f"{path}: video file not found")
+    try:
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), width=size, height=size, num_threads=1)
+    except Exception as error:  # decord raises its own DECORDError and RuntimeErrors
+        raise VideoDecodeError(f"{path}: cannot open video ({str(error).splitlines()[0][:200]})") from None
+
+
+def iter_decoded(path: Path, decode_fps: float, size: int):
+    """Yield (indices, uint8 frames) chunks, decoding the file once from start to end."""
+    reader = _open_reader(path, size)
+    try:
+        indices = source_frame_indices(len(reader), reader.get_avg_fps(), decode_fps)
+    except ValueError as error:
+        raise VideoDecodeError(f"{path}: {error}") from None
+    for begin in range(0, len(indices), DECODE_CHUNK):
+        chunk = indices[begin : begin + DECODE_CHUNK]
+        try:
+            frames = reader.get_batch(chunk.tolist()).asnumpy()
+        except Exception as error:
+            raise VideoDecodeError(
+                f"{path}: decoding failed at frame {int(chunk[0])} ({str(error).splitlines()[0][:200]})"
+            ) from None
+        yield begin, len(indices), frames
+
+
+def decode_video(path: str | Path, decode_fps: float, size: int) -> np.ndarray:
+    """All frames at ``decode_fps``, resized to size x size, as one uint8 array (no cache)."""
+    parts = [frames for _, _, frames in iter_decoded(Path(path), decode_fps, size)]
+    return np.concatenate(parts)
+
+
+def cache_key(path: Path, decode_fps: float, size: int) -> str:
+    stat = path.stat()
+    ident = {
+        "path": str(path.resolve()),
+        "bytes": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "fps": round(float(decode_fps), 6),
+        "size": int(size),
+        "version": CACHE_VERSION,
+    }
+    digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+    return f"{path.stem}-{size}px-{decode_fps:g}fps-{digest}"
+
+
+@contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class FrameCache:
+    """Decoded frames of videos, memory-mapped from ``cache_dir``."""
+
+    def __init__(self, cache_dir: str | Path | None = None):
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+
+    def path_for(self, video: Path, decode_fps: float, size: int) -> Path:
+        if not video.is_file():
+            raise VideoDecodeError(f"{video}: video file not found")
+        return self.cache_dir / f"{cache_key(video, decode_fps, size)}.npy"
+
+    def ensure(self, video: str | Path, decode_fps: float, size: int) -> Path:
+        """Decode ``video`` into the cache unless a complete entry exists; return its path."""
+        video = Path(video)
+        target = self.path_for(video, decode_fps, size)
+        if target.exists():
+            return target
+        with _file_lock(target.with_suffix(".lock")):
+            if not target.exists():  # another process may have finished it meanwhile
+                self._build(video, decode_fps, size, target)
+        return target
+
+    def _build(self, video: Path, decode_fps: float, size: int, target: Path) -> None:
+        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")
+        try:
+            array = None
+            for begin, total, frames in iter_decoded(video, decode_fps, size):
+                if array is None:
+                    shape = (total, *frames.shape[1:])
+                    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+                array[begin : begin + len(frames)] = frames
+            array.flush()
+            del array
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def load(self, video: str | Path, decode_fps: float, size: int) -> np.ndarray:
+        """Memory-mapped (N, H, W, 3) uint8 frames, decoding first if needed."""
+        return np.load(self.ensure(video, decode_fps, size), mmap_mode="r")

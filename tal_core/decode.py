@@ -1,0 +1,111 @@
+"""Interval probabilities -> scored segments.
+
+Two decoders (``eval.decode``):
+- ``merge``: runs of consecutive intervals whose arg-max is the same action become
+  one segment scored by the mean probability of that action over the run.
+- ``multithreshold``: for every action and every threshold in ``eval.thresholds``,
+  runs of intervals whose probability is at least the threshold become candidates
+  scored by their mean probability; the arg-max runs are added, then 1-D NMS per
+  action removes duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import EvalConfig
+from .metrics import segment_iou
+
+
+@dataclass(frozen=True)
+class DecodedSegments:
+    """Segments of one video: action index (1..K), start, end, score (all arrays)."""
+
+    label: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    score: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+
+def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of True along the last axis of a 2-D mask: (row, first, last + 1)."""
+    rows = mask.shape[0]
+    padded = np.zeros((rows, mask.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    row_up, first = np.nonzero(edges == 1)
+    _, stop = np.nonzero(edges == -1)
+    return row_up, first, stop
+
+
+def _run_scores(cumulative: np.ndarray, rows: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    return (cumulative[rows, stop] - cumulative[rows, first]) / (stop - first)
+
+
+def _candidates(probs: np.ndarray, thresholds) -> tuple[np.ndarray, ...]:
+    """(action index, first interval, stop interval, score) of every candidate run."""
+    actions = probs[:, 1:].T  # (K, M)
+    cumulative = np.zeros((actions.shape[0], actions.shape[1] + 1))
+    np.cumsum(actions, axis=1, out=cumulative[:, 1:])
+    argmax = probs.argmax(axis=1)
+    masks = [argmax[None, :] == np.arange(1, probs.shape[1])[:, None]]
+    masks += [actions >= thr for thr in thresholds]
+    stacked = np.concatenate(masks, axis=0)
+    rows, first, stop = runs(stacked)
+    cls = rows % actions.shape[0]
+    return cls + 1, first, stop, _run_scores(cumulative, cls, first, stop)
+
+
+def nms_1d(start, end, score, label, iou_threshold: float, keep_max: int) -> np.ndarray:
+    """Indices kept by greedy per-label NMS, in descending score order (at most keep_max)."""
+    order = np.lexsort((np.arange(len(score)), -score))
+    kept: list[int] = []
+    for idx in order:
+        if kept:
+            prior = np.array(kept)
+            same = prior[label[prior] == label[idx]]
+            if len(same) and (segment_iou(start[idx], end[idx], start[same], end[same]) > iou_threshold).any():
+                continue
+        kept.append(int(idx))
+        if len(kept) >= keep_max:
+            break
+    return np.array(kept, dtype=np.int64)
+
+
+def _unique_runs(label, first, stop, score):
+    """Identical runs found at several thresholds are one candidate (keep the first)."""
+    keys = np.stack([label, first, stop], axis=1)
+    _, index = np.unique(keys, axis=0, return_index=True)
+    index = np.sort(index)
+    return label[index], first[index], stop[index], score[index]
+
+
+def decode_video(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: EvalConfig) -> DecodedSegments:
+    """Segments of one video from its interval grid and (intervals, K + 1) probabilities."""
+    thresholds = cfg.thresholds if cfg.decode == "multithreshold" else ()
+    label, first, stop, score = _candidates(np.asarray(probs, dtype=np.float64), thresholds)
+    if cfg.decode == "merge":
+        keep = np.argsort(-score, kind="stable")[: cfg.max_segments_per_video]
+    else:
+        label, first, stop, score = _unique_runs(label, first, stop, score)
+        keep = nms_1d(starts[first], ends[stop - 1], score, label, cfg.nms_tiou, cfg.max_segments_per_video)
+    return DecodedSegments(label[keep], starts[first[keep]], ends[stop[keep] - 1], score[keep])
+
+
+def apply_scene_prior(probs: np.ndarray, scene_probs: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """Rescale action probabilities by how often each action occurs in the predicted scene.
+
+    ``prior``: (scenes, K) relative frequency of each action per scene (rows sum to 1).
+    The expected frequency under the video's scene distribution, divided by its mean,
+    multiplies each action column; background is untouched; rows are renormalised.
+    """
+    expected = scene_probs @ prior
+    factor = expected / max(expected.mean(), 1e-12)
+    scaled = probs.copy()
+    scaled[:, 1:] *= factor[None, :]
+    return scaled / scaled.sum(axis=1, keepdims=True)

@@ -1,0 +1,128 @@
+"""Detections (ActivityNet result JSON) and the BinEgo-360 submission (CSV)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .data.annotations import DatasetSpec
+from .metrics import Segments
+
+
+class FormatError(ValueError):
+    """A detections or submission file is malformed; the message names the file and field."""
+
+
+def write_detections(detections: dict[str, list[dict]], path: str | Path) -> Path:
+    """``detections``: video id -> [{"label", "score", "segment": [start, end]}]."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"version": "tal-search", "results": detections}))
+    return path
+
+
+def read_detections(path: str | Path) -> Segments:
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FormatError(f"{path}: file not found") from None
+    except json.JSONDecodeError as error:
+        raise FormatError(f"{path}: not valid JSON ({error})") from None
+    results = raw.get("results") if isinstance(raw, dict) else None
+    if not isinstance(results, dict):
+        raise FormatError(f"{path}: field 'results' must be an object mapping video ids to lists")
+    rows = []
+    for video, items in results.items():
+        if not isinstance(items, list):
+            raise FormatError(f"{path}: results.{video} must be a list")
+        for i, item in enumerate(items):
+            rows.append(_detection_row(path, video, i, item))
+    return Segments.from_rows(rows)
+
+
+def _detection_row(path: Path, video: str, i: int, item) -> tuple:
+    where = f"{path}: results.{video}[{i}]"
+    if not isinstance(item, dict):
+        raise FormatError(f"{where} must be an object")
+    seg, label, score = item.get("segment"), item.get("label"), item.get("score")
+    if not (isinstance(seg, list) and len(seg) == 2 and all(isinstance(x, int | float) for x in seg)):
+        raise FormatError(f"{where}.segment must be [start, end] numbers, got {seg!r}")
+    if not isinstance(label, str | int):
+        raise FormatError(f"{where}.label must be a string, got {label!r}")
+    if not isinstance(score, int | float) or math.isnan(score):
+        raise FormatError(f"{where}.score must be a number, got {score!r}")
+    return (video, str(label), float(seg[0]), float(seg[1]), float(score))
+
+
+def ground_truth_segments(spec: DatasetSpec, subset: str | None) -> Segments:
+    rows = [
+        (v.video_id, s.label, s.start, s.end, 1.0)
+        for v in spec.videos.values()
+        if subset is None or v.subset == subset
+        for s in v.segments
+    ]
+    return Segments.from_rows(rows)
+
+
+def detections_to_segments(detections: dict[str, list[dict]]) -> Segments:
+    return Segments.from_rows([
+        (video, d["label"], d["segment"][0], d["segment"][1], d["score"])
+        for video, items in detections.items() for d in items
+    ])
+
+
+def submission_rows(detections: dict[str, list[dict]], durations: dict[str, float], actions, bin_seconds=10.0):
+    """BinEgo-360 rows: one per 10-second bin of each video, detections clipped to the bin.
+
+    Row id ``{video_id}_{bin_start}_{bin_end}`` (integer seconds), predictions as
+    ``[class_id, start, end, score]`` with class ids = position in taxonomy.actions.
+    Segments that fall outside a bin are left out of it; start/end are in video seconds.
+    """
+    class_id = {name: k for k, name in enumerate(actions)}
+    rows = []
+    for video in sorted(durations):
+        bins = max(1, math.ceil(round(durations[video] / bin_seconds, 9)))
+        items = detections.get(video, [])
+        for b in range(bins):
+            lo, hi = b * bin_seconds, (b + 1) * bin_seconds
+            preds = []
+            for d in items:
+                start, end = max(d["segment"][0], lo), min(d["segment"][1], hi)
+                if end > start and d["label"] in class_id:
+                    preds.append([class_id[d["label"]], round(start, 3), round(end, 3), round(float(d["score"]), 6)])
+            preds.sort(key=lambda p: -p[3])
+            rows.append((f"{video}_{int(lo)}_{int(hi)}", preds))
+    return rows
+
+
+def write_submission(rows, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "predictions"])
+        for row_id, preds in rows:
+            writer.writerow([row_id, json.dumps(preds)])
+    return path
+
+
+def segments_to_detections(video_id: str, decoded, actions) -> list[dict]:
+    return [
+        {"label": actions[int(k) - 1], "score": float(s), "segment": [float(a), float(b)]}
+        for k, a, b, s in zip(decoded.label, decoded.start, decoded.end, decoded.score, strict=True)
+    ]
+
+
+def read_detections_dict(path: str | Path) -> dict[str, list[dict]]:
+    """Validated detections as video id -> [{"label", "score", "segment"}]."""
+    table = read_detections(path)
+    out: dict[str, list[dict]] = {}
+    for video, label, start, end, score in zip(table.video, table.label, table.start, table.end, table.score,
+                                               strict=True):
+        out.setdefault(video, []).append({"label": label, "score": score, "segment": [start, end]})
+    return out

@@ -1,0 +1,198 @@
+"""One training run: data, model, epochs, best-epoch outputs, resume. No Ray.
+
+Outputs under the run folder (written by rank 0, refreshed at every new best epoch
+so that a run stopped early still leaves its best results):
+``metrics.json``, ``detections/val.json`` (+ ``test.json``), ``predictions/val.npz``
+(+ ``test.npz``), ``checkpoint.pt`` (best weights), ``last.pt`` (resume state),
+``config.yaml`` (resolved config), ``history.jsonl`` (one line per epoch).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from . import engine
+from .config import Config, save_config
+from .data.annotations import DatasetSpec
+from .data.dataset import IntervalDataset
+from .data.video import FrameCache
+from .formats import write_detections
+from .model.multitask import MultiTaskTSM
+from .predictions import save_predictions
+
+EpochCallback = Callable[[int, dict, Path], None]
+
+
+@dataclass
+class RunState:
+    epoch: int = 0
+    best_metric: float = -1.0
+    best_epoch: int = -1
+    history: list = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def log(message: str) -> None:
+    if engine.rank() == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def build_model(cfg: Config, spec: DatasetSpec) -> MultiTaskTSM:
+    return MultiTaskTSM(cfg.model, cfg.data.frames_per_interval, len(spec.taxonomy.actions),
+                        len(spec.taxonomy.scenes))
+
+
+def save_checkpoint(path: Path, model, optimizer=None, scheduler=None, state: RunState | None = None,
+                    cfg: Config | None = None) -> None:
+    payload = {"model": unwrap(model).state_dict()}
+    if optimizer is not None:
+        payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
+    if state is not None:
+        payload.update(epoch=state.epoch, best_metric=state.best_metric, best_epoch=state.best_epoch,
+                       history=json.dumps(state.history))
+    if cfg is not None:
+        payload["config"] = json.dumps(cfg.model_dump(mode="json"))
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def unwrap(model):
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class Run:
+    """Everything one training run holds; ``fit`` drives it."""
+
+    def __init__(self, cfg: Config, spec: DatasetSpec, run_dir: Path, cache: FrameCache | None = None):
+        self.cfg, self.spec, self.run_dir = cfg, spec, Path(run_dir)
+        self.device = engine.select_device(cfg.train.device)
+        seed_everything(cfg.train.seed)
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        cache = cache or FrameCache()
+        self.train_set = IntervalDataset(spec, "train", cfg.data, train=True, cache=cache, seed=cfg.train.seed)
+        self.val_set = IntervalDataset(spec, "val", cfg.data, train=False, cache=cache)
+        self.test_set = IntervalDataset(spec, "test", cfg.data, train=False, cache=cache)
+        if len(self.train_set) == 0 or len(self.val_set) == 0:
+            raise ValueError(f"data set {spec.root} needs train and val videos with view '{cfg.data.view}'")
+        self.model = build_model(cfg, spec).to(self.device)
+        if engine.is_distributed():
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
+                                           weight_decay=cfg.train.weight_decay)
+        steps = len(engine.make_loader(self.train_set, cfg.train.batch_size, True, 0, 0, 0))
+        total = engine.cosine_steps(cfg.train.epochs, steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: engine.warmup_cosine(step, total, max(1, steps // 2)))
+        self.state = RunState()
+        self.scene_prior = engine.scene_action_prior(self.train_set, len(spec.taxonomy.scenes))
+        self.meta = {"actions": list(spec.taxonomy.actions), "scenes": list(spec.taxonomy.scenes),
+                     "interval_seconds": cfg.data.interval_seconds, "view": cfg.data.view,
+                     "config": cfg.flat(), "run_id": self.run_dir.name}
+
+    def resume_from(self, path: Path) -> None:
+        saved = load_checkpoint(path)
+        unwrap(self.model).load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.state = RunState(saved["epoch"], saved["best_metric"], saved["best_epoch"],
+                              json.loads(saved["history"]))
+        log(f"resumed from {path} after epoch {self.state.epoch}")
+
+    def train_epoch(self, epoch: int, first_step_hook=None) -> dict:
+        self.train_set.set_epoch(epoch)
+        loader = engine.make_loader(self.train_set, self.cfg.train.batch_size, True, self.cfg.train.seed, epoch,
+                                    self.cfg.data.num_workers)
+        return engine.train_one_epoch(self.model, loader, self.optimizer, self.scheduler, self.cfg.loss,
+                                      self.device, self.cfg.train.amp, progress=engine.rank() == 0
+                                      and sys.stderr.isatty(), first_step_hook=first_step_hook)
+
+    def predict(self, dataset: IntervalDataset, split: str):
+        return engine.predict(self.model, dataset, self.device, self.cfg.train.batch_size * 2,
+                              self.cfg.train.amp, dict(self.meta, split=split), self.cfg.data.num_workers)
+
+    def validate(self):
+        val_pred = self.predict(self.val_set, "val")
+        metrics, per_class, detections = engine.evaluate(self.spec, val_pred, self.cfg, "val", self.scene_prior)
+        return metrics, per_class, detections, val_pred
+
+    def write_best(self, metrics: dict, per_class: dict, detections: dict, val_pred) -> None:
+        """Called on every rank (test prediction is collective); rank 0 writes."""
+        test_pred = self.predict(self.test_set, "test") if len(self.test_set) else None
+        if engine.rank() != 0:
+            return
+        out = self.run_dir
+        save_predictions(val_pred, out / "predictions" / "val.npz")
+        write_detections(detections, out / "detections" / "val.json")
+        if test_pred is not None:
+            save_predictions(test_pred, out / "predictions" / "test.npz")
+            write_detections(engine.decode_predictions(test_pred, self.cfg.eval, self.scene_prior),
+                             out / "detections" / "test.json")
+        summary = dict(metrics, best_epoch=self.state.best_epoch, per_class_AP=per_class)
+        (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+        save_checkpoint(out / "checkpoint.pt", self.model, cfg=self.cfg)
+
+
+def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, on_epoch: EpochCallback | None = None,
+        resume_from: Path | None = None, cache: FrameCache | None = None, first_step_hook=None) -> dict:
+    """Train ``cfg.train.epochs`` epochs; returns the best epoch's metrics."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(cfg, spec, run_dir, cache)
+    if engine.rank() == 0:
+        save_config(cfg, run_dir / "config.yaml")
+    if resume_from is not None and Path(resume_from).is_file():
+        run.resume_from(Path(resume_from))
+    best = _read_best(run_dir)
+    for epoch in range(run.state.epoch, cfg.train.epochs):
+        started = time.perf_counter()
+        losses = run.train_epoch(epoch, first_step_hook if epoch == run.state.epoch else None)
+        metrics, per_class, detections, val_pred = run.validate()
+        metrics = {"epoch": epoch + 1, **losses, **metrics, "epoch_seconds": time.perf_counter() - started}
+        run.state.epoch = epoch + 1
+        run.state.history.append(metrics)
+        if metrics["val_mAP"] > run.state.best_metric:
+            run.state.best_metric, run.state.best_epoch = metrics["val_mAP"], epoch + 1
+            run.write_best(metrics, per_class, detections, val_pred)
+            best = metrics
+        if engine.rank() == 0:
+            save_checkpoint(run_dir / "last.pt", run.model, run.optimizer, run.scheduler, run.state, cfg)
+            with open(run_dir / "history.jsonl", "a") as handle:
+                handle.write(json.dumps(metrics) + "\n")
+        log(_epoch_line(metrics, cfg.train.epochs))
+        if on_epoch is not None:
+            on_epoch(epoch + 1, metrics, run_dir)
+    return best or {}
+
+
+def _read_best(run_dir: Path) -> dict:
+    path = run_dir / "metrics.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _epoch_line(m: dict, epochs: int) -> str:
+    at = " ".join(f"{k[4:]}={v:.3f}" for k, v in m.items() if k.startswith("val_mAP@"))
+    return (f"epoch {m['epoch']}/{epochs} loss={m['train_loss']:.3f} (action {m['train_action_loss']:.3f}, "
+            f"scene {m['train_scene_loss']:.3f}) val_mAP={m['val_mAP']:.3f} [{at}] "
+            f"scene_acc={m['val_scene_acc']:.2f} {m['epoch_seconds']:.1f}s")
