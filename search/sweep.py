@@ -161,7 +161,7 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
     storage_path = storage or str(sweep_dir / "ray")
     ctx = {"base": spec.base.model_dump(mode="json"), "data": state["data"], "sweep_dir": str(sweep_dir),
            "storage_path": storage_path, "cache_dir": cache_dir}
-    trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx), {"CPU": 0.01})
+    trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx), {"CPU": 0, "memory": 64 * 1024**2})
     experiment_path = f"{storage_path.rstrip('/')}/{TUNE_NAME}"
     if resume and tune.Tuner.can_restore(experiment_path):
         log(f"resuming {experiment_path}")

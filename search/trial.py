@@ -26,6 +26,11 @@ REPORTED = ("epoch", "train_loss", "train_action_loss", "train_scene_loss", "val
             "epoch_seconds")
 
 
+def mlflow_name(metric: str) -> str:
+    """MLflow metric names may not hold '@': val_mAP@0.5 -> val_mAP_at_0.5."""
+    return metric.replace("@", "_at_")
+
+
 def worker_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker (torch.distributed is already set up)."""
     from tal_core.data.annotations import load_dataset
@@ -44,7 +49,7 @@ def worker_loop(loop_config: dict) -> None:
         timing["first_step_s"] = time.time() - started
 
     def on_epoch(epoch: int, metrics: dict, out: Path) -> None:
-        report = {k: float(v) for k, v in metrics.items() if k in REPORTED or k.startswith("val_mAP@")}
+        report = {mlflow_name(k): float(v) for k, v in metrics.items() if k in REPORTED or k.startswith("val_mAP@")}
         if timing["first_step_s"] is not None:
             report["first_step_s"] = timing["first_step_s"]
         if world_rank == 0:
@@ -65,12 +70,9 @@ def worker_loop(loop_config: dict) -> None:
     fit(cfg, spec, run_dir, on_epoch=on_epoch, resume_from=resume_from, cache=cache, first_step_hook=on_first_step)
 
 
-def trial_fn(trial_config: dict) -> None:
-    """The Tune trainable: trial_config = sampled params + fixed context under '_ctx'."""
-    ctx = trial_config["_ctx"]
-    sampled = {k: v for k, v in trial_config.items() if k != "_ctx"}
-    base = from_dict(ctx["base"])
-    cfg = base.with_overrides(sampled)
+def trial_fn(sampled: dict, ctx: dict) -> None:
+    """The Tune trainable: ``sampled`` = Optuna's dotted params, ``ctx`` = the sweep's fixed context."""
+    cfg = from_dict(ctx["base"]).with_overrides(sampled)
     trial_id = ray.tune.get_context().get_trial_id()
     run_dir = Path(ctx["sweep_dir"]) / "trials" / trial_id
     loop_config = {"config": cfg.flat(), "data": ctx["data"], "run_dir": str(run_dir),

@@ -24,7 +24,7 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    view: str = "panoramic"
+    view: str = "front"
     interval_seconds: float = Field(1.0, gt=0)
     frames_per_interval: int = Field(4, ge=1, le=64)
     image_size: int = Field(64, ge=8, le=1024)
@@ -51,8 +51,8 @@ class LossConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(8, ge=1, le=10_000)
-    batch_size: int = Field(16, ge=1, le=4096)
+    epochs: int = Field(12, ge=1, le=10_000)
+    batch_size: int = Field(8, ge=1, le=4096)
     lr: float = Field(3e-3, gt=0, le=10)
     weight_decay: float = Field(1e-4, ge=0)
     seed: int = 0

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import torch
 
 CACHE_VERSION = 1
 DECODE_CHUNK = 64
@@ -47,7 +48,7 @@ def _open_reader(path: Path, size: int):
     if not path.is_file():
         raise VideoDecodeError(f"{path}: video file not found")
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), width=size, height=size, num_threads=1)
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
     except Exception as error:  # decord raises its own DECORDError and RuntimeErrors
         raise VideoDecodeError(f"{path}: cannot open video ({str(error).splitlines()[0][:200]})") from None
 
@@ -67,7 +68,20 @@ def iter_decoded(path: Path, decode_fps: float, size: int):
             raise VideoDecodeError(
                 f"{path}: decoding failed at frame {int(chunk[0])} ({str(error).splitlines()[0][:200]})"
             ) from None
-        yield begin, len(indices), frames
+        yield begin, len(indices), resize_frames(frames, size)
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8, bilinear with antialiasing.
+
+    (decord's own resize on open fails for some sizes, so frames are resized here.)
+    """
+    if frames.shape[1] == size and frames.shape[2] == size:
+        return frames
+    tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    resized = torch.nn.functional.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True,
+                                              align_corners=False)
+    return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def decode_video(path: str | Path, decode_fps: float, size: int) -> np.ndarray:

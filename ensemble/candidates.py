@@ -1,0 +1,96 @@
+"""Collect ensemble candidates: finished trials' stored interval predictions.
+
+From a sweep folder (``trials/<id>/predictions/{val,test}.npz`` + ``metrics.json``)
+or from an MLflow parent run id (its child runs' ``predictions`` artifacts).
+Never imports search internals.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tal_core.predictions import IntervalPredictions, PredictionsError, load_predictions
+
+
+class CandidateError(ValueError):
+    """No usable candidates, or a candidate's files are inconsistent; names the trial and file."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    run_id: str
+    val: IntervalPredictions
+    test: IntervalPredictions | None
+    val_map: float
+    params: dict
+    source: str
+
+
+def _load_trial(trial_dir: Path) -> Candidate | None:
+    val_path = trial_dir / "predictions" / "val.npz"
+    if not val_path.exists():
+        return None
+    try:
+        val = load_predictions(val_path)
+        test_path = trial_dir / "predictions" / "test.npz"
+        test = load_predictions(test_path) if test_path.exists() else None
+    except PredictionsError as error:
+        raise CandidateError(f"trial {trial_dir.name}: {error}") from None
+    metrics_path = trial_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    return Candidate(trial_dir.name, val, test, float(metrics.get("val_mAP", 0.0)), val.meta.get("config", {}),
+                     str(trial_dir))
+
+
+def from_sweep_folder(sweep_dir: Path) -> list[Candidate]:
+    trials = sweep_dir / "trials"
+    if not trials.is_dir():
+        raise CandidateError(f"{sweep_dir}: no trials folder; is this a sweep folder?")
+    found = [c for c in (_load_trial(d) for d in sorted(trials.iterdir()) if d.is_dir()) if c is not None]
+    return found
+
+
+def from_mlflow(parent_run_id: str, tracking_uri: str, download_to: Path) -> list[Candidate]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
+                              max_results=10_000)
+    candidates = []
+    for run in runs:
+        target = download_to / run.info.run_id
+        target.mkdir(parents=True, exist_ok=True)
+        try:
+            client.download_artifacts(run.info.run_id, "predictions", str(target))
+            client.download_artifacts(run.info.run_id, "metrics.json", str(target))
+        except Exception:
+            continue
+        candidate = _load_trial(target)
+        if candidate is not None:
+            candidates.append(candidate)
+    return candidates
+
+
+def collect(source: str, tracking_uri: str, workdir: Path, top_n: int = 0) -> list[Candidate]:
+    path = Path(source)
+    candidates = from_sweep_folder(path) if path.exists() else from_mlflow(source, tracking_uri, workdir / "mlflow")
+    if not candidates:
+        raise CandidateError(f"{source}: no finished trial with stored val predictions (empty sweep?)")
+    check_compatible(candidates)
+    candidates.sort(key=lambda c: (-c.val_map, c.run_id))
+    return candidates[:top_n] if top_n else candidates
+
+
+def check_compatible(candidates: list[Candidate]) -> None:
+    first = candidates[0]
+    for c in candidates[1:]:
+        if c.val.actions != first.val.actions:
+            raise CandidateError(f"trial {c.run_id} ({c.source}/predictions/val.npz): taxonomy {c.val.actions} "
+                                 f"differs from trial {first.run_id}'s {first.val.actions}")
+        missing = set(first.val.video_ids) ^ set(c.val.video_ids)
+        if missing:
+            raise CandidateError(f"trial {c.run_id} ({c.source}/predictions/val.npz): val videos differ from "
+                                 f"trial {first.run_id}'s: {sorted(missing)[:5]}")

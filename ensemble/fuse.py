@@ -1,0 +1,49 @@
+"""Weighted fusion on the common grid and its val mAP: the per-candidate work of the search.
+
+Evaluating a weight vector = one weighted sum per video + decode + mAP; no reloads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tal_core.config import EvalConfig
+from tal_core.decode import decode_video
+from tal_core.metrics import Segments, average_precision
+
+from .align import AlignedVideo
+
+
+class Evaluator:
+    """Scores fused probabilities of the aligned val videos against their ground truth."""
+
+    def __init__(self, videos: list[AlignedVideo], gt: Segments, actions: tuple[str, ...], eval_cfg: EvalConfig,
+                 metric_thresholds=None):
+        self.videos, self.gt, self.actions, self.eval_cfg = videos, gt, actions, eval_cfg
+        self.thresholds = tuple(metric_thresholds or eval_cfg.tiou_thresholds)
+        self.calls = 0
+
+    def subset(self, video_ids: set[str]) -> Evaluator:
+        keep = np.array([v in video_ids for v in self.gt.video], dtype=bool)
+        gt = Segments(self.gt.video[keep], self.gt.label[keep], self.gt.start[keep], self.gt.end[keep],
+                      self.gt.score[keep])
+        return Evaluator([v for v in self.videos if v.video_id in video_ids], gt, self.actions, self.eval_cfg,
+                         self.thresholds)
+
+    def fused(self, weights: np.ndarray) -> list[np.ndarray]:
+        return [np.tensordot(weights, v.probs, axes=1) for v in self.videos]
+
+    def detections(self, fused: list[np.ndarray]) -> Segments:
+        rows = []
+        for video, probs in zip(self.videos, fused, strict=True):
+            seg = decode_video(video.starts, video.ends, probs, self.eval_cfg)
+            rows.extend(zip([video.video_id] * len(seg), [self.actions[k - 1] for k in seg.label],
+                            seg.start, seg.end, seg.score, strict=True))
+        return Segments.from_rows(rows)
+
+    def score_fused(self, fused: list[np.ndarray]):
+        self.calls += 1
+        return average_precision(self.gt, self.detections(fused), self.thresholds)
+
+    def score(self, weights: np.ndarray) -> float:
+        return self.score_fused(self.fused(np.asarray(weights, dtype=np.float64))).mean

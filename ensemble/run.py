@@ -1,0 +1,123 @@
+"""``talsearch ensemble``: candidates -> aligned -> selected and weighted -> outputs + MLflow run."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tal_core.config import load_config
+from tal_core.data.annotations import load_ground_truth
+from tal_core.formats import ground_truth_segments, submission_rows, write_detections, write_submission
+
+from .align import align
+from .candidates import Candidate, CandidateError, collect
+from .fuse import Evaluator
+from .select import cross_validate, fit_weights
+
+
+def log(message: str) -> None:
+    print(f"[ensemble] {message}", file=sys.stderr, flush=True)
+
+
+def _detections_json(evaluator: Evaluator, fused) -> dict[str, list[dict]]:
+    table = evaluator.detections(fused)
+    out: dict[str, list[dict]] = {v.video_id: [] for v in evaluator.videos}
+    for video, label, start, end, score in zip(table.video, table.label, table.start, table.end, table.score,
+                                               strict=True):
+        out[video].append({"label": label, "score": float(score), "segment": [float(start), float(end)]})
+    return out
+
+
+def _metrics(result) -> dict:
+    out = {f"val_mAP@{t:g}": float(m) for t, m in zip(result.thresholds, result.map_per_threshold, strict=True)}
+    out["val_mAP"] = result.mean
+    return out
+
+
+def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
+                 folds: int = 5, max_steps: int = 12, seed: int = 0) -> dict:
+    cfg = load_config(config, overrides)
+    out = Path(out)
+    spec = load_ground_truth(Path(data))
+    from search.tracking import resolve_uri  # tracking URI resolution only
+
+    uri = resolve_uri(cfg.tracking.uri)
+    candidates = collect(str(source), uri, out, top_n)
+    started = time.perf_counter()
+    log(f"{len(candidates)} candidate(s) from {source}")
+    missing = [v for v in candidates[0].val.video_ids if v not in spec.videos]
+    if missing:
+        raise CandidateError(f"trial {candidates[0].run_id}: val videos {missing[:5]} are not in {data}")
+    videos = align([c.val for c in candidates])
+    gt = ground_truth_segments(spec, None)
+    keep = np.isin(gt.video.astype(str), [v.video_id for v in videos])
+    gt = type(gt)(gt.video[keep], gt.label[keep], gt.start[keep], gt.end[keep], gt.score[keep])
+    evaluator = Evaluator(videos, gt, candidates[0].val.actions, cfg.eval)
+    fitted = fit_weights(evaluator, max_steps=max_steps)
+    cv = cross_validate(evaluator, folds, seed, max_steps, refine=True)
+    best_single = int(np.argmax([evaluator.score(np.eye(len(candidates))[m]) for m in range(len(candidates))]))
+    ens_result = evaluator.score_fused(evaluator.fused(fitted.weights))
+    single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
+    metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": cv["oof_mAP"]},
+               "best_single": _metrics(single_result) | {"oof_val_mAP": cv["oof_best_single_mAP"],
+                                                          "run_id": candidates[best_single].run_id},
+               "folds": cv["folds"], "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
+    write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
+    log(f"ensemble val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {cv['oof_mAP']:.4f}) vs best single "
+        f"{metrics['best_single']['val_mAP']:.4f} (oof {cv['oof_best_single_mAP']:.4f})")
+    _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
+    return {"out": str(out), **metrics}
+
+
+def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Evaluator, metrics: dict, cfg,
+                  spec, source: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    members = [{"run_id": c.run_id, "weight": float(w), "val_mAP": c.val_map, "source": c.source,
+                "interval_seconds": c.val.meta.get("interval_seconds"), "view": c.val.meta.get("view"),
+                "params": c.params}
+               for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
+    spec_json = {"sweep": source, "members": members, "grid": "union of member interval boundaries",
+                 "decode": cfg.eval.model_dump(mode="json"), "selection_history": fitted.history}
+    (out / "ensemble.json").write_text(json.dumps(spec_json, indent=1, default=str))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_detections(_detections_json(evaluator, evaluator.fused(fitted.weights)), out / "detections" / "val.json")
+    chosen = [c for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
+    if all(c.test is not None for c in chosen) and chosen:
+        test_eval = Evaluator(align([c.test for c in chosen]), evaluator.gt, evaluator.actions, cfg.eval)
+        weights = fitted.weights[fitted.weights > 0]
+        test_dets = _detections_json(test_eval, test_eval.fused(weights / weights.sum()))
+        write_detections(test_dets, out / "detections" / "test.json")
+        durations = {v: spec.videos[v].duration for v in test_dets if v in spec.videos}
+        write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions), out / "submission.csv")
+    _plots(out, members, fitted.history)
+
+
+def _plots(out: Path, members: list[dict], history: list) -> None:
+    from search.plots import bar_plot, line_plot
+
+    bar_plot({m["run_id"]: m["weight"] for m in members}, out / "weights.png", "ensemble weights", "weight")
+    line_plot(range(1, len(history) + 1), history, out / "map_vs_size.png", "val mAP vs greedy steps",
+              "members added", "val mAP")
+
+
+def _log_mlflow(uri: str, experiment: str, out: Path, metrics: dict, source: str) -> None:
+    try:
+        import mlflow
+
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(experiment)
+        sweep_state = Path(source) / "sweep.json"
+        parent = json.loads(sweep_state.read_text()).get("parent_run_id") if sweep_state.exists() else source
+        with mlflow.start_run(run_name=f"ensemble-{out.name}", tags={"talsearch.kind": "ensemble",
+                                                                       "talsearch.sweep_run_id": str(parent)}):
+            mlflow.log_metrics({f"ensemble_{k}".replace("@", "_at_"): v for k, v in metrics["ensemble"].items()
+                                if isinstance(v, float)})
+            mlflow.log_metrics({f"best_single_{k}".replace("@", "_at_"): v for k, v in metrics["best_single"].items()
+                                if isinstance(v, float)})
+            mlflow.log_artifacts(str(out), "ensemble")
+    except Exception as error:  # tracking is a record, not a reason to lose the ensemble
+        log(f"warning: could not log to MLflow {uri}: {error}")
