@@ -60,12 +60,29 @@ def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep
         for sub in ("predictions", "detections"):
             if (trial_dir / sub).is_dir():
                 client.log_artifacts(run.info.run_id, str(trial_dir / sub), sub)
+        _log_full_config(client, run, trial_dir)
         for name in ("config.yaml", "metrics.json", "history.jsonl"):
             if (trial_dir / name).is_file():
                 client.log_artifact(run.info.run_id, str(trial_dir / name))
         if (trial_dir / "metrics.json").is_file():
             plot = per_class_ap_plot(json.loads((trial_dir / "metrics.json").read_text()), trial_dir / "per_class_ap.png")
             client.log_artifact(run.info.run_id, str(plot))
+
+
+def _log_full_config(client: MlflowClient, run, trial_dir: Path) -> None:
+    """Child runs get every config key as a flat param, not only the searched ones."""
+    import yaml
+    from mlflow.entities import Param
+
+    from tal_core.config import flatten
+
+    if not (trial_dir / "config.yaml").is_file():
+        return
+    flat = flatten(yaml.safe_load((trial_dir / "config.yaml").read_text()) or {})
+    present = set(run.data.params)
+    params = [Param(k, str(v)[:6000]) for k, v in sorted(flat.items()) if k not in present]
+    for start in range(0, len(params), 100):
+        client.log_batch(run.info.run_id, params=params[start : start + 100])
 
 
 def finish_parent(uri: str, parent_id: str, summary: dict, sweep_dir: Path) -> None:

@@ -1,0 +1,64 @@
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from tal_core.config import Config, ConfigError, flatten, load_config, parse_overrides, unflatten
+from conftest import ROOT
+
+
+def test_base_yaml_documents_every_default():
+    text = (ROOT / "configs" / "base.yaml").read_text()
+    assert flatten(yaml.safe_load(text)) == flatten(Config().model_dump(mode="json"))
+    for line in text.splitlines():
+        if line.startswith("  ") and ":" in line:
+            assert "#" in line, f"base.yaml key without a comment: {line}"
+
+
+def test_overrides_parse_as_yaml_and_apply():
+    cfg = load_config(None, ["model.shift_fraction=0.25", "eval.tiou_thresholds=[0.5, 0.7]", "train.amp=false"])
+    assert cfg.model.shift_fraction == 0.25
+    assert cfg.eval.tiou_thresholds == (0.5, 0.7)
+    assert cfg.train.amp is False
+
+
+@pytest.mark.parametrize("pair, name", [
+    ("data.interval_seconds=0", "data.interval_seconds"),
+    ("model.shift_fraction=0.6", "model.shift_fraction"),
+    ("model.backbone=vgg", "model.backbone"),
+    ("model.shfit_fraction=0.1", "model.shfit_fraction"),
+    ("train.epochs=abc", "train.epochs"),
+    ("eval.tiou_thresholds=[1.5]", "eval.tiou_thresholds"),
+])
+def test_bad_values_name_their_key(pair, name):
+    with pytest.raises(ConfigError, match=name.replace(".", r"\.")):
+        load_config(None, [pair])
+
+
+def test_bad_override_syntax():
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["novalue"])
+
+
+def test_yaml_file_errors_name_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: -1\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml") as info:
+        load_config(path)
+    assert "train.lr" in str(info.value)
+
+
+def test_configs_are_immutable_and_flat_roundtrip():
+    cfg = Config()
+    with pytest.raises(ValidationError):
+        cfg.train.lr = 1.0
+    flat = cfg.flat()
+    assert unflatten(flat)["train"]["lr"] == cfg.train.lr
+    changed = cfg.with_overrides({"train.lr": 0.5})
+    assert changed.train.lr == 0.5 and cfg.train.lr != 0.5
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "sweep_demo.yaml", "sweep_360x.yaml"])
+def test_shipped_configs_validate(name):
+    from search.space import load_sweep
+
+    load_sweep(ROOT / "configs" / name)
