@@ -19,12 +19,12 @@ def test_direction_only_pair_exists():
 
 
 def test_deterministic_by_seed(tmp_path):
-    spec = SynthSpec(videos=3, seed=7, duration=(4.0, 5.0), size=16, views=("front",))
+    spec = SynthSpec(videos=3, seed=7, duration=(4.0, 5.0), size=32, views=("front",))
     a = json.loads(synthesize(tmp_path / "a", spec).read_text())
     b = json.loads(synthesize(tmp_path / "b", spec).read_text())
-    c = json.loads(synthesize(tmp_path / "c", SynthSpec(videos=3, seed=8, duration=(4.0, 5.0), size=16,
+    c = json.loads(synthesize(tmp_path / "c", SynthSpec(videos=3, seed=8, duration=(4.0, 5.0), size=32,
                                                         views=("front",))).read_text())
     assert a == b and a != c
-    fa = decode_video(tmp_path / "a" / "videos" / "vid0000" / "front.mp4", 8, 16)
-    fb = decode_video(tmp_path / "b" / "videos" / "vid0000" / "front.mp4", 8, 16)
+    fa = decode_video(tmp_path / "a" / "videos" / "vid0000" / "front.mp4", 8, 32)
+    fb = decode_video(tmp_path / "b" / "videos" / "vid0000" / "front.mp4", 8, 32)
     assert (fa == fb).all()

@@ -39,7 +39,13 @@ def source_frame_indices(num_frames: int, source_fps: float, decode_fps: float) 
         raise ValueError(f"video reports {num_frames} frames at {source_fps} fps")
     count = max(1, int(np.floor(num_frames / source_fps * decode_fps + 1e-6)))
     times = np.arange(count) / decode_fps
-    return np.minimum(np.round(times * source_fps).astype(np.int64), num_frames - 1)
+    return np.minimum(np.floor(times * source_fps + 1e-6).astype(np.int64), num_frames - 1)
+
+
+def decode_side(size: int) -> int:
+    """decord returns corrupt buffers for output widths that are not a multiple of 32, so frames are
+    decoded (and scaled by ffmpeg) at the next multiple of 32 and resized to ``size`` afterwards."""
+    return max(32, -(-size // 32) * 32)
 
 
 def _open_reader(path: Path, size: int):
@@ -48,7 +54,8 @@ def _open_reader(path: Path, size: int):
     if not path.is_file():
         raise VideoDecodeError(f"{path}: video file not found")
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        side = decode_side(size)
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), width=side, height=side, num_threads=1)
     except Exception as error:  # decord raises its own DECORDError and RuntimeErrors
         raise VideoDecodeError(f"{path}: cannot open video ({str(error).splitlines()[0][:200]})") from None
 
@@ -74,7 +81,6 @@ def iter_decoded(path: Path, decode_fps: float, size: int):
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8, bilinear with antialiasing.
 
-    (decord's own resize on open fails for some sizes, so frames are resized here.)
     """
     if frames.shape[1] == size and frames.shape[2] == size:
         return frames

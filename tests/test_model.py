@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from tal_core.config import LossConfig, ModelConfig
+from tal_core.losses import multitask_loss
+from tal_core.model.backbones import BACKBONES, build_backbone
+from tal_core.model.multitask import MultiTaskTSM
+from tal_core.model.temporal_shift import TemporalShift
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("place", ["blockres", "block"])
+def test_every_backbone_builds_and_trains_one_step(backbone, place):
+    cfg = ModelConfig(backbone=backbone, shift_place=place, tiny_width=8)
+    model = MultiTaskTSM(cfg, n_segment=2, num_actions=3, num_scenes=2)
+    assert any(isinstance(m, TemporalShift) for m in model.modules())
+    clips = torch.randint(0, 255, (2, 2, 3, 32, 32), dtype=torch.uint8)
+    action, scene = model(clips)
+    assert action.shape == (2, 4) and scene.shape == (2, 2)
+    (action.sum() + scene.sum()).backward()
+    assert all(p.grad is not None for p in model.action_head.parameters())
+
+
+def test_no_shift_inserted_at_fraction_zero():
+    net, _ = build_backbone("tiny", 4, 0.0, "blockres", tiny_width=8)
+    assert not any(isinstance(m, TemporalShift) for m in net.modules())
+
+
+def test_local_pretrained_weights_load(tmp_path):
+    net, _ = build_backbone("tiny", 2, 0.0, "blockres", tiny_width=8)
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    loaded, _ = build_backbone("tiny", 2, 0.0, "blockres", pretrained=str(tmp_path / "w.pt"), tiny_width=8)
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), loaded.state_dict().values(),
+                                                  strict=True))
+    with pytest.raises(FileNotFoundError, match="model.pretrained"):
+        build_backbone("tiny", 2, 0.0, "blockres", pretrained=str(tmp_path / "none.pt"))
+
+
+def test_loss_weights_scale_their_terms():
+    torch.manual_seed(0)
+    action_logits, scene_logits = torch.randn(4, 3), torch.randn(4, 2)
+    action, scene = torch.tensor([0, 1, 2, 1]), torch.tensor([0, 1, -1, 1])
+    base = multitask_loss(action_logits, scene_logits, action, scene, LossConfig(action_weight=1, scene_weight=1))
+    only_action = multitask_loss(action_logits, scene_logits, action, scene,
+                                 LossConfig(action_weight=2, scene_weight=0))
+    assert torch.isclose(base.total, base.action + base.scene)
+    assert torch.isclose(only_action.total, 2 * base.action)
+    heavy_bg = multitask_loss(action_logits, scene_logits, action, scene, LossConfig(background_weight=5.0))
+    assert not torch.isclose(heavy_bg.action, base.action)
