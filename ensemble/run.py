@@ -108,8 +108,9 @@ def _log_mlflow(uri: str, experiment: str, out: Path, metrics: dict, source: str
     try:
         import mlflow
 
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_experiment(experiment)
+        from search.tracking import check_reachable
+
+        mlflow.set_experiment(experiment_id=check_reachable(uri, experiment))
         sweep_state = Path(source) / "sweep.json"
         parent = json.loads(sweep_state.read_text()).get("parent_run_id") if sweep_state.exists() else source
         with mlflow.start_run(run_name=f"ensemble-{out.name}", tags={"talsearch.kind": "ensemble",

@@ -18,12 +18,21 @@ def resolve_uri(uri: str, workdir: Path | None = None) -> str:
     return uri
 
 
+def artifact_location(uri: str) -> str | None:
+    """For a SQLite store, artifacts go next to the database file (not into the current folder)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
 def check_reachable(uri: str, experiment: str) -> str:
     """Create/find the experiment now, so a dead server fails before Ray starts; returns its id."""
     mlflow.set_tracking_uri(uri)
     try:
         found = mlflow.get_experiment_by_name(experiment)
-        return found.experiment_id if found else mlflow.create_experiment(experiment)
+        if found:
+            return found.experiment_id
+        return mlflow.create_experiment(experiment, artifact_location=artifact_location(uri))
     except Exception as error:
         raise ConnectionError(f"MLflow tracking store {uri} is not reachable: {str(error).splitlines()[0]}") from None
 

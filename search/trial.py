@@ -9,6 +9,8 @@ same, gathered val metrics; rank 0 attaches the resume checkpoint.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
 import time
@@ -59,6 +61,9 @@ def worker_loop(loop_config: dict) -> None:
         else:
             ray.train.report(report)
 
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / f"worker_{world_rank}.json").write_text(json.dumps(
+        {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}))
     resume_from = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:

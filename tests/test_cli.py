@@ -1,0 +1,55 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY_OVERRIDES
+from search.cli import main
+
+TALSEARCH = [sys.executable, "-m", "search.cli"]
+
+
+def run_cli(*args):
+    return subprocess.run([*TALSEARCH, *args], capture_output=True, text=True, timeout=600)
+
+
+def test_train_then_evaluate_and_submit(tiny_data, tmp_path):
+    sets = [f"{k}={v}" for k, v in TINY_OVERRIDES.items()]
+    done = run_cli("train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--set", *sets)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert "val_mAP" in result and "epoch 1/1" in done.stderr
+    ev = run_cli("evaluate", "--gt", str(tiny_data / "annotations.json"), "--pred",
+                 str(tmp_path / "run" / "detections" / "val.json"))
+    assert ev.returncode == 0, ev.stderr
+    scores = json.loads(ev.stdout)
+    assert set(scores) == {"mAP@0.5", "mAP@0.75", "mAP@0.95", "mAP", "per_class"}
+    assert scores["mAP"] == pytest.approx(result["val_mAP"])
+    sub = run_cli("submit", "--gt", str(tiny_data / "annotations.json"), "--pred",
+                  str(tmp_path / "run" / "detections" / "test.json"), "--out", str(tmp_path / "s.csv"))
+    assert sub.returncode == 0 and (tmp_path / "s.csv").read_text().startswith("id,predictions")
+    again = run_cli("train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--set", *sets)
+    assert again.returncode != 0 and "--resume" in again.stderr
+
+
+def test_evaluate_needs_only_annotations(tmp_path, capsys):
+    gt = {"taxonomy": {"actions": ["a"], "scenes": [], "views": ["front"]},
+          "database": {"v": {"subset": "val", "duration": 10, "views": {"front": "gone.mp4"},
+                             "annotations": [{"segment": [0, 5], "label": "a"}]}}}
+    (tmp_path / "annotations.json").write_text(json.dumps(gt))
+    (tmp_path / "d.json").write_text(json.dumps({"results": {"v": [{"label": "a", "score": 1, "segment": [0, 5]}]}}))
+    assert main(["evaluate", "--gt", str(tmp_path / "annotations.json"), "--pred", str(tmp_path / "d.json")]) == 0
+    assert json.loads(capsys.readouterr().out)["mAP"] == 1.0
+
+
+def test_bad_config_exits_nonzero_naming_key(tiny_data, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_data), "--out", str(tmp_path), "--set", "model.shift_fraction=0.9"])
+    assert code == 2 and "model.shift_fraction" in capsys.readouterr().err
+
+
+def test_set_accepts_several_pairs_and_repeats(tiny_data, tmp_path, capsys):
+    code = main(["train", "--data", str(tiny_data), "--out", str(tmp_path), "--set", "train.epochs=1",
+                 "data.image_size=32", "--set", "model.tiny_width=8", "data.frames_per_interval=2",
+                 "--set", "train.lr=-1"])
+    assert code == 2 and "train.lr" in capsys.readouterr().err

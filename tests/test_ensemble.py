@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pytest
+
+from ensemble.align import align, common_grid, member_cells
+from ensemble.candidates import CandidateError, collect
+from ensemble.run import run_ensemble
+from tal_core.data.annotations import write_annotations
+from tal_core.predictions import IntervalPredictions, save_predictions
+
+ACTIONS = ("a", "b")
+DURATION = 12.0
+
+
+def make_data(tmp_path, n_videos=10, seed=0):
+    rng = np.random.default_rng(seed)
+    database, truth = {}, {}
+    for i in range(n_videos):
+        start = float(rng.integers(0, 4))
+        segs = [(start, start + 3.0, "a"), (start + 5.0, start + 8.0, "b")]
+        truth[f"v{i}"] = segs
+        database[f"v{i}"] = {"subset": "val", "duration": DURATION, "scene": None, "views": {"front": "x.mp4"},
+                             "annotations": [{"segment": [s, e], "label": lbl} for s, e, lbl in segs]}
+    write_annotations({"taxonomy": {"actions": list(ACTIONS), "scenes": [], "views": ["front"]},
+                       "database": database}, tmp_path / "data")
+    return truth
+
+
+def member_probs(truth, interval, good_on, rng, noise=0.0):
+    """Interval probabilities that know the truth for classes in good_on, else guess background."""
+    starts = np.arange(0, DURATION, interval)
+    ends = np.minimum(starts + interval, DURATION)
+    probs = np.zeros((len(starts), 3))
+    probs[:, 0] = 1.0
+    for s, e, label in truth:
+        k = ACTIONS.index(label) + 1
+        inside = (starts >= s) & (ends <= e)
+        probs[inside] = 0.0
+        if label in good_on:
+            probs[inside, k] = 1.0
+        else:  # unsure: background a little above the actions
+            probs[inside] = [0.4, 0.3, 0.3]
+    probs = (1 - noise) * probs + noise * rng.dirichlet(np.ones(3), size=len(starts))
+    return starts, ends, probs / probs.sum(axis=1, keepdims=True)
+
+
+def write_member(sweep, name, truth, interval, good_on, noise, seed, val_map=0.5):
+    rng = np.random.default_rng(seed)
+    vids = sorted(truth)
+    parts = [member_probs(truth[v], interval, good_on, rng, noise) for v in vids]
+    meta = {"actions": list(ACTIONS), "scenes": [], "interval_seconds": interval, "config": {}}
+    pred = IntervalPredictions.from_videos(vids, [p[0] for p in parts], [p[1] for p in parts],
+                                           [p[2] for p in parts], np.zeros((len(vids), 0)), meta)
+    save_predictions(pred, sweep / "trials" / name / "predictions" / "val.npz")
+    (sweep / "trials" / name / "metrics.json").write_text(json.dumps({"val_mAP": val_map}))
+
+
+def test_mixed_interval_lengths_align_exactly():
+    grid = common_grid([(np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, 2.5])),
+                        (np.array([0.0, 1.5]), np.array([1.5, 2.5]))])
+    assert grid[0].tolist() == [0.0, 1.0, 1.5, 2.0] and grid[1].tolist() == [1.0, 1.5, 2.0, 2.5]
+    assert member_cells(np.array([0.0, 1.5]), np.array([1.5, 2.5]), grid[0]).tolist() == [0, 0, 1, 1]
+
+
+def test_complementary_members_beat_either_and_noise_gets_no_weight(tmp_path):
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "good_a", truth, 1.0, {"a"}, 0.05, 1)
+    write_member(sweep, "good_b", truth, 0.5, {"b"}, 0.05, 2)
+    write_member(sweep, "noise", truth, 1.0, set(), 1.0, 3)
+    result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", overrides=["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
+                          folds=3)
+    spec = json.loads((tmp_path / "out" / "ensemble.json").read_text())
+    weights = {m["run_id"]: m["weight"] for m in spec["members"]}
+    assert weights.get("noise", 0.0) < 0.05
+    assert {"good_a", "good_b"} <= set(weights)
+    assert result["ensemble"]["val_mAP"] > result["best_single"]["val_mAP"] + 0.2
+    assert result["ensemble"]["oof_val_mAP"] >= result["best_single"]["oof_val_mAP"]
+    assert abs(sum(weights.values()) - 1) < 1e-9
+    # the written detections reproduce the reported val mAP
+    from tal_core.data.annotations import load_ground_truth
+    from tal_core.formats import ground_truth_segments, read_detections
+    from tal_core.metrics import average_precision
+
+    gt = ground_truth_segments(load_ground_truth(tmp_path / "data"), "val")
+    again = average_precision(gt, read_detections(tmp_path / "out" / "detections" / "val.json"))
+    assert again.mean == pytest.approx(result["ensemble"]["val_mAP"])
+
+
+def test_mismatched_members_name_the_trial(tmp_path):
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "one", truth, 1.0, {"a"}, 0.1, 1)
+    write_member(sweep, "two", {k: v for k, v in list(truth.items())[:-1]}, 1.0, {"a"}, 0.1, 1)
+    with pytest.raises(CandidateError, match="trial two"):
+        collect(str(sweep), "", tmp_path)
+
+
+def test_empty_sweep_is_a_clear_error(tmp_path):
+    (tmp_path / "trials").mkdir()
+    with pytest.raises(CandidateError, match="no finished trial"):
+        collect(str(tmp_path), "", tmp_path)
+
+
+def test_align_keeps_member_probabilities(tmp_path):
+    truth = make_data(tmp_path, n_videos=2)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "m1", truth, 1.0, {"a"}, 0.1, 1)
+    write_member(sweep, "m2", truth, 0.75, {"b"}, 0.1, 2)
+    cands = collect(str(sweep), "", tmp_path)
+    videos = align([c.val for c in cands])
+    starts, _, probs = cands[0].val.video(0)
+    cell = videos[0]
+    index = np.searchsorted(starts, cell.starts, side="right") - 1
+    assert np.allclose(cell.probs[0], probs[index])

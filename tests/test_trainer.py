@@ -1,0 +1,60 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_OVERRIDES
+from tal_core.config import LossConfig, load_config
+from tal_core.data.annotations import load_dataset
+from tal_core.engine import NonFiniteLossError, train_one_epoch
+from tal_core.predictions import load_predictions
+from tal_core.trainer import fit, load_checkpoint
+
+
+def test_fit_writes_every_output_and_is_deterministic(tiny_data, tmp_path):
+    spec = load_dataset(tiny_data)
+    cfg = load_config(None, TINY_OVERRIDES)
+    best = fit(cfg, spec, tmp_path / "a")
+    out = tmp_path / "a"
+    for name in ("metrics.json", "detections/val.json", "detections/test.json", "predictions/val.npz",
+                 "predictions/test.npz", "checkpoint.pt", "last.pt", "config.yaml", "history.jsonl"):
+        assert (out / name).exists(), name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) >= {"val_mAP", "val_mAP@0.5", "val_mAP@0.75", "val_mAP@0.95", "val_scene_acc"}
+    pred = load_predictions(out / "predictions" / "val.npz")
+    assert pred.probs.shape[1] == len(spec.taxonomy.actions) + 1
+    assert np.allclose(pred.probs.sum(axis=1), 1, atol=1e-4)
+    assert set(pred.video_ids) == {v.video_id for v in spec.subset("val")}
+    again = fit(cfg, spec, tmp_path / "b")
+    assert again["val_mAP"] == best["val_mAP"] and again["train_loss"] == best["train_loss"]
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert "model" in state
+
+
+def test_resume_continues_from_last_epoch(tiny_data, tmp_path):
+    spec = load_dataset(tiny_data)
+    fit(load_config(None, TINY_OVERRIDES), spec, tmp_path)
+    cfg2 = load_config(None, {**TINY_OVERRIDES, "train.epochs": 2})
+    fit(cfg2, spec, tmp_path, resume_from=tmp_path / "last.pt")
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+
+
+class NanModel(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, clips):
+        n = clips.shape[0]
+        return self.w * torch.full((n, 3), float("nan")), self.w * torch.zeros(n, 2)
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    model = NanModel()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    loader = [(torch.zeros(2, 1, 3, 4, 4), torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([0, 1]))]
+    with pytest.raises(NonFiniteLossError, match="nan"):
+        train_one_epoch(model, loader, opt, sched, LossConfig(), torch.device("cpu"), amp=False)
