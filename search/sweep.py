@@ -10,6 +10,7 @@ Sweep folder layout (``--out SWEEP``):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -73,7 +74,6 @@ def concurrency(spec: SweepSpec, cluster_cpus: float) -> int:
 
 def _searcher(spec: SweepSpec, sweep_dir: Path, study_name: str, epochs: int):
     import optuna
-    from ray.tune.search import ConcurrencyLimiter
 
     from .searcher import BudgetAwareOptunaSearch
 
@@ -99,9 +99,8 @@ def _init_ray(address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
-    context = ray.init(address=address, log_to_driver=False, configure_logging=False,
-                       runtime_env={"env_vars": {"TALSEARCH_CACHE": os.environ.get("TALSEARCH_CACHE", "")}}
-                       if os.environ.get("TALSEARCH_CACHE") else None)
+    # No runtime_env: workers that Ray prestarts can then host the trial and Train actors at once.
+    context = ray.init(address=address, log_to_driver=False, configure_logging=False)
     url = getattr(context, "dashboard_url", None)
     log(f"Ray {'cluster ' + address if address else 'local'}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
         + (f"; dashboard http://{url}" if url else ""))
@@ -135,7 +134,8 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     log(f"MLflow {uri} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}")
 
     _init_ray(address)
-    results = _run_tuner(spec, sweep_dir, state, storage, resume, str(cache.cache_dir))
+    with contextlib.redirect_stdout(sys.stderr):  # Tune's progress tables are logs, not the result
+        results = _run_tuner(spec, sweep_dir, state, storage, resume, str(cache.cache_dir))
     state["trials"] = trial_outcomes(results, max_epochs(spec))
     state["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     state_path.write_text(json.dumps(state, indent=1))

@@ -40,20 +40,19 @@ def worker_loop(loop_config: dict) -> None:
     from tal_core.trainer import fit
 
     started = loop_config["trial_started"]
+    timing = {"worker_start_s": time.time() - started, "first_step_s": None}
     cfg = from_dict(unflatten(loop_config["config"]))
     context = ray.train.get_context()
     world_rank = context.get_world_rank()
     run_dir = Path(loop_config["run_dir"])
     spec = load_dataset(loop_config["data"])
-    timing = {"first_step_s": None}
 
     def on_first_step():
         timing["first_step_s"] = time.time() - started
 
     def on_epoch(epoch: int, metrics: dict, out: Path) -> None:
         report = {mlflow_name(k): float(v) for k, v in metrics.items() if k in REPORTED or k.startswith("val_mAP@")}
-        if timing["first_step_s"] is not None:
-            report["first_step_s"] = timing["first_step_s"]
+        report.update({k: v for k, v in timing.items() if v is not None})
         if world_rank == 0:
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copy2(out / "last.pt", Path(tmp) / "last.pt")

@@ -7,8 +7,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from .data.annotations import DatasetSpec
 from .metrics import Segments
 

@@ -2,8 +2,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tal_core.config import Config, ConfigError, flatten, load_config, parse_overrides, unflatten
 from conftest import ROOT
+from tal_core.config import Config, ConfigError, flatten, load_config, parse_overrides, unflatten
 
 
 def test_base_yaml_documents_every_default():

@@ -8,7 +8,6 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import ROOT, TINY_OVERRIDES
 from search.leaderboard import leaderboard
 from search.space import load_sweep
 from tal_core.config import ConfigError
