@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import EvalConfig
-from .metrics import segment_iou
 
 
 @dataclass(frozen=True)
@@ -62,25 +61,39 @@ def _candidates(probs: np.ndarray, thresholds) -> tuple[np.ndarray, ...]:
 
 
 def nms_1d(start, end, score, label, iou_threshold: float, keep_max: int) -> np.ndarray:
-    """Indices kept by greedy per-label NMS, in descending score order (at most keep_max)."""
-    order = np.lexsort((np.arange(len(score)), -score))
+    """Indices kept by greedy per-label NMS, in descending score order (at most keep_max).
+
+    Plain Python floats: per video there are tens of candidates, where numpy's per-call cost dominates.
+    """
+    order = np.lexsort((np.arange(len(score)), -np.asarray(score))).tolist()
+    starts, ends, labels = np.asarray(start).tolist(), np.asarray(end).tolist(), np.asarray(label).tolist()
     kept: list[int] = []
-    for idx in order:
-        if kept:
-            prior = np.array(kept)
-            same = prior[label[prior] == label[idx]]
-            if len(same) and (segment_iou(start[idx], end[idx], start[same], end[same]) > iou_threshold).any():
-                continue
-        kept.append(int(idx))
+    kept_by_label: dict[int, list[int]] = {}
+    for i in order:
+        s_i, e_i = starts[i], ends[i]
+        same = kept_by_label.setdefault(labels[i], [])
+        if any(_iou(s_i, e_i, starts[j], ends[j]) > iou_threshold for j in same):
+            continue
+        kept.append(i)
+        same.append(i)
         if len(kept) >= keep_max:
             break
     return np.array(kept, dtype=np.int64)
 
 
+def _iou(s1: float, e1: float, s2: float, e2: float) -> float:
+    inter = min(e1, e2) - max(s1, s2)
+    if inter <= 0:
+        return 0.0
+    union = (e1 - s1) + (e2 - s2) - inter
+    return inter / union if union > 0 else 0.0
+
+
 def _unique_runs(label, first, stop, score):
     """Identical runs found at several thresholds are one candidate (keep the first)."""
-    keys = np.stack([label, first, stop], axis=1)
-    _, index = np.unique(keys, axis=0, return_index=True)
+    width = int(stop.max(initial=0)) + 1
+    keys = (label.astype(np.int64) * width + first) * width + stop
+    _, index = np.unique(keys, return_index=True)
     index = np.sort(index)
     return label[index], first[index], stop[index], score[index]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -115,25 +116,28 @@ def _match_groups(pred_group, pred_rank, pred_s, pred_e, gt_s, gt_e, gt_valid, t
     return tp
 
 
-def _codes(*columns: np.ndarray) -> list[np.ndarray]:
-    """Integer codes of values shared across several columns."""
-    joined = np.concatenate([np.asarray(c, dtype=str) for c in columns]) if columns else np.array([])
-    _, inverse = np.unique(joined, return_inverse=True)
+def _codes(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Integer codes of values shared across several columns (hash-based), and the distinct values."""
+    joined = np.concatenate([np.asarray(c, dtype=object) for c in columns])
+    codes, uniques = pd.factorize(joined)
     splits = np.cumsum([len(c) for c in columns])[:-1]
-    return np.split(inverse, splits)
+    return np.split(codes.astype(np.int64), splits), np.asarray(uniques, dtype=object)
 
 
 def average_precision(gt: Segments, pred: Segments, thresholds=(0.5, 0.75, 0.95)) -> MapResult:
     thresholds = tuple(float(t) for t in thresholds)
-    classes = tuple(sorted(set(gt.label.tolist())))
+    (gt_label, pred_label), names = _codes(gt.label, pred.label)
+    gt_codes = np.unique(gt_label)
+    classes = tuple(sorted(str(names[c]) for c in gt_codes))
     ap = np.zeros((len(thresholds), len(classes)))
     if not classes:
         return MapResult(classes, thresholds, ap)
-    class_of = {c: k for k, c in enumerate(classes)}
-    keep = np.array([lbl in class_of for lbl in pred.label], dtype=bool) if len(pred) else np.zeros(0, bool)
-    gt_video, pred_video = _codes(gt.video, pred.video[keep])
-    gt_class = np.array([class_of[c] for c in gt.label], dtype=np.int64)
-    pred_class = np.array([class_of[c] for c in pred.label[keep]], dtype=np.int64)
+    class_of_code = np.full(len(names), -1, dtype=np.int64)
+    class_of_code[gt_codes[np.argsort(names[gt_codes].astype(str), kind="stable")]] = np.arange(len(classes))
+    gt_class, pred_class = class_of_code[gt_label], class_of_code[pred_label]
+    keep = pred_class >= 0
+    pred_class = pred_class[keep]
+    (gt_video, pred_video), _ = _codes(gt.video, pred.video[keep])
     p_s, p_e, p_score = pred.start[keep], pred.end[keep], pred.score[keep]
 
     n_videos = int(max(gt_video.max(initial=-1), pred_video.max(initial=-1)) + 1)

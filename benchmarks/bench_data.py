@@ -1,0 +1,85 @@
+"""Clips/s reading intervals straight from decord vs from the decoded-frame cache.
+
+Also: cache build time vs one plain sequential decode of each video.
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tal_core.config import DataConfig  # noqa: E402
+from tal_core.data.annotations import load_dataset  # noqa: E402
+from tal_core.data.dataset import IntervalDataset, interval_frame_span, tsn_positions  # noqa: E402
+from tal_core.data.synth import SynthSpec, synthesize  # noqa: E402
+from tal_core.data.video import FrameCache, decode_side, decode_video, source_frame_indices  # noqa: E402
+
+
+def decord_clips(spec, data: DataConfig, items, rng) -> float:
+    """Baseline: open each video with decord and fetch each interval's frames by random access."""
+    import decord
+
+    readers = {}
+    started = time.perf_counter()
+    for video, start, end in items:
+        path = str(spec.video_path(video, data.view))
+        if path not in readers:
+            side = decode_side(data.image_size)
+            readers[path] = decord.VideoReader(path, width=side, height=side, num_threads=1)
+        reader = readers[path]
+        index = source_frame_indices(len(reader), reader.get_avg_fps(), data.decode_fps)
+        first, count = interval_frame_span(start, end, data.decode_fps, len(index))
+        reader.get_batch(index[tsn_positions(first, count, data.frames_per_interval, rng)].tolist()).asnumpy()
+    return len(items) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        synthesize(tmp / "data", SynthSpec(videos=8, seed=1, size=64, views=("front",)))
+        spec = load_dataset(tmp / "data")
+        data = DataConfig(view="front", image_size=64, frames_per_interval=8, interval_seconds=1.0)
+        videos = list(spec.videos.values())
+
+        started = time.perf_counter()
+        for v in videos:
+            decode_video(spec.video_path(v, "front"), data.decode_fps, data.image_size)
+        plain_decode_s = time.perf_counter() - started
+
+        cache = FrameCache(tmp / "cache")
+        started = time.perf_counter()
+        for v in videos:
+            cache.ensure(spec.video_path(v, "front"), data.decode_fps, data.image_size)
+        cache_build_s = time.perf_counter() - started
+
+        dataset = IntervalDataset(spec, "train", data, train=True, cache=cache)
+        rng = np.random.default_rng(0)
+        order = rng.permutation(len(dataset))[:200]
+        items = [(dataset.videos[v].video, dataset.videos[v].starts[i], dataset.videos[v].ends[i])
+                 for v, i in dataset.index[order]]
+        decord_rate = decord_clips(spec, data, items, rng)
+        started = time.perf_counter()
+        for _ in range(5):
+            for item in order:
+                dataset[int(item)]
+        cache_rate = 5 * len(order) / (time.perf_counter() - started)
+    print(json.dumps({"bench": "data", "clips": len(order), "frames_per_clip": data.frames_per_interval,
+                      "image_size": data.image_size, "decord_clips_per_s": round(decord_rate, 1),
+                      "cache_clips_per_s": round(cache_rate, 1), "speedup": round(cache_rate / decord_rate, 1),
+                      "cache_build_s": round(cache_build_s, 3), "plain_sequential_decode_s": round(plain_decode_s, 3),
+                      "build_vs_decode": round(cache_build_s / plain_decode_s, 3), "machine": platform.machine(),
+                      "cpus": __import__("os").cpu_count()}))
+
+
+if __name__ == "__main__":
+    main()
