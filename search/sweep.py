@@ -203,7 +203,9 @@ def trial_outcomes(results, epochs: int) -> dict[str, dict]:
             status = "FINISHED"
         outcomes[trial_id] = {"trial_id": trial_id, "status": status, "epochs": done,
                               "error": str(result.error).splitlines()[0][:500] if result.error else None,
-                              "val_mAP": metrics.get("val_mAP"), "time_total_s": metrics.get("time_total_s")}
+                              "val_mAP": metrics.get("val_mAP"), "time_total_s": metrics.get("time_total_s"),
+                              "worker_start_s": metrics.get("worker_start_s"),
+                              "first_step_s": metrics.get("first_step_s")}
     return outcomes
 
 

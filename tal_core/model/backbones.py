@@ -10,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
-from torchvision.models.mobilenetv2 import InvertedResidual
-from torchvision.models.resnet import BasicBlock, Bottleneck
 
 from .temporal_shift import TemporalShift
 
@@ -41,7 +38,12 @@ def tiny_net(width: int) -> tuple[nn.Module, int]:
     return nn.Sequential(stem, *blocks, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 4 * width
 
 
+RESIDUAL_BLOCKS = ("BasicBlock", "Bottleneck", "TinyBlock")  # torchvision's ResNet blocks and ours
+
+
 def _torchvision_net(name: str, pretrained: str) -> nn.Module:
+    import torchvision  # imported only when asked: it costs seconds at every worker start
+
     weights = "DEFAULT" if pretrained == "imagenet" else None
     return getattr(torchvision.models, name)(weights=weights)
 
@@ -51,13 +53,14 @@ def insert_shift(net: nn.Module, n_segment: int, fraction: float, place: str) ->
     wrapped = 0
     for parent in list(net.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, BasicBlock | Bottleneck | TinyBlock):
+            kind = type(child).__name__
+            if kind in RESIDUAL_BLOCKS:
                 if place == "blockres":
                     child.conv1 = TemporalShift(child.conv1, n_segment, fraction)
                 else:
                     setattr(parent, name, TemporalShift(child, n_segment, fraction))
                 wrapped += 1
-            elif isinstance(child, InvertedResidual) and child.use_res_connect:
+            elif kind == "InvertedResidual" and child.use_res_connect:
                 if place == "blockres":
                     child.conv[0] = TemporalShift(child.conv[0], n_segment, fraction)
                 else:
