@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except (ConfigError, DatasetError, VideoDecodeError, FormatError, PredictionsError, FileNotFoundError,
-            ValueError) as error:
+            ValueError, ConnectionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -25,8 +27,22 @@ def artifact_location(uri: str) -> str | None:
     return None
 
 
+def _probe_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail in seconds (not after MLflow's minutes of retries) when an http(s) server does not answer."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+    except OSError as error:
+        raise ConnectionError(f"MLflow tracking server {uri} is not reachable ({error}); "
+                              "start it or set tracking.uri") from None
+
+
 def check_reachable(uri: str, experiment: str) -> str:
     """Create/find the experiment now, so a dead server fails before Ray starts; returns its id."""
+    _probe_server(uri)
     mlflow.set_tracking_uri(uri)
     try:
         found = mlflow.get_experiment_by_name(experiment)
@@ -53,14 +69,28 @@ def child_runs(uri: str, parent_id: str) -> list:
                               max_results=10_000)
 
 
+def drop_duplicate_children(client: MlflowClient, runs: list) -> list:
+    """A driver killed mid-trial leaves that trial's run RUNNING; the resumed sweep opens a new one.
+    Keep one run per trial (the one with most logged metrics, then the newest) and delete the others."""
+    by_name: dict[str, list] = {}
+    for run in runs:
+        by_name.setdefault(run.info.run_name, []).append(run)
+    kept = []
+    for same in by_name.values():
+        same.sort(key=lambda r: (r.info.status == "FINISHED", len(r.data.metrics), r.info.start_time), reverse=True)
+        kept.append(same[0])
+        for stale in same[1:]:
+            client.delete_run(stale.info.run_id)
+    return kept
+
+
 def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep_dir: Path) -> None:
     """Tag each child run with its trial's outcome and upload its outputs."""
     from search.plots import per_class_ap_plot
 
     client = MlflowClient(uri)
-    for run in child_runs(uri, parent_id):
-        trial_id = run.data.tags.get("trial_name", "").split("_")[-1]
-        info = trial_info.get(trial_id) or next((v for k, v in trial_info.items() if k in run.info.run_name), None)
+    for run in drop_duplicate_children(client, child_runs(uri, parent_id)):
+        info = next((v for k, v in trial_info.items() if run.info.run_name.endswith(k)), None)
         if info is None:
             continue
         client.set_tag(run.info.run_id, "talsearch.trial_id", info["trial_id"])

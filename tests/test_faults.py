@@ -1,0 +1,152 @@
+"""Fault and bad-input suite: each fault gives a clear message naming its cause, a non-zero exit where it is
+fatal, and loses no finished trial, metric or prediction."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from test_sweep import sweep_file
+
+from conftest import TINY_OVERRIDES
+
+CLI = [sys.executable, "-m", "search.cli"]
+SETS = [f"{k}={v}" for k, v in TINY_OVERRIDES.items()]
+
+
+def cli(*args, **kw):
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=900, **kw)
+
+
+@pytest.fixture()
+def data_copy(tiny_data, tmp_path):
+    target = tmp_path / "data"
+    shutil.copytree(tiny_data, target)
+    return target
+
+
+def test_corrupt_mp4_is_named_or_skipped(data_copy, tmp_path):
+    victim = data_copy / "videos" / "vid0000" / "front.mp4"
+    victim.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x13" * 4000)
+    done = cli("train", "--data", str(data_copy), "--out", str(tmp_path / "r1"), "--set", *SETS)
+    assert done.returncode == 2 and "vid0000/front.mp4" in done.stderr
+    skipped = cli("train", "--data", str(data_copy), "--out", str(tmp_path / "r2"), "--set", *SETS,
+                  "data.on_bad_video=skip")
+    assert skipped.returncode == 0, skipped.stderr
+    assert "skipping video 'vid0000'" in skipped.stderr
+
+
+def test_missing_video_and_bad_annotations(data_copy, tmp_path):
+    (data_copy / "videos" / "vid0001" / "front.mp4").unlink()
+    raw = json.loads((data_copy / "annotations.json").read_text())
+    raw["database"]["vid0002"]["annotations"].append({"segment": [5.0, 2.0], "label": "dance"})
+    raw["database"]["vid0003"]["views"]["front"] = "../../etc/passwd"
+    (data_copy / "annotations.json").write_text(json.dumps(raw))
+    done = cli("train", "--data", str(data_copy), "--out", str(tmp_path / "r"), "--set", *SETS)
+    assert done.returncode == 2
+    for needle in ("video file missing: videos/vid0001/front.mp4", "unknown label 'dance'",
+                   "segment end 2.0 <= start 5.0", "escapes the data-set folder"):
+        assert needle in done.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_config_unknown_key_and_out_of_range(tiny_data, tmp_path):
+    done = cli("train", "--data", str(tiny_data), "--out", str(tmp_path / "r"), "--set", "model.depth=3",
+               "data.interval_seconds=-1")
+    assert done.returncode == 2
+    assert "unknown config key 'model.depth'" in done.stderr and "data.interval_seconds" in done.stderr
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_server_unreachable_fails_before_ray(tiny_data, tmp_path):
+    started = time.time()
+    done = cli("sweep", "--data", str(tiny_data), "--config", str(sweep_file(tmp_path)), "--out",
+               str(tmp_path / "s"), "--set", f"tracking.uri=http://127.0.0.1:{_free_port()}")
+    assert done.returncode == 2 and "not reachable" in done.stderr
+    assert time.time() - started < 60 and "Ray" not in done.stderr
+
+
+def test_ensemble_over_empty_sweep(tiny_data, tmp_path):
+    (tmp_path / "s" / "trials").mkdir(parents=True)
+    done = cli("ensemble", "--sweep", str(tmp_path / "s"), "--data", str(tiny_data), "--out", str(tmp_path / "e"))
+    assert done.returncode == 2 and "no finished trial" in done.stderr
+
+
+def _wait_for(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _epochs(trial_dir):
+    path = trial_dir / "history.jsonl"
+    return [json.loads(x)["epoch"] for x in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_killed_worker_resumes_trial_from_checkpoint(tiny_data, tmp_path):
+    out = tmp_path / "s"
+    proc = subprocess.Popen([*CLI, "sweep", "--data", str(tiny_data), "--config", str(sweep_file(tmp_path)), "--out",
+                             str(out), "--set", "search.num_samples=1", "train.epochs=4", "search.asha=false",
+                             "search.max_failures=2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(lambda: any(len(_epochs(d)) >= 1 for d in (out / "trials").glob("*")), 300, "first epoch")
+        trial_dir = next((out / "trials").iterdir())
+        victim = json.loads((trial_dir / "worker_1.json").read_text())["pid"]
+        os.kill(victim, signal.SIGKILL)
+        stdout, stderr = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    state = json.loads((out / "sweep.json").read_text())
+    (outcome,) = state["trials"].values()
+    assert outcome["status"] == "FINISHED" and outcome["epochs"] == 4
+    epochs = _epochs(trial_dir)
+    assert epochs[-1] == 4 and epochs.count(1) == 1  # resumed, not restarted from scratch
+    assert json.loads((trial_dir / "worker_1.json").read_text())["pid"] != victim
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path):
+    out = tmp_path / "s"
+    args = ["sweep", "--data", str(tiny_data), "--config", str(sweep_file(tmp_path)), "--out", str(out),
+            "--set", "search.num_samples=3", "search.asha=false"]
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, cwd=tmp_path)
+    try:
+        _wait_for(lambda: sum(len(_epochs(d)) == 2 for d in (out / "trials").glob("*")) >= 1
+                  and len(list((out / "trials").glob("*"))) >= 2, 400, "one finished trial")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+    finished_before = {d.name for d in (out / "trials").glob("*") if len(_epochs(d)) == 2}
+    done = cli(*args, "--resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((out / "sweep.json").read_text())
+    assert len(state["trials"]) == 3 and finished_before <= set(state["trials"])
+    assert all(t["status"] == "FINISHED" for t in state["trials"].values())
+    client = MlflowClient(state["tracking_uri"])
+    exp = client.get_run(state["parent_run_id"]).info.experiment_id
+    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{state['parent_run_id']}'")
+    assert sorted(r.info.run_name for r in children) == sorted({r.info.run_name for r in children})
+    assert len(children) == 3
+    study = optuna.load_study(study_name=state["study_name"], storage=f"sqlite:///{out / 'optuna.db'}")
+    assert len(study.trials) == 3

@@ -1,0 +1,31 @@
+import optuna
+import optuna.distributions as od
+from test_sweep import sweep_file
+
+from search.searcher import BudgetAwareOptunaSearch
+from search.space import load_sweep
+
+
+def test_stopped_early_trials_are_pruned_not_complete(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
+    searcher = BudgetAwareOptunaSearch(space={"train.lr": od.FloatDistribution(1e-3, 1e-2, log=True)},
+                                       metric="val_mAP", mode="max", storage=storage, study_name="s",
+                                       sampler=optuna.samplers.TPESampler(seed=0), full_budget=6)
+    assert "train.lr" in searcher.suggest("a")
+    searcher.on_trial_complete("a", {"val_mAP": 0.3, "training_iteration": 2})
+    searcher.suggest("b")
+    searcher.on_trial_complete("b", {"val_mAP": 0.5, "training_iteration": 6})
+    searcher.suggest("c")
+    searcher.on_trial_complete("c", None, error=True)
+    states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]
+    assert states == [optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.COMPLETE,
+                      optuna.trial.TrialState.FAIL]
+    pruned = optuna.load_study(study_name="s", storage=storage).trials[0]
+    assert pruned.intermediate_values == {2: 0.3}
+
+
+def test_space_builds_optuna_distributions(tmp_path):
+    spec = load_sweep(sweep_file(tmp_path))
+    space = spec.optuna_space()
+    assert isinstance(space["train.lr"], od.FloatDistribution) and space["train.lr"].log
+    assert spec.config_for({"model.shift_fraction": 0.25}).model.shift_fraction == 0.25
