@@ -16,7 +16,7 @@ from tal_core.formats import ground_truth_segments, submission_rows, write_detec
 from .align import align
 from .candidates import Candidate, CandidateError, collect
 from .fuse import Evaluator
-from .select import cross_validate, fit_weights
+from .select import choose_by_cv
 
 
 def log(message: str) -> None:
@@ -39,7 +39,9 @@ def _metrics(result) -> dict:
 
 
 def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
-                 folds: int = 5, max_steps: int = 12, seed: int = 0) -> dict:
+                 folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv") -> dict:
+    """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
+    out-of-fold val mAP; or name one ("greedy+refine", "greedy", "top3_average", "best_single")."""
     cfg = load_config(config, overrides)
     out = Path(out)
     spec = load_ground_truth(Path(data))
@@ -57,18 +59,18 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     keep = np.isin(gt.video.astype(str), [v.video_id for v in videos])
     gt = type(gt)(gt.video[keep], gt.label[keep], gt.start[keep], gt.end[keep], gt.score[keep])
     evaluator = Evaluator(videos, gt, candidates[0].val.actions, cfg.eval)
-    fitted = fit_weights(evaluator, max_steps=max_steps)
-    cv = cross_validate(evaluator, folds, seed, max_steps, refine=True)
+    procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, max_steps, selection)
     best_single = int(np.argmax([evaluator.score(np.eye(len(candidates))[m]) for m in range(len(candidates))]))
     ens_result = evaluator.score_fused(evaluator.fused(fitted.weights))
     single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
-    metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": cv["oof_mAP"]},
-               "best_single": _metrics(single_result) | {"oof_val_mAP": cv["oof_best_single_mAP"],
+    metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "procedure": procedure},
+               "best_single": _metrics(single_result) | {"oof_val_mAP": oof["best_single"],
                                                           "run_id": candidates[best_single].run_id},
-               "folds": cv["folds"], "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
+               "oof_val_mAP_by_procedure": oof, "folds": min(folds, len(videos)),
+               "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
-    log(f"ensemble val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {cv['oof_mAP']:.4f}) vs best single "
-        f"{metrics['best_single']['val_mAP']:.4f} (oof {cv['oof_best_single_mAP']:.4f})")
+    log(f"ensemble ({procedure}) val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {oof[procedure]:.4f}) vs best "
+        f"single {metrics['best_single']['val_mAP']:.4f} (oof {oof['best_single']:.4f})")
     _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
     return {"out": str(out), **metrics}
 
@@ -80,7 +82,7 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
                 "interval_seconds": c.val.meta.get("interval_seconds"), "view": c.val.meta.get("view"),
                 "params": c.params}
                for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
-    spec_json = {"sweep": source, "members": members, "grid": "union of member interval boundaries",
+    spec_json = {"sweep": source, "procedure": metrics["ensemble"]["procedure"], "members": members, "grid": "union of member interval boundaries",
                  "decode": cfg.eval.model_dump(mode="json"), "selection_history": fitted.history}
     (out / "ensemble.json").write_text(json.dumps(spec_json, indent=1, default=str))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -94,14 +96,26 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
         durations = {v: spec.videos[v].duration for v in test_dets if v in spec.videos}
         write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions), out / "submission.csv")
     _plots(out, members, fitted.history)
+    single = [c.run_id for c in candidates].index(metrics["best_single"]["run_id"])
+    _compare_plots(out, evaluator, {"best single": np.eye(len(candidates))[single], "ensemble": fitted.weights}, spec)
 
 
 def _plots(out: Path, members: list[dict], history: list) -> None:
     from search.plots import bar_plot, line_plot
 
     bar_plot({m["run_id"]: m["weight"] for m in members}, out / "weights.png", "ensemble weights", "weight")
-    line_plot(range(1, len(history) + 1), history, out / "map_vs_size.png", "val mAP vs greedy steps",
-              "members added", "val mAP")
+    if history:
+        line_plot(range(1, len(history) + 1), history, out / "map_vs_size.png", "val mAP vs greedy steps",
+                  "members added", "val mAP")
+
+
+def _compare_plots(out: Path, evaluator: Evaluator, weights: dict[str, np.ndarray], spec) -> None:
+    from search.plots import grouped_bar_plot
+    from search.reports import detection_plots
+
+    per_class = {name: evaluator.score_fused(evaluator.fused(w)).to_json()["per_class"] for name, w in weights.items()}
+    grouped_bar_plot(per_class, out / "per_class_ap_single_vs_ensemble.png", "per-class AP: best single vs ensemble")
+    detection_plots(out, spec)
 
 
 def _log_mlflow(uri: str, experiment: str, out: Path, metrics: dict, source: str) -> None:

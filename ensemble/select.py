@@ -86,24 +86,49 @@ def folds_of(video_ids: list[str], k: int, seed: int) -> list[set[str]]:
     return [set(part.tolist()) for part in np.array_split(shuffled, k) if len(part)]
 
 
-def cross_validate(evaluator: Evaluator, k: int, seed: int, max_steps: int, refine: bool) -> dict:
-    """Out-of-fold mAP of the ensemble procedure and of picking the best single member."""
+def best_single(evaluator: Evaluator) -> SelectionResult:
+    members = evaluator.videos[0].probs.shape[0]
+    singles = np.array([evaluator.score(np.eye(members)[m]) for m in range(members)])
+    pick = int(np.argmax(singles))
+    return SelectionResult(np.eye(members)[pick], float(singles[pick]))
+
+
+def top_k_average(evaluator: Evaluator, k: int = 3) -> SelectionResult:
+    members = evaluator.videos[0].probs.shape[0]
+    singles = np.array([evaluator.score(np.eye(members)[m]) for m in range(members)])
+    weights = np.zeros(members)
+    weights[np.lexsort((np.arange(members), -singles))[:k]] = 1.0 / min(k, members)
+    return SelectionResult(weights, evaluator.score(weights))
+
+
+def procedures(max_steps: int) -> dict:
+    """The ways of choosing weights that cross-validation compares (names are reported)."""
+    return {
+        "greedy+refine": lambda ev: fit_weights(ev, max_steps, refine=True),
+        "greedy": lambda ev: fit_weights(ev, max_steps, refine=False),
+        "top3_average": lambda ev: top_k_average(ev, 3),
+        "best_single": best_single,
+    }
+
+
+def cross_validate(evaluator: Evaluator, k: int, seed: int, fit) -> float:
+    """Out-of-fold mAP of a weight-choosing procedure: weights fitted on k-1 folds of val videos,
+    applied to the held-out fold; the held-out fused probabilities of all folds are scored together."""
     ids = [v.video_id for v in evaluator.videos]
     k = max(2, min(k, len(ids)))
-    members = evaluator.videos[0].probs.shape[0]
-    oof_ens, oof_single = [], []
+    held_out: dict[str, np.ndarray] = {}
     for held in folds_of(ids, k, seed):
-        train = evaluator.subset(set(ids) - held)
+        weights = fit(evaluator.subset(set(ids) - held)).weights
         test = evaluator.subset(held)
-        fitted = fit_weights(train, max_steps, refine)
-        singles = np.array([train.score(np.eye(members)[m]) for m in range(members)])
-        oof_ens.append(test.fused(fitted.weights))
-        oof_single.append(test.fused(np.eye(members)[int(np.argmax(singles))]))
-    order = [v.video_id for fold in folds_of(ids, k, seed) for v in evaluator.subset(fold).videos]
-    full = evaluator.subset(set(ids))
-    position = {vid: i for i, vid in enumerate(order)}
-    reorder = [position[v.video_id] for v in full.videos]
-    ens = [p for fold in oof_ens for p in fold]
-    single = [p for fold in oof_single for p in fold]
-    return {"oof_mAP": full.score_fused([ens[i] for i in reorder]).mean,
-            "oof_best_single_mAP": full.score_fused([single[i] for i in reorder]).mean, "folds": k}
+        held_out.update({v.video_id: p for v, p in zip(test.videos, test.fused(weights), strict=True)})
+    return evaluator.score_fused([held_out[v.video_id] for v in evaluator.videos]).mean
+
+
+def choose_by_cv(evaluator: Evaluator, k: int, seed: int, max_steps: int, selection: str = "cv"):
+    """Out-of-fold mAP of every procedure; the chosen one (best OOF, or the one named) fitted on all of val."""
+    found = procedures(max_steps)
+    oof = {name: cross_validate(evaluator, k, seed, fit) for name, fit in found.items()}
+    name = max(oof, key=lambda n: (oof[n], -list(found).index(n))) if selection == "cv" else selection
+    if name not in found:
+        raise ValueError(f"ensemble selection {selection!r}: choose cv or one of {sorted(found)}")
+    return name, found[name](evaluator), oof

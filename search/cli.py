@@ -27,7 +27,8 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_synth(args) -> None:
     from tal_core.data.synth import SynthSpec, synthesize
 
-    spec = SynthSpec(videos=args.videos, seed=args.seed, fps=args.fps, size=args.size)
+    spec = SynthSpec(videos=args.videos, seed=args.seed, fps=args.fps, size=args.size, val_share=args.val_share,
+                     test_share=args.test_share)
     path = synthesize(args.out, spec, progress=lambda i, n: print(f"synth: video {i}/{n}", file=sys.stderr))
     _emit(str(path.parent))
 
@@ -96,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fps", type=int, default=8)
     p.add_argument("--size", type=int, default=64, help="frame height in pixels")
+    p.add_argument("--val-share", type=float, default=0.2, help="share of videos in the val subset")
+    p.add_argument("--test-share", type=float, default=0.15, help="share of videos in the test subset")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("import-360x", help="360+x VIA-style annotations -> data-set format")

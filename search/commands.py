@@ -23,7 +23,8 @@ def cmd_leaderboard(args) -> None:
 def cmd_ensemble(args) -> None:
     from ensemble.run import run_ensemble
 
-    result = run_ensemble(args.sweep, args.data, args.out, args.config, args.set, top_n=args.top)
+    result = run_ensemble(args.sweep, args.data, args.out, args.config, args.set, top_n=args.top, folds=args.folds,
+                          selection=args.selection, seed=args.seed)
     print(json.dumps(result, indent=1))
 
 
@@ -60,6 +61,10 @@ def add_parsers(sub, config_arg, set_arg) -> None:
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--top", type=int, default=0, help="keep only the N best trials as candidates (0 = all)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds over val videos")
+    p.add_argument("--selection", default="cv",
+                   help="cv (best out-of-fold procedure) | greedy+refine | greedy | top3_average | best_single")
+    p.add_argument("--seed", type=int, default=0)
     config_arg(p)
     p.set_defaults(func=cmd_ensemble)
 

@@ -30,7 +30,7 @@ def ensure_data(data_dir: Path, videos: int) -> None:
     from tal_core.data.synth import SynthSpec, synthesize
 
     log(f"writing {videos} synthetic multi-view videos to {data_dir}")
-    synthesize(data_dir, SynthSpec(videos=videos), progress=lambda i, n: log(f"  video {i}/{n}") if i % 6 == 0
+    synthesize(data_dir, SynthSpec(videos=videos, val_share=0.3), progress=lambda i, n: log(f"  video {i}/{n}") if i % 6 == 0
                or i == n else None)
 
 
@@ -52,7 +52,7 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
     started = time.perf_counter()
     workdir = workdir.resolve()
     data_dir = workdir / "data"
-    ensure_data(data_dir, 12 if quick else 24)
+    ensure_data(data_dir, 12 if quick else 30)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     overrides = [f"tracking.uri={uri}", "tracking.experiment=tal-search-demo"]

@@ -45,3 +45,61 @@ def line_plot(xs, ys, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def grouped_bar_plot(groups: dict[str, dict[str, float]], path: Path, title: str) -> Path:
+    """groups: series name -> {class: value}; one bar per series per class."""
+    classes = sorted({c for values in groups.values() for c in values})
+    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(classes) + 2), 3))
+    width = 0.8 / max(len(groups), 1)
+    for i, (name, values) in enumerate(groups.items()):
+        ax.bar([k + i * width for k in range(len(classes))], [values.get(c, 0.0) for c in classes], width,
+               label=name)
+    ax.set_xticks([k + width * (len(groups) - 1) / 2 for k in range(len(classes))], classes, rotation=45)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def timeline_plot(video_id: str, ground_truth: list[tuple], detections: list[dict], actions, path: Path,
+                  min_score: float = 0.3) -> Path:
+    """Ground truth (dark) vs predicted segments (light, opacity = score) of one video, one row per class."""
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(actions) + 1.2))
+    row = {name: i for i, name in enumerate(actions)}
+    for label, start, end in ground_truth:
+        ax.broken_barh([(start, end - start)], (row[label] + 0.05, 0.4), color="black")
+    for det in detections:
+        if det["score"] >= min_score and det["label"] in row:
+            start, end = det["segment"]
+            ax.broken_barh([(start, end - start)], (row[det["label"]] + 0.5, 0.4), color="tab:red",
+                           alpha=float(min(1.0, det["score"])))
+    ax.set_yticks([i + 0.5 for i in range(len(actions))], list(actions))
+    ax.set_xlabel("seconds")
+    ax.set_title(f"{video_id}: ground truth (black) vs predictions (red, score >= {min_score})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def optuna_plots(study, folder: Path) -> list[Path]:
+    """Optimisation history and parameter importances of a study (skipped when too few trials)."""
+    import optuna.visualization.matplotlib as ovm
+
+    written = []
+    for name, draw in (("optuna_history.png", ovm.plot_optimization_history),
+                       ("optuna_importances.png", ovm.plot_param_importances)):
+        try:
+            axes = draw(study)
+            axes.figure.set_size_inches(7, 4)
+            axes.figure.tight_layout()
+            axes.figure.savefig(folder / name, dpi=80)
+            plt.close(axes.figure)
+            written.append(folder / name)
+        except Exception:  # e.g. fewer than two finished trials for importances
+            continue
+    return written

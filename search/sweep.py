@@ -144,7 +144,8 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
 
     table = leaderboard(sweep_dir)
     table.to_csv(sweep_dir / "leaderboard.csv", index=False)
-    finish_children(uri, state["parent_run_id"], state["trials"], sweep_dir)
+    _sweep_plots(sweep_dir, state["study_name"])
+    finish_children(uri, state["parent_run_id"], state["trials"], sweep_dir, dataset)
     finish_parent(uri, state["parent_run_id"], _summary(table), sweep_dir)
     log(f"{len(table)} trial(s); best val_mAP "
         f"{table['val_mAP'].max() if len(table) and 'val_mAP' in table else float('nan'):.4f}")
@@ -207,6 +208,16 @@ def trial_outcomes(results, epochs: int) -> dict[str, dict]:
                               "worker_start_s": metrics.get("worker_start_s"),
                               "first_step_s": metrics.get("first_step_s")}
     return outcomes
+
+
+def _sweep_plots(sweep_dir: Path, study_name: str) -> None:
+    import optuna
+
+    from .plots import optuna_plots
+
+    (sweep_dir / "plots").mkdir(exist_ok=True)
+    study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
+    optuna_plots(study, sweep_dir / "plots")
 
 
 def _summary(table) -> dict:

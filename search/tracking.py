@@ -84,9 +84,9 @@ def drop_duplicate_children(client: MlflowClient, runs: list) -> list:
     return kept
 
 
-def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep_dir: Path) -> None:
-    """Tag each child run with its trial's outcome and upload its outputs."""
-    from search.plots import per_class_ap_plot
+def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep_dir: Path, spec=None) -> None:
+    """Tag each child run with its trial's outcome and upload its outputs and plots."""
+    from search.reports import detection_plots
 
     client = MlflowClient(uri)
     for run in drop_duplicate_children(client, child_runs(uri, parent_id)):
@@ -103,9 +103,8 @@ def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep
         for name in ("config.yaml", "metrics.json", "history.jsonl"):
             if (trial_dir / name).is_file():
                 client.log_artifact(run.info.run_id, str(trial_dir / name))
-        if (trial_dir / "metrics.json").is_file():
-            plot = per_class_ap_plot(json.loads((trial_dir / "metrics.json").read_text()), trial_dir / "per_class_ap.png")
-            client.log_artifact(run.info.run_id, str(plot))
+        for plot in detection_plots(trial_dir, spec) if spec is not None else []:
+            client.log_artifact(run.info.run_id, str(plot), "plots")
 
 
 def _log_full_config(client: MlflowClient, run, trial_dir: Path) -> None:
@@ -134,4 +133,6 @@ def finish_parent(uri: str, parent_id: str, summary: dict, sweep_dir: Path) -> N
     for name in ("leaderboard.csv", "sweep.json"):
         if (sweep_dir / name).is_file():
             client.log_artifact(parent_id, str(sweep_dir / name))
+    for plot in sorted((sweep_dir / "plots").glob("*.png")):
+        client.log_artifact(parent_id, str(plot), "plots")
     client.set_terminated(parent_id, "FINISHED")

@@ -9,6 +9,7 @@ same, gathered val metrics; rank 0 attaches the resume checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -63,15 +64,39 @@ def worker_loop(loop_config: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / f"worker_{world_rank}.json").write_text(json.dumps(
         {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}))
-    resume_from = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        local = Path(tempfile.mkdtemp(prefix="talsearch-resume-"))
-        with checkpoint.as_directory() as folder:
-            shutil.copy2(Path(folder) / "last.pt", local / "last.pt")
-        resume_from = local / "last.pt"
+    resume_from = _resume_file(run_dir, world_rank)
     cache = FrameCache(loop_config["cache_dir"]) if loop_config.get("cache_dir") else None
     fit(cfg, spec, run_dir, on_epoch=on_epoch, resume_from=resume_from, cache=cache, first_step_hook=on_first_step)
+
+
+def _resume_file(run_dir: Path, world_rank: int) -> Path | None:
+    """The state to resume from, the same on every rank.
+
+    Rank 0 takes the newer of the last checkpoint Ray Train registered and the trial folder's own
+    ``last.pt`` (Ray registers a report only once its controller has polled it, so a worker that dies right
+    after an epoch can leave that epoch unregistered; the copies keep their modification time), and
+    broadcasts the bytes to every rank.
+    """
+    import torch.distributed as dist
+
+    payload = None
+    if world_rank == 0:
+        found = [run_dir / "last.pt"] if (run_dir / "last.pt").is_file() else []
+        checkpoint = ray.train.get_checkpoint()
+        with checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext() as folder:
+            if folder is not None and (Path(folder) / "last.pt").is_file():
+                found.append(Path(folder) / "last.pt")
+            if found:
+                payload = max(found, key=lambda p: p.stat().st_mtime_ns).read_bytes()
+    if dist.is_available() and dist.is_initialized():
+        box = [payload]
+        dist.broadcast_object_list(box, src=0)
+        payload = box[0]
+    if payload is None:
+        return None
+    local = Path(tempfile.mkdtemp(prefix="talsearch-resume-")) / "last.pt"
+    local.write_bytes(payload)
+    return local
 
 
 def trial_fn(sampled: dict, ctx: dict) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,8 +24,7 @@ def run_ui(uri: str, host: str = "127.0.0.1", port: int = 5000) -> None:
     print(f"MLflow UI: http://{host}:{port}  (store {resolve_uri(uri)}; Ctrl-C stops it)", file=sys.stderr)
     print(f"http://{host}:{port}")
     sys.stdout.flush()
-    env = dict(os.environ, MLFLOW_SERVER_ALLOWED_HOSTS=os.environ.get("MLFLOW_SERVER_ALLOWED_HOSTS", "*"))
     try:
-        subprocess.run(command, check=False, env=env, cwd=Path.cwd())
+        subprocess.run(command, check=False, cwd=Path.cwd())
     except KeyboardInterrupt:
         pass

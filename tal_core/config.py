@@ -65,7 +65,7 @@ class EvalConfig(_Section):
     tiou_thresholds: tuple[float, ...] = (0.5, 0.75, 0.95)
     decode: Literal["merge", "multithreshold"] = "multithreshold"
     thresholds: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)
-    nms_tiou: float = Field(0.6, gt=0, le=1)
+    nms_tiou: float = Field(0.45, gt=0, le=1)
     max_segments_per_video: int = Field(200, ge=1)
     scene_prior: bool = False
 

@@ -46,8 +46,19 @@ def _run_scores(cumulative: np.ndarray, rows: np.ndarray, first: np.ndarray, sto
     return (cumulative[rows, stop] - cumulative[rows, first]) / (stop - first)
 
 
+def _boundary_contrast(actions: np.ndarray, rows: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """1 - mean probability of the intervals just outside each run (0 outside the video).
+
+    A fragment of a longer action has confident neighbours and scores low; the whole action scores high.
+    """
+    padded = np.pad(actions, ((0, 0), (1, 1)))
+    return 1.0 - (padded[rows, first] + padded[rows, stop + 1]) / 2
+
+
 def _candidates(probs: np.ndarray, thresholds) -> tuple[np.ndarray, ...]:
-    """(action index, first interval, stop interval, score) of every candidate run."""
+    """(action index, first interval, stop interval, score) of every candidate run.
+
+    Scores: mean probability over the run, times its boundary contrast when thresholds are used."""
     actions = probs[:, 1:].T  # (K, M)
     cumulative = np.zeros((actions.shape[0], actions.shape[1] + 1))
     np.cumsum(actions, axis=1, out=cumulative[:, 1:])
@@ -57,7 +68,10 @@ def _candidates(probs: np.ndarray, thresholds) -> tuple[np.ndarray, ...]:
     stacked = np.concatenate(masks, axis=0)
     rows, first, stop = runs(stacked)
     cls = rows % actions.shape[0]
-    return cls + 1, first, stop, _run_scores(cumulative, cls, first, stop)
+    scores = _run_scores(cumulative, cls, first, stop)
+    if thresholds:
+        scores = scores * _boundary_contrast(actions, cls, first, stop)
+    return cls + 1, first, stop, scores
 
 
 def nms_1d(start, end, score, label, iou_threshold: float, keep_max: int) -> np.ndarray:

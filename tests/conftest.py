@@ -26,3 +26,32 @@ def tiny_data(tmp_path_factory) -> Path:
 
 TINY_OVERRIDES = {"data.image_size": 32, "data.frames_per_interval": 2, "model.tiny_width": 8,
                   "train.epochs": 1, "train.batch_size": 8}
+
+
+def write_sweep_file(folder: Path, extra: str = "") -> Path:
+    """A tiny sweep config: 3 trials x 2 epochs of the 8-wide tiny TSM, 2 Ray Train workers, ASHA on."""
+    path = folder / "sweep.yaml"
+    path.write_text(f"""
+data: {{image_size: 32, frames_per_interval: 2}}
+model: {{tiny_width: 8}}
+train: {{epochs: 2, batch_size: 8}}
+search: {{num_samples: 3, trial_workers: 2, asha: true, grace_period: 1, max_failures: 0}}
+tracking: {{uri: "sqlite:///{folder}/mlflow.db", experiment: test}}
+space:
+  model.shift_fraction: {{type: categorical, values: [0.0, 0.25]}}
+  train.lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
+{extra}""")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tiny_data, tmp_path_factory):
+    """One real sweep (local Ray, SQLite MLflow) shared by the sweep, ensemble and UI tests."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("tiny_sweep")
+    out = folder / "sweep"
+    done = subprocess.run([sys.executable, "-m", "search.cli", "sweep", "--data", str(tiny_data), "--config",
+                           str(write_sweep_file(folder)), "--out", str(out)], capture_output=True, text=True,
+                          timeout=1200, cwd=folder)
+    return out, done

@@ -3,11 +3,13 @@
 import json
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import write_sweep_file
 from search.leaderboard import leaderboard
 from search.space import load_sweep
 from tal_core.config import ConfigError
@@ -16,25 +18,11 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 def sweep_file(tmp_path, extra=""):
-    path = tmp_path / "sweep.yaml"
-    path.write_text(f"""
-data: {{image_size: 32, frames_per_interval: 2}}
-model: {{tiny_width: 8}}
-train: {{epochs: 2, batch_size: 8}}
-search: {{num_samples: 3, trial_workers: 2, asha: true, grace_period: 1, max_failures: 0}}
-tracking: {{uri: "sqlite:///{tmp_path}/mlflow.db", experiment: test}}
-space:
-  model.shift_fraction: {{type: categorical, values: [0.0, 0.25]}}
-  train.lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
-{extra}""")
-    return path
+    return write_sweep_file(tmp_path, extra)
 
 
-def test_sweep_records_every_trial_everywhere(tiny_data, tmp_path):
-    out = tmp_path / "sweep"
-    done = subprocess.run([sys.executable, "-m", "search.cli", "sweep", "--data", str(tiny_data), "--config",
-                           str(sweep_file(tmp_path)), "--out", str(out)], capture_output=True, text=True,
-                          timeout=900, cwd=tmp_path)
+def test_sweep_records_every_trial_everywhere(tiny_data, tiny_sweep, tmp_path):
+    out, done = tiny_sweep
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith(str(out))
     state = json.loads((out / "sweep.json").read_text())
@@ -95,6 +83,59 @@ def test_trial_workers_span_two_nodes(tiny_data, tmp_path):
         nodes = {json.loads(p.read_text())["node_id"] for p in trial_dir.glob("worker_*.json")}
         assert len(nodes) == 2
         assert (trial_dir / "predictions" / "val.npz").exists()
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_ensemble_of_a_real_sweep(tiny_data, tiny_sweep, tmp_path):
+    out, done = tiny_sweep
+    assert done.returncode == 0
+    ens = subprocess.run([sys.executable, "-m", "search.cli", "ensemble", "--sweep", str(out), "--data",
+                          str(tiny_data), "--out", str(tmp_path / "ens"), "--set",
+                          f"tracking.uri=sqlite:///{tmp_path}/m.db"], capture_output=True, text=True, timeout=600)
+    assert ens.returncode == 0, ens.stderr[-2000:]
+    result = json.loads(ens.stdout)
+    assert result["ensemble"]["val_mAP"] >= result["best_single"]["val_mAP"] - 1e-12
+    spec = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
+    assert abs(sum(m["weight"] for m in spec["members"]) - 1) < 1e-9
+    assert (tmp_path / "ens" / "submission.csv").exists() and (tmp_path / "ens" / "detections" / "test.json").exists()
+
+
+def test_removing_a_node_mid_trial_is_survived(tiny_data, tmp_path):
+    import threading
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from search.sweep import run_sweep
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    doomed = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    out = tmp_path / "sweep"
+
+    def remove_after_first_epoch():
+        deadline = time.time() + 600
+        while time.time() < deadline:
+            if any(p.read_text().strip() for p in out.glob("trials/*/history.jsonl")):
+                cluster.remove_node(doomed)
+                cluster.add_node(num_cpus=1)
+                return
+            time.sleep(0.5)
+
+    killer = threading.Thread(target=remove_after_first_epoch, daemon=True)
+    try:
+        ray.init(address=cluster.address)
+        killer.start()
+        run_sweep(tiny_data, sweep_file(tmp_path), out, overrides=["search.num_samples=1", "search.asha=false",
+                                                                  "train.epochs=3", "search.max_failures=3"])
+        killer.join(timeout=5)
+        state = json.loads((out / "sweep.json").read_text())
+        (outcome,) = state["trials"].values()
+        assert outcome["status"] == "FINISHED" and outcome["epochs"] == 3
+        history = (out / "trials" / outcome["trial_id"] / "history.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in history][-1] == 3
     finally:
         ray.shutdown()
         cluster.shutdown()

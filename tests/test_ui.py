@@ -1,0 +1,63 @@
+"""The MLflow UI (talsearch ui) in headless Chromium shows the sweep's experiment, parent and child runs
+with their mAP metric."""
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def page_text(url: str, profile) -> str:
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url],
+                         capture_output=True, text=True, timeout=180).stdout
+    dom = re.sub(r"<style[^>]*>.*?</style>", " ", dom, flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
+
+
+@pytest.fixture()
+def ui(tiny_sweep):
+    out, _ = tiny_sweep
+    state = json.loads((out / "sweep.json").read_text())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--uri", state["tracking_uri"], "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    url = proc.stdout.readline().strip()
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            time.sleep(3)
+            break
+        except OSError:
+            time.sleep(1)
+    yield url, state
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make test installs it where apt exists)")
+def test_dashboard_shows_sweep_runs_and_metrics(ui, tmp_path):
+    url, state = ui
+    assert url == url.replace("0.0.0.0", "127.0.0.1") and url.startswith("http://127.0.0.1:")
+    client = MlflowClient(state["tracking_uri"])
+    experiment = client.get_experiment_by_name(state["experiment"])
+    parent = client.get_run(state["parent_run_id"])
+    runs_page = page_text(f"{url}/#/experiments/{experiment.experiment_id}/runs", tmp_path / "p1")
+    assert state["experiment"] in runs_page and parent.info.run_name in runs_page
+    assert "4 matching runs" in runs_page  # the parent and its three trials
+    child = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")[0]
+    run_page = page_text(f"{url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}", tmp_path / "p2")
+    assert child.info.run_name in run_page and "val_mAP" in run_page
