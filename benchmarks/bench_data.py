@@ -46,21 +46,23 @@ def decord_clips(spec, data: DataConfig, items, rng) -> float:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        synthesize(tmp / "data", SynthSpec(videos=8, seed=1, size=64, views=("front",)))
+        synthesize(tmp / "data", SynthSpec(videos=8, seed=1, size=128, views=("front",), duration=(30.0, 40.0)))
         spec = load_dataset(tmp / "data")
-        data = DataConfig(view="front", image_size=64, frames_per_interval=8, interval_seconds=1.0)
+        data = DataConfig(view="front", image_size=128, frames_per_interval=8, interval_seconds=1.0)
         videos = list(spec.videos.values())
 
-        started = time.perf_counter()
-        for v in videos:
-            decode_video(spec.video_path(v, "front"), data.decode_fps, data.image_size)
-        plain_decode_s = time.perf_counter() - started
-
-        cache = FrameCache(tmp / "cache")
-        started = time.perf_counter()
-        for v in videos:
-            cache.ensure(spec.video_path(v, "front"), data.decode_fps, data.image_size)
-        cache_build_s = time.perf_counter() - started
+        plain, build = [], []
+        for attempt in range(3):  # interleaved, best of three: the machine's noise hits both alike
+            started = time.perf_counter()
+            for v in videos:
+                decode_video(spec.video_path(v, "front"), data.decode_fps, data.image_size)
+            plain.append(time.perf_counter() - started)
+            cache = FrameCache(tmp / f"cache{attempt}")
+            started = time.perf_counter()
+            for v in videos:
+                cache.ensure(spec.video_path(v, "front"), data.decode_fps, data.image_size)
+            build.append(time.perf_counter() - started)
+        plain_decode_s, cache_build_s = min(plain), min(build)
 
         dataset = IntervalDataset(spec, "train", data, train=True, cache=cache)
         rng = np.random.default_rng(0)

@@ -144,16 +144,17 @@ class FrameCache:
         return target
 
     def _build(self, video: Path, decode_fps: float, size: int, target: Path) -> None:
+        """Decode into a temporary .npy written sequentially (header, then chunks), then rename it."""
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")
         try:
-            array = None
-            for begin, total, frames in iter_decoded(video, decode_fps, size):
-                if array is None:
-                    shape = (total, *frames.shape[1:])
-                    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-                array[begin : begin + len(frames)] = frames
-            array.flush()
-            del array
+            with open(tmp, "wb") as handle:
+                for begin, total, frames in iter_decoded(video, decode_fps, size):
+                    if begin == 0:
+                        header = {"descr": "|u1", "fortran_order": False, "shape": (total, *frames.shape[1:])}
+                        np.lib.format.write_array_header_1_0(handle, header)
+                    handle.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
+                handle.flush()
+                os.fsync(handle.fileno())  # the data is on disk before the rename publishes the file
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
