@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 
@@ -78,7 +77,3 @@ def add_parsers(sub, config_arg, set_arg) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_ui)
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

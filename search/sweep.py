@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -203,7 +204,7 @@ def trial_outcomes(results, epochs: int) -> dict[str, dict]:
         else:
             status = "FINISHED"
         outcomes[trial_id] = {"trial_id": trial_id, "status": status, "epochs": done,
-                              "error": str(result.error).splitlines()[0][:500] if result.error else None,
+                              "error": _error_tail(result.error),
                               "val_mAP": metrics.get("val_mAP"), "time_total_s": metrics.get("time_total_s"),
                               "worker_start_s": metrics.get("worker_start_s"),
                               "first_step_s": metrics.get("first_step_s")}
@@ -218,6 +219,14 @@ def _sweep_plots(sweep_dir: Path, study_name: str) -> None:
     (sweep_dir / "plots").mkdir(exist_ok=True)
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")
     optuna_plots(study, sweep_dir / "plots")
+
+
+def _error_tail(error) -> str | None:
+    """The end of a trial's error (where the root cause is), without Ray's ANSI colours."""
+    if error is None:
+        return None
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    return text[-800:]
 
 
 def _summary(table) -> dict:

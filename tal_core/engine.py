@@ -22,9 +22,9 @@ from .config import Config, EvalConfig, LossConfig
 from .data.annotations import DatasetSpec
 from .data.dataset import IntervalDataset
 from .decode import apply_scene_prior, decode_video
-from .formats import ground_truth_segments, segments_to_detections
+from .formats import detections_to_segments, ground_truth_segments, segments_to_detections
 from .losses import multitask_loss
-from .metrics import Segments, average_precision, scene_accuracy
+from .metrics import average_precision, scene_accuracy
 from .predictions import IntervalPredictions
 
 
@@ -163,12 +163,7 @@ def decode_predictions(pred: IntervalPredictions, eval_cfg: EvalConfig,
 def detection_metrics(spec: DatasetSpec, subset: str, detections: dict[str, list[dict]],
                       thresholds, prefix: str = "val_") -> tuple[dict[str, float], dict[str, float]]:
     """({val_mAP, val_mAP@t...}, per-class AP) of ``detections`` against the subset's ground truth."""
-    gt = ground_truth_segments(spec, subset)
-    pred = Segments.from_rows([
-        (video, d["label"], d["segment"][0], d["segment"][1], d["score"])
-        for video, items in detections.items() for d in items
-    ])
-    result = average_precision(gt, pred, thresholds)
+    result = average_precision(ground_truth_segments(spec, subset), detections_to_segments(detections), thresholds)
     metrics = {f"{prefix}mAP": result.mean}
     metrics.update({f"{prefix}mAP@{t:g}": float(m) for t, m in zip(result.thresholds, result.map_per_threshold,
                                                                   strict=True)})

@@ -154,3 +154,26 @@ def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path):
     assert len(children) == 3
     study = optuna.load_study(study_name=state["study_name"], storage=f"sqlite:///{out / 'optuna.db'}")
     assert len(study.trials) == 3
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_failing_trial_is_marked_failed_and_sweep_goes_on(tiny_data, tmp_path):
+    extra = "  model.pretrained: {type: categorical, values: [none, /nonexistent/weights.pt]}"
+    out = tmp_path / "s"
+    done = cli("sweep", "--data", str(tiny_data), "--config", str(sweep_file(tmp_path, extra)), "--out", str(out),
+               "--set", "search.num_samples=3", "search.asha=false", "train.epochs=1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = json.loads((out / "sweep.json").read_text())["trials"]
+    failed = [t for t in trials.values() if t["status"] == "FAILED"]
+    finished = [t for t in trials.values() if t["status"] == "FINISHED"]
+    assert failed and finished and len(trials) == 3
+    assert all("weights file not found" in t["error"] for t in failed)
+    for t in finished:
+        assert (out / "trials" / t["trial_id"] / "predictions" / "val.npz").exists()
+    state = json.loads((out / "sweep.json").read_text())
+    client = MlflowClient(state["tracking_uri"])
+    exp = client.get_run(state["parent_run_id"]).info.experiment_id
+    statuses = sorted(r.info.status for r in client.search_runs(
+        [exp], f"tags.mlflow.parentRunId = '{state['parent_run_id']}'"))
+    assert statuses.count("FAILED") == len(failed)
