@@ -44,14 +44,55 @@ space:
     return path
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 180) -> None:
+    import socket
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
 @pytest.fixture(scope="session")
-def tiny_sweep(tiny_data, tmp_path_factory):
-    """One real sweep (local Ray, SQLite MLflow) shared by the sweep, ensemble and UI tests."""
+def mlflow_server(tmp_path_factory):
+    """A real `mlflow server` on loopback over a SQLite file: (url, backend store URI)."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    store = f"sqlite:///{folder}/server.db"
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host",
+                             "127.0.0.1", "--port", str(port), "--workers", "1", "--artifacts-destination",
+                             str(folder / "artifacts")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    yield f"http://127.0.0.1:{port}", store
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tiny_data, mlflow_server, tmp_path_factory):
+    """One real sweep (local Ray, tracked on the real MLflow server) shared by the sweep, tracking, ensemble
+    and UI tests: (sweep folder, finished process)."""
     import subprocess
 
     folder = tmp_path_factory.mktemp("tiny_sweep")
     out = folder / "sweep"
     done = subprocess.run([sys.executable, "-m", "search.cli", "sweep", "--data", str(tiny_data), "--config",
-                           str(write_sweep_file(folder)), "--out", str(out)], capture_output=True, text=True,
-                          timeout=1200, cwd=folder)
+                           str(write_sweep_file(folder)), "--out", str(out), "--set",
+                           f"tracking.uri={mlflow_server[0]}"], capture_output=True, text=True, timeout=1200,
+                          cwd=folder)
     return out, done

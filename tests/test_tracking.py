@@ -1,14 +1,7 @@
 """MLflow against a real `mlflow server` on loopback, and tracking-URI handling."""
 
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
 from mlflow.tracking import MlflowClient
-from test_sweep import sweep_file
 
 from search.tracking import artifact_location, resolve_uri
 from search.ui import ui_command
@@ -26,46 +19,23 @@ def test_ui_binds_to_loopback_by_default():
     assert command[command.index("--host") + 1] == "127.0.0.1"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture()
-def mlflow_server(tmp_path):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                             f"sqlite:///{tmp_path}/server.db", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", "1", "--artifacts-destination", str(tmp_path / "artifacts")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(1)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
 @pytest.mark.ray
 @pytest.mark.slow
-def test_sweep_against_real_mlflow_server(tiny_data, tmp_path, mlflow_server):
-    out = tmp_path / "s"
-    done = subprocess.run([sys.executable, "-m", "search.cli", "sweep", "--data", str(tiny_data), "--config",
-                           str(sweep_file(tmp_path)), "--out", str(out), "--set", "search.num_samples=1",
-                           "train.epochs=1", f"tracking.uri={mlflow_server}"], capture_output=True, text=True,
-                          timeout=900, cwd=tmp_path)
+def test_sweep_against_real_mlflow_server(tiny_sweep, mlflow_server):
+    out, done = tiny_sweep
     assert done.returncode == 0, done.stderr[-3000:]
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server[0])
     experiment = client.get_experiment_by_name("test")
     runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 2  # parent + one child
+    assert len(runs) == 4  # the sweep's parent + three trials
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.data.metrics["trials"] == 3 and "best_val_mAP" in parent.data.metrics
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"leaderboard.csv", "sweep.json", "search_space.json"} <= parent_artifacts
     child = next(r for r in runs if "mlflow.parentRunId" in r.data.tags)
     assert "val_mAP" in child.data.metrics
-    assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"predictions", "metrics.json"}
-    assert not Path(tmp_path / "mlflow.db").exists()
+    artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+    assert {"predictions", "metrics.json", "config.yaml", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
+    assert {"plots/map_vs_tiou.png", "plots/per_class_ap.png", "plots/timeline.png"} <= plots
+    assert not (out.parent / "mlflow.db").exists()

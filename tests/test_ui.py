@@ -4,13 +4,13 @@ with their mAP metric."""
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+from conftest import free_port, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -26,33 +26,25 @@ def page_text(url: str, profile) -> str:
 
 
 @pytest.fixture()
-def ui(tiny_sweep):
+def ui(tiny_sweep, mlflow_server):
     out, _ = tiny_sweep
     state = json.loads((out / "sweep.json").read_text())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--uri", state["tracking_uri"], "--port",
+    port = free_port()
+    store = mlflow_server[1]  # the sweep's tracking server's own SQLite store, opened by `talsearch ui`
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--uri", store, "--port",
                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     url = proc.stdout.readline().strip()
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            time.sleep(3)
-            break
-        except OSError:
-            time.sleep(1)
-    yield url, state
+    wait_for_port(port)
+    yield url, state, store
     proc.terminate()
     proc.wait(timeout=30)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make test installs it where apt exists)")
 def test_dashboard_shows_sweep_runs_and_metrics(ui, tmp_path):
-    url, state = ui
-    assert url == url.replace("0.0.0.0", "127.0.0.1") and url.startswith("http://127.0.0.1:")
-    client = MlflowClient(state["tracking_uri"])
+    url, state, store = ui
+    assert url.startswith("http://127.0.0.1:")
+    client = MlflowClient(store)
     experiment = client.get_experiment_by_name(state["experiment"])
     parent = client.get_run(state["parent_run_id"])
     runs_page = page_text(f"{url}/#/experiments/{experiment.experiment_id}/runs", tmp_path / "p1")
