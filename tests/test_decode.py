@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tal_core.config import EvalConfig
 from tal_core.decode import apply_scene_prior, decode_video, nms_1d, runs
@@ -20,13 +21,21 @@ def test_merge_decoder_merges_equal_argmax_runs():
     assert found == [(1, 1.0, 3.0, 0.75), (2, 4.0, 6.0, 0.8)]
 
 
-def test_multithreshold_adds_candidates_and_suppresses_duplicates():
+def test_multithreshold_scores_by_contrast_and_suppresses_fragments():
     cfg = EvalConfig(decode="multithreshold", thresholds=(0.5, 0.75), nms_tiou=0.4)
     seg = decode_video(STARTS, ENDS, PROBS, cfg)
-    keys = set(zip(seg.label.tolist(), seg.start.tolist(), seg.end.tolist(), strict=True))
-    assert (1, 1.0, 2.0) in keys and (2, 4.0, 6.0) in keys
-    assert (1, 1.0, 3.0) not in keys  # tIoU 0.5 with the higher-scored [1, 2] > 0.4
+    found = {(k, a, b): s for k, a, b, s in zip(seg.label.tolist(), seg.start.tolist(), seg.end.tolist(),
+                                                  seg.score.tolist(), strict=True)}
+    # run [1, 3) of action 1: mean 0.75, neighbours 0.05 and 0.1 -> 0.75 * (1 - 0.075)
+    assert found[(1, 1.0, 3.0)] == pytest.approx(0.75 * 0.925)
+    # its fragment [1, 2) (mean 0.8, neighbours 0.05 and 0.7 -> 0.5) overlaps it with tIoU 0.5 > 0.4: dropped
+    assert (1, 1.0, 2.0) not in found and (2, 4.0, 6.0) in found
     assert np.all(np.diff(seg.score) <= 0)
+
+
+def test_merge_scores_are_plain_means():
+    seg = decode_video(STARTS, ENDS, PROBS, EvalConfig(decode="merge"))
+    assert sorted(np.round(seg.score, 6).tolist()) == [0.75, 0.8]
 
 
 def test_nms_keeps_other_labels_and_caps_count():

@@ -44,3 +44,12 @@ def test_fraction_zero_is_identity_and_module_wraps():
     assert temporal_shift(x, 4, 0.0) is x
     module = TemporalShift(torch.nn.Identity(), 4, 0.25)
     assert torch.equal(module(x), naive_shift(x, 4, 0.25))
+
+
+def test_gradcheck_and_channels_last():
+    x = torch.randn(2 * 3, 8, 2, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: temporal_shift(t, 3, 0.25), (x,))
+    y = torch.randn(8, 16, 4, 4).to(memory_format=torch.channels_last)
+    out = temporal_shift(y, 4, 0.125)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(out, naive_shift(y.contiguous(), 4, 0.125))
