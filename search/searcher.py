@@ -24,7 +24,7 @@ class BudgetAwareOptunaSearch(OptunaSearch):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         value = (result or {}).get(self.metric)
-        reached = int((result or {}).get("training_iteration", 0))
+        reached = int((result or {}).get("epoch", (result or {}).get("training_iteration", 0)))
         if error or value is None or reached >= self.full_budget or trial_id in self._completed_trials:
             super().on_trial_complete(trial_id, result, error)
             return

@@ -89,7 +89,7 @@ def _scheduler(spec: SweepSpec, epochs: int):
 
     if not spec.base.search.asha:
         return FIFOScheduler()
-    return ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+    return ASHAScheduler(time_attr="epoch", max_t=epochs,
                          grace_period=min(spec.base.search.grace_period, epochs),
                          reduction_factor=spec.base.search.reduction_factor)
 
@@ -196,7 +196,8 @@ def trial_outcomes(results, epochs: int) -> dict[str, dict]:
     for result in results:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name.split("_")[-2]
-        done = int(metrics.get("training_iteration", 0))
+        # the epoch the trial reached (Tune's training_iteration restarts its count when Train restarts workers)
+        done = int(metrics.get("epoch", metrics.get("training_iteration", 0)))
         if result.error is not None:
             status = "FAILED"
         elif done < epochs:

@@ -12,9 +12,9 @@ def test_stopped_early_trials_are_pruned_not_complete(tmp_path):
                                        metric="val_mAP", mode="max", storage=storage, study_name="s",
                                        sampler=optuna.samplers.TPESampler(seed=0), full_budget=6)
     assert "train.lr" in searcher.suggest("a")
-    searcher.on_trial_complete("a", {"val_mAP": 0.3, "training_iteration": 2})
+    searcher.on_trial_complete("a", {"val_mAP": 0.3, "epoch": 2.0, "training_iteration": 2})
     searcher.suggest("b")
-    searcher.on_trial_complete("b", {"val_mAP": 0.5, "training_iteration": 6})
+    searcher.on_trial_complete("b", {"val_mAP": 0.5, "epoch": 6.0, "training_iteration": 3})  # a restarted trial
     searcher.suggest("c")
     searcher.on_trial_complete("c", None, error=True)
     states = [t.state for t in optuna.load_study(study_name="s", storage=storage).trials]

