@@ -11,7 +11,13 @@ import numpy as np
 
 from tal_core.config import load_config
 from tal_core.data.annotations import load_ground_truth
-from tal_core.formats import ground_truth_segments, submission_rows, write_detections, write_submission
+from tal_core.formats import (
+    ground_truth_segments,
+    segments_to_detection_dict,
+    submission_rows,
+    write_detections,
+    write_submission,
+)
 
 from .align import align
 from .candidates import Candidate, CandidateError, collect
@@ -24,12 +30,7 @@ def log(message: str) -> None:
 
 
 def _detections_json(evaluator: Evaluator, fused) -> dict[str, list[dict]]:
-    table = evaluator.detections(fused)
-    out: dict[str, list[dict]] = {v.video_id: [] for v in evaluator.videos}
-    for video, label, start, end, score in zip(table.video, table.label, table.start, table.end, table.score,
-                                               strict=True):
-        out[video].append({"label": label, "score": float(score), "segment": [float(start), float(end)]})
-    return out
+    return segments_to_detection_dict(evaluator.detections(fused), [v.video_id for v in evaluator.videos])
 
 
 def _metrics(result) -> dict:

@@ -155,7 +155,7 @@ def decode_predictions(pred: IntervalPredictions, eval_cfg: EvalConfig,
         starts, ends, probs = pred.video(v)
         if scene_prior is not None and eval_cfg.scene_prior:
             probs = apply_scene_prior(probs, pred.scene_probs[v], scene_prior)
-        detections[video_id] = segments_to_detections(video_id, decode_video(starts, ends, probs, eval_cfg),
+        detections[video_id] = segments_to_detections(decode_video(starts, ends, probs, eval_cfg),
                                                       pred.actions)
     return detections
 

@@ -109,18 +109,23 @@ def write_submission(rows, path: str | Path) -> Path:
     return path
 
 
-def segments_to_detections(video_id: str, decoded, actions) -> list[dict]:
+def segments_to_detections(decoded, actions) -> list[dict]:
     return [
         {"label": actions[int(k) - 1], "score": float(s), "segment": [float(a), float(b)]}
         for k, a, b, s in zip(decoded.label, decoded.start, decoded.end, decoded.score, strict=True)
     ]
 
 
-def read_detections_dict(path: str | Path) -> dict[str, list[dict]]:
-    """Validated detections as video id -> [{"label", "score", "segment"}]."""
-    table = read_detections(path)
-    out: dict[str, list[dict]] = {}
+def segments_to_detection_dict(table: Segments, videos=()) -> dict[str, list[dict]]:
+    """A segment table as video id -> [{"label", "score", "segment"}] (``videos`` listed even when empty)."""
+    out: dict[str, list[dict]] = {video: [] for video in videos}
     for video, label, start, end, score in zip(table.video, table.label, table.start, table.end, table.score,
                                                strict=True):
-        out.setdefault(video, []).append({"label": label, "score": score, "segment": [start, end]})
+        out.setdefault(video, []).append({"label": label, "score": float(score),
+                                          "segment": [float(start), float(end)]})
     return out
+
+
+def read_detections_dict(path: str | Path) -> dict[str, list[dict]]:
+    """Validated detections as video id -> [{"label", "score", "segment"}]."""
+    return segments_to_detection_dict(read_detections(path))
