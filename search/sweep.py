@@ -94,17 +94,19 @@ def _scheduler(spec: SweepSpec, epochs: int):
                          reduction_factor=spec.base.search.reduction_factor)
 
 
-def _init_ray(address: str | None) -> None:
+def _init_ray(address: str | None) -> bool:
+    """Connects to (or starts) Ray; True when this process started a local cluster."""
     import ray
 
     if ray.is_initialized():
-        return
+        return False
     address = address or os.environ.get("RAY_ADDRESS") or None
     # No runtime_env: workers that Ray prestarts can then host the trial and Train actors at once.
     context = ray.init(address=address, log_to_driver=False, configure_logging=False)
     url = getattr(context, "dashboard_url", None)
     log(f"Ray {'cluster ' + address if address else 'local'}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
         + (f"; dashboard http://{url}" if url else ""))
+    return address is None
 
 
 def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, overrides=(), resume: bool = False,
@@ -134,9 +136,9 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
         state_path.write_text(json.dumps(state, indent=1))
     log(f"MLflow {uri} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}")
 
-    _init_ray(address)
+    local_cluster = _init_ray(address)
     with contextlib.redirect_stdout(sys.stderr):  # Tune's progress tables are logs, not the result
-        results = _run_tuner(spec, sweep_dir, state, storage, resume, str(cache.cache_dir))
+        results = _run_tuner(spec, sweep_dir, state, storage, resume, str(cache.cache_dir), local_cluster)
     state["trials"] = trial_outcomes(results, max_epochs(spec))
     state["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     state_path.write_text(json.dumps(state, indent=1))
@@ -153,7 +155,8 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     return sweep_dir
 
 
-def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | None, resume: bool, cache_dir: str):
+def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | None, resume: bool, cache_dir: str,
+               local_cluster: bool):
     import ray
     from ray import tune
     from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -162,7 +165,7 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
 
     storage_path = storage or str(sweep_dir / "ray")
     ctx = {"base": spec.base.model_dump(mode="json"), "data": state["data"], "sweep_dir": str(sweep_dir),
-           "storage_path": storage_path, "cache_dir": cache_dir}
+           "storage_path": storage_path, "cache_dir": cache_dir, "local_cluster": local_cluster}
     trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx), {"CPU": 0, "memory": 64 * 1024**2})
     experiment_path = f"{storage_path.rstrip('/')}/{TUNE_NAME}"
     if resume and tune.Tuner.can_restore(experiment_path):
@@ -181,7 +184,7 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, epochs),
                                     num_samples=spec.base.search.num_samples, metric=spec.base.search.metric,
-                                    mode="max"),
+                                    mode="max", reuse_actors=True),  # one trial-actor process for all trials
         run_config=tune.RunConfig(
             name=TUNE_NAME, storage_path=storage_path, verbose=1,
             failure_config=tune.FailureConfig(max_failures=spec.base.search.max_failures),

@@ -25,6 +25,13 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from tal_core.config import from_dict, unflatten
 
+# Ray Train environment knobs a trial sets for its controller and workers (Ray propagates them), unless the
+# user has set them: how often the controller polls its workers (Ray's default, 2 s, adds up to 2 s at every
+# stage change of every trial), and the spot-preemption watcher (one more actor process per trial; off for
+# local clusters, Ray's default on clusters).
+POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
+PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
 REPORTED = ("epoch", "train_loss", "train_action_loss", "train_scene_loss", "val_mAP", "val_scene_acc",
             "epoch_seconds")
 
@@ -99,6 +106,26 @@ def _resume_file(run_dir: Path, world_rank: int) -> Path | None:
     return local
 
 
+class TrialTrainer(TorchTrainer):
+    """A ``TorchTrainer`` that skips Ray Data's per-run dataset-manager actor when no Ray datasets are passed.
+
+    Ray Train 2.60 starts that actor for every run (one more process, importing ``ray.data``, per trial); our
+    workers read the frame cache themselves and never ask for a dataset shard.
+    """
+
+    def _create_default_callbacks(self):
+        callbacks = super()._create_default_callbacks()
+        if self.datasets:
+            return callbacks
+        return [callback for callback in callbacks if type(callback).__name__ != "DatasetsCallback"]
+
+
+def set_train_env(poll_interval_s: float, local: bool) -> None:
+    os.environ.setdefault(POLL_ENV, str(poll_interval_s))
+    if local:
+        os.environ.setdefault(PREEMPTION_ENV, "0")
+
+
 def trial_fn(sampled: dict, ctx: dict) -> None:
     """The Tune trainable: ``sampled`` = Optuna's dotted params, ``ctx`` = the sweep's fixed context."""
     cfg = from_dict(ctx["base"]).with_overrides(sampled)
@@ -106,7 +133,8 @@ def trial_fn(sampled: dict, ctx: dict) -> None:
     run_dir = Path(ctx["sweep_dir"]) / "trials" / trial_id
     loop_config = {"config": cfg.flat(), "data": ctx["data"], "run_dir": str(run_dir),
                    "cache_dir": ctx.get("cache_dir"), "trial_started": time.time()}
-    trainer = TorchTrainer(
+    set_train_env(cfg.search.poll_interval_s, ctx.get("local_cluster", False))
+    trainer = TrialTrainer(
         worker_loop,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if cfg.search.use_gpu else "gloo"),

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -79,24 +80,50 @@ def test_ensemble_of_a_real_sweep(tiny_data, tiny_sweep, tmp_path):
     assert (tmp_path / "ens" / "submission.csv").exists() and (tmp_path / "ens" / "detections" / "test.json").exists()
 
 
-def test_trial_workers_span_two_nodes(tiny_data, tmp_path):
-    """ray.cluster_utils.Cluster with two 1-CPU nodes: a 2-worker trial runs one worker on each."""
-    import ray
+def _worker_nodes(trial_dir):
+    return {json.loads(p.read_text())["node_id"] for p in trial_dir.glob("worker_*.json")}
+
+
+def _epochs(trial_dir):
+    path = trial_dir / "history.jsonl"
+    return [json.loads(x)["epoch"] for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
+    """ray.cluster_utils.Cluster, three 1-CPU nodes: a 2-worker trial runs its workers on two nodes; one of
+    those (not the head) is removed mid-trial; the trial restarts on the nodes left, resumes from its
+    checkpoint and finishes. The sweep runs as its own driver (``--address``) so that this test's main thread
+    can remove the node."""
     from ray.cluster_utils import Cluster
 
-    from search.sweep import run_sweep
-
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    cluster.add_node(num_cpus=1)
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
+    out = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "search.cli", "sweep", "--data", str(tiny_data), "--config",
+         str(sweep_file(tmp_path)), "--out", str(out), "--address", cluster.address, "--set",
+         "search.num_samples=1", "search.asha=false", "train.epochs=4", "search.max_failures=3",
+         "data.image_size=64", "model.tiny_width=16", "train.batch_size=4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
-        ray.init(address=cluster.address)
-        out = run_sweep(tiny_data, sweep_file(tmp_path), tmp_path / "sweep",
-                        overrides=["search.num_samples=1", "search.asha=false", "train.epochs=1"])
+        deadline = time.time() + 400
+        while not any(len(_epochs(d)) >= 2 for d in (out / "trials").glob("*")):
+            assert proc.poll() is None and time.time() < deadline, "the trial never reached its second epoch"
+            time.sleep(0.5)
         trial_dir = next((out / "trials").iterdir())
-        nodes = {json.loads(p.read_text())["node_id"] for p in trial_dir.glob("worker_*.json")}
-        assert len(nodes) == 2
-        assert (trial_dir / "predictions" / "val.npz").exists()
+        first_nodes = _worker_nodes(trial_dir)
+        assert len(first_nodes) == 2  # one worker per node
+        victim = next(node for node in workers if node.node_id in first_nodes)
+        cluster.remove_node(victim, allow_graceful=False)
+        stdout, stderr = proc.communicate(timeout=600)
     finally:
-        ray.shutdown()
+        proc.kill()
         cluster.shutdown()
+    assert proc.returncode == 0, stderr[-3000:]
+    (outcome,) = json.loads((out / "sweep.json").read_text())["trials"].values()
+    assert outcome["status"] == "FINISHED" and outcome["epochs"] == 4, outcome
+    epochs = _epochs(trial_dir)
+    assert epochs[-1] == 4 and epochs.count(1) == 1, epochs  # resumed, not restarted from scratch
+    assert victim.node_id not in _worker_nodes(trial_dir)
+    assert (trial_dir / "predictions" / "val.npz").exists()

@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -96,6 +97,12 @@ def decode_video(path: str | Path, decode_fps: float, size: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _write_to_disk(handle, frames: np.ndarray) -> None:
+    handle.write(frames.data)
+    handle.flush()
+    os.fdatasync(handle.fileno())
+
+
 def cache_key(path: Path, decode_fps: float, size: int) -> str:
     stat = path.stat()
     ident = {
@@ -144,17 +151,25 @@ class FrameCache:
         return target
 
     def _build(self, video: Path, decode_fps: float, size: int, target: Path) -> None:
-        """Decode into a temporary .npy written sequentially (header, then chunks), then rename it."""
+        """Decode into a temporary .npy written sequentially (header, then chunks), then rename it.
+
+        A writer thread writes and flushes each chunk to disk while the next one decodes, so the final fsync
+        before the rename (the data must be on disk before the name publishes it) has almost nothing left.
+        """
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")
         try:
-            with open(tmp, "wb") as handle:
+            with open(tmp, "wb") as handle, ThreadPoolExecutor(1, thread_name_prefix="cache-writer") as writer:
+                pending = None
                 for begin, total, frames in iter_decoded(video, decode_fps, size):
+                    if pending is not None:
+                        pending.result()  # chunks land in order; at most one waits in memory
                     if begin == 0:
                         header = {"descr": "|u1", "fortran_order": False, "shape": (total, *frames.shape[1:])}
                         np.lib.format.write_array_header_1_0(handle, header)
-                    handle.write(np.ascontiguousarray(frames, dtype=np.uint8).tobytes())
-                handle.flush()
-                os.fsync(handle.fileno())  # the data is on disk before the rename publishes the file
+                    pending = writer.submit(_write_to_disk, handle, np.ascontiguousarray(frames, dtype=np.uint8))
+                if pending is not None:
+                    pending.result()
+                os.fsync(handle.fileno())
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
