@@ -165,9 +165,10 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, on_epoch: EpochCall
     if resume_from is not None and Path(resume_from).is_file():
         run.resume_from(Path(resume_from))
     best = _read_best(run_dir)
-    for epoch in range(run.state.epoch, cfg.train.epochs):
+    first_epoch = run.state.epoch
+    for epoch in range(first_epoch, cfg.train.epochs):
         started = time.perf_counter()
-        losses = run.train_epoch(epoch, first_step_hook if epoch == run.state.epoch else None)
+        losses = run.train_epoch(epoch, first_step_hook if epoch == first_epoch else None)
         metrics, per_class, detections, val_pred = run.validate()
         metrics = {"epoch": epoch + 1, **losses, **metrics, "epoch_seconds": time.perf_counter() - started}
         run.state.epoch = epoch + 1

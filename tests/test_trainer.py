@@ -36,9 +36,13 @@ def test_resume_continues_from_last_epoch(tiny_data, tmp_path):
     spec = load_dataset(tiny_data)
     fit(load_config(None, TINY_OVERRIDES), spec, tmp_path)
     cfg2 = load_config(None, {**TINY_OVERRIDES, "train.epochs": 2})
+    cfg3 = load_config(None, {**TINY_OVERRIDES, "train.epochs": 4})
+    first_steps = []
     fit(cfg2, spec, tmp_path, resume_from=tmp_path / "last.pt")
+    fit(cfg3, spec, tmp_path, resume_from=tmp_path / "last.pt", first_step_hook=lambda: first_steps.append(1))
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
-    assert epochs == [1, 2]
+    assert epochs == [1, 2, 3, 4]
+    assert first_steps == [1]  # the hook marks the run's first step only, not every epoch's
 
 
 class NanModel(torch.nn.Module):
