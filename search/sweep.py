@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tal_core.config import ConfigError
 from tal_core.data.annotations import DatasetSpec, load_dataset
-from tal_core.data.video import FrameCache
+from tal_core.data.video import FrameCache, VideoDecodeError
 
 from .space import SweepSpec, load_sweep
 from .tracking import check_reachable, finish_children, finish_parent, resolve_uri, start_parent_run
@@ -54,7 +54,12 @@ def warm_cache(spec: SweepSpec, dataset: DatasetSpec, cache: FrameCache) -> None
     started = time.perf_counter()
     for view, fps, size in combos:
         for video in dataset.videos.values():
-            cache.ensure(dataset.video_path(video, view), fps, size)
+            try:
+                cache.ensure(dataset.video_path(video, view), fps, size)
+            except VideoDecodeError as error:
+                if spec.base.data.on_bad_video != "skip":
+                    raise
+                log(f"skipping video '{video.video_id}' (data.on_bad_video=skip): {error}")
     log(f"frame cache ready for {len(combos)} (view, fps, size) combination(s) in "
         f"{time.perf_counter() - started:.1f}s: {cache.cache_dir}")
 
@@ -123,7 +128,7 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     sweep_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_uri(spec.base.tracking.uri)
     experiment_id = check_reachable(uri, spec.base.tracking.experiment)
-    cache = FrameCache()
+    cache = FrameCache(decode_timeout_s=spec.base.data.decode_timeout_s)
     warm_cache(spec, dataset, cache)
 
     state = json.loads(state_path.read_text()) if resume else {

@@ -72,7 +72,7 @@ def worker_loop(loop_config: dict) -> None:
     (run_dir / f"worker_{world_rank}.json").write_text(json.dumps(
         {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}))
     resume_from = _resume_file(run_dir, world_rank)
-    cache = FrameCache(loop_config["cache_dir"]) if loop_config.get("cache_dir") else None
+    cache = FrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s)
     fit(cfg, spec, run_dir, on_epoch=on_epoch, resume_from=resume_from, cache=cache, first_step_hook=on_first_step)
 
 

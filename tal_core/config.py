@@ -31,6 +31,7 @@ class DataConfig(_Section):
     min_action_overlap: float = Field(0.5, gt=0, le=1)
     decode_fps: float = Field(8.0, gt=0, le=120)
     on_bad_video: Literal["error", "skip"] = "error"
+    decode_timeout_s: float = Field(120.0, ge=0)
     num_workers: int = Field(0, ge=0, le=64)
 
 

@@ -1,4 +1,5 @@
 import os
+import time
 
 import numpy as np
 import pytest
@@ -45,6 +46,17 @@ def test_corrupt_video_error_names_the_file(tmp_path, video):
     except VideoDecodeError as error:
         assert "truncated.mp4" in str(error)
     assert not list((tmp_path / "c").glob("*.tmp.npy"))
+
+
+def test_stalled_decoder_is_an_error_naming_the_file_not_a_hang(tmp_path, video):
+    """The watchdog: a decoder call over data.decode_timeout_s is an unreadable video (here the real decoder
+    on a real file against a limit it cannot meet)."""
+    started = time.perf_counter()
+    with pytest.raises(VideoDecodeError, match=r"front.mp4: the decoder made no progress for 1e-05 s"):
+        FrameCache(tmp_path / "c", decode_timeout_s=1e-5).ensure(video, 8, 24)
+    assert time.perf_counter() - started < 5
+    assert not list((tmp_path / "c").glob("*.npy"))  # neither a cache entry nor a temporary file
+    assert len(FrameCache(tmp_path / "c").load(video, 8, 24)) > 0  # within the default limit it decodes
 
 
 def test_missing_video_error(tmp_path):

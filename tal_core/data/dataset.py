@@ -54,7 +54,7 @@ class IntervalDataset(Dataset):
     def __init__(self, spec: DatasetSpec, subset: str, data: DataConfig, train: bool,
                  cache: FrameCache | None = None, seed: int = 0):
         self.spec, self.data, self.train, self.seed = spec, data, train, seed
-        self.cache = cache or FrameCache()
+        self.cache = cache or FrameCache(decode_timeout_s=data.decode_timeout_s)
         self.epoch = 0
         self.videos: list[VideoIntervals] = []
         self.cache_files: list[str] = []

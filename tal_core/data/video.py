@@ -6,7 +6,9 @@ Each (video file, decode fps, image size) is decoded once, sequentially, into a
 name and renamed when complete, so a crash never leaves a half file that is later
 trusted; the key holds the file's size and modification time, so a changed video
 or size is never served stale. A lock file keeps two processes from decoding the
-same video at once.
+same video at once. Every decoder call runs under a watchdog: a decoder that makes
+no progress for ``decode_timeout_s`` (decord can hang on a broken container) gives a
+``VideoDecodeError`` naming the file instead of a hang.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +27,7 @@ import torch
 
 CACHE_VERSION = 1
 DECODE_CHUNK = 64
+DEFAULT_DECODE_TIMEOUT_S = 120.0
 
 
 class VideoDecodeError(RuntimeError):
@@ -49,21 +53,48 @@ def decode_side(size: int) -> int:
     return max(32, -(-size // 32) * 32)
 
 
-def _open_reader(path: Path, size: int):
+def within(seconds: float | None, path: Path, doing: str, call, *args):
+    """``call(*args)`` in a helper thread; a ``VideoDecodeError`` naming ``path`` if it does not return within
+    ``seconds`` (None or 0: no limit). A hung decoder thread cannot be killed: it is left behind as a daemon."""
+    if not seconds:
+        return call(*args)
+    box: dict = {}
+    finished = threading.Event()
+
+    def run():
+        try:
+            box["value"] = call(*args)
+        except BaseException as error:  # handed to the caller below
+            box["error"] = error
+        finally:
+            finished.set()
+
+    threading.Thread(target=run, daemon=True, name=f"decode {path.name}").start()
+    if not finished.wait(seconds):
+        raise VideoDecodeError(f"{path}: the decoder made no progress for {seconds:g} s while {doing} "
+                               "(a broken or over-long container; data.decode_timeout_s sets the limit)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _open_reader(path: Path, size: int, timeout_s: float | None):
     import decord
 
     if not path.is_file():
         raise VideoDecodeError(f"{path}: video file not found")
     try:
         side = decode_side(size)
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), width=side, height=side, num_threads=1)
+        return within(timeout_s, path, "opening it", decord.VideoReader, str(path), decord.cpu(0), side, side, 1)
+    except VideoDecodeError:
+        raise
     except Exception as error:  # decord raises its own DECORDError and RuntimeErrors
         raise VideoDecodeError(f"{path}: cannot open video ({str(error).splitlines()[0][:200]})") from None
 
 
-def iter_decoded(path: Path, decode_fps: float, size: int):
+def iter_decoded(path: Path, decode_fps: float, size: int, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S):
     """Yield (indices, uint8 frames) chunks, decoding the file once from start to end."""
-    reader = _open_reader(path, size)
+    reader = _open_reader(path, size, timeout_s)
     try:
         indices = source_frame_indices(len(reader), reader.get_avg_fps(), decode_fps)
     except ValueError as error:
@@ -71,7 +102,10 @@ def iter_decoded(path: Path, decode_fps: float, size: int):
     for begin in range(0, len(indices), DECODE_CHUNK):
         chunk = indices[begin : begin + DECODE_CHUNK]
         try:
-            frames = reader.get_batch(chunk.tolist()).asnumpy()
+            frames = within(timeout_s, path, f"decoding frame {int(chunk[0])}",
+                            lambda c=chunk: reader.get_batch(c.tolist()).asnumpy())
+        except VideoDecodeError:
+            raise
         except Exception as error:
             raise VideoDecodeError(
                 f"{path}: decoding failed at frame {int(chunk[0])} ({str(error).splitlines()[0][:200]})"
@@ -91,9 +125,10 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def decode_video(path: str | Path, decode_fps: float, size: int) -> np.ndarray:
+def decode_video(path: str | Path, decode_fps: float, size: int,
+                 timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> np.ndarray:
     """All frames at ``decode_fps``, resized to size x size, as one uint8 array (no cache)."""
-    parts = [frames for _, _, frames in iter_decoded(Path(path), decode_fps, size)]
+    parts = [frames for _, _, frames in iter_decoded(Path(path), decode_fps, size, timeout_s)]
     return np.concatenate(parts)
 
 
@@ -131,8 +166,10 @@ def _file_lock(path: Path):
 class FrameCache:
     """Decoded frames of videos, memory-mapped from ``cache_dir``."""
 
-    def __init__(self, cache_dir: str | Path | None = None):
+    def __init__(self, cache_dir: str | Path | None = None,
+                 decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S):
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.decode_timeout_s = decode_timeout_s
 
     def path_for(self, video: Path, decode_fps: float, size: int) -> Path:
         if not video.is_file():
@@ -160,7 +197,7 @@ class FrameCache:
         try:
             with open(tmp, "wb") as handle, ThreadPoolExecutor(1, thread_name_prefix="cache-writer") as writer:
                 pending = None
-                for begin, total, frames in iter_decoded(video, decode_fps, size):
+                for begin, total, frames in iter_decoded(video, decode_fps, size, self.decode_timeout_s):
                     if pending is not None:
                         pending.result()  # chunks land in order; at most one waits in memory
                     if begin == 0:
