@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tal_core.config import ConfigError
 from tal_core.data.annotations import DatasetSpec, load_dataset
-from tal_core.data.video import FrameCache, VideoDecodeError
+from tal_core.data.video import FrameCache
 
 from .space import SweepSpec, load_sweep
 from .tracking import check_reachable, finish_children, finish_parent, resolve_uri, start_parent_run
@@ -48,20 +48,20 @@ def check_views(spec: SweepSpec, dataset: DatasetSpec) -> None:
 
 
 def warm_cache(spec: SweepSpec, dataset: DatasetSpec, cache: FrameCache) -> None:
-    """Decode every video once for each (view, fps, size) the sweep can ask for, before trials start."""
-    combos = [(v, f, s) for v in _values(spec, "data.view") for f in _values(spec, "data.decode_fps")
-              for s in _values(spec, "data.image_size")]
+    """Decode every video once for each (view, fps, size) the sweep can ask for, before trials start
+    (one video per CPU at a time)."""
+    jobs = [(dataset.video_path(video, view), fps, size) for view in _values(spec, "data.view")
+            for fps in _values(spec, "data.decode_fps") for size in _values(spec, "data.image_size")
+            for video in dataset.videos.values()]
+    skip = spec.base.data.on_bad_video == "skip"
+
+    def skipped(job, error):
+        log(f"skipping {job[0]} (data.on_bad_video=skip): {error}")
+
     started = time.perf_counter()
-    for view, fps, size in combos:
-        for video in dataset.videos.values():
-            try:
-                cache.ensure(dataset.video_path(video, view), fps, size)
-            except VideoDecodeError as error:
-                if spec.base.data.on_bad_video != "skip":
-                    raise
-                log(f"skipping video '{video.video_id}' (data.on_bad_video=skip): {error}")
-    log(f"frame cache ready for {len(combos)} (view, fps, size) combination(s) in "
-        f"{time.perf_counter() - started:.1f}s: {cache.cache_dir}")
+    cache.ensure_many(jobs, on_error=skipped if skip else None)
+    log(f"frame cache ready: {len(jobs)} (video, view, fps, size) entries in {time.perf_counter() - started:.1f}s: "
+        f"{cache.cache_dir}")
 
 
 def max_epochs(spec: SweepSpec) -> int:

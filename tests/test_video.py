@@ -59,6 +59,21 @@ def test_stalled_decoder_is_an_error_naming_the_file_not_a_hang(tmp_path, video)
     assert len(FrameCache(tmp_path / "c").load(video, 8, 24)) > 0  # within the default limit it decodes
 
 
+def test_ensure_many_builds_in_parallel_and_reports_bad_videos(tmp_path, tiny_data):
+    videos = sorted(tiny_data.glob("videos/*/front.mp4"))[:3]
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    jobs = [(v, 8, 24) for v in videos] + [(broken, 8, 24)]
+    cache, failed = FrameCache(tmp_path / "c"), []
+    built = cache.ensure_many(jobs, workers=2, on_error=lambda job, error: failed.append((job, str(error))))
+    assert [job[0] for job, _ in failed] == [broken] and "broken.mp4" in failed[0][1]
+    assert sorted(built) == sorted(jobs[:3])
+    for (video, fps, size), path in built.items():
+        assert np.array_equal(np.load(path), decode_video(video, fps, size))
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        FrameCache(tmp_path / "d").ensure_many(jobs, workers=2)
+
+
 def test_missing_video_error(tmp_path):
     with pytest.raises(VideoDecodeError, match="nothere.mp4"):
         FrameCache(tmp_path).ensure(tmp_path / "nothere.mp4", 8, 24)

@@ -187,6 +187,28 @@ class FrameCache:
                 self._build(video, decode_fps, size, target)
         return target
 
+    def ensure_many(self, jobs: list[tuple[Path, float, int]], workers: int = 0,
+                    on_error=None) -> dict[tuple[Path, float, int], Path]:
+        """``ensure`` for many (video, fps, size) jobs, decoding ``workers`` videos at once (0 = one per CPU;
+        the decoder releases the GIL). A ``VideoDecodeError`` goes to ``on_error(job, error)`` when given
+        (the job is then left out of the result), else it is raised once the running jobs have finished."""
+        workers = workers or os.cpu_count() or 1
+        done: dict[tuple[Path, float, int], Path] = {}
+        with ThreadPoolExecutor(max(1, min(workers, len(jobs) or 1)), thread_name_prefix="cache-build") as pool:
+            futures = {pool.submit(self.ensure, *job): job for job in jobs}
+            first_error = None
+            for future, job in futures.items():
+                try:
+                    done[job] = future.result()
+                except VideoDecodeError as error:
+                    if on_error is None:
+                        first_error = first_error or error
+                    else:
+                        on_error(job, error)
+        if first_error is not None:
+            raise first_error
+        return done
+
     def _build(self, video: Path, decode_fps: float, size: int, target: Path) -> None:
         """Decode into a temporary .npy written sequentially (header, then chunks), then rename it.
 
