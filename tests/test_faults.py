@@ -161,12 +161,12 @@ def test_failing_trial_is_marked_failed_and_sweep_goes_on(tiny_data, tmp_path):
     extra = "  model.pretrained: {type: categorical, values: [none, /nonexistent/weights.pt]}"
     out = tmp_path / "s"
     done = cli("sweep", "--data", str(tiny_data), "--config", str(sweep_file(tmp_path, extra)), "--out", str(out),
-               "--set", "search.num_samples=3", "search.asha=false", "train.epochs=1", "search.seed=1", cwd=tmp_path)
+               "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1", "search.seed=1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = json.loads((out / "sweep.json").read_text())["trials"]
     failed = [t for t in trials.values() if t["status"] == "FAILED"]
     finished = [t for t in trials.values() if t["status"] == "FINISHED"]
-    assert failed and finished and len(trials) == 3
+    assert failed and finished and len(trials) == 2  # TPE seed 1 draws 'none', then the missing file
     assert all("weights file not found" in t["error"] for t in failed)
     for t in finished:
         assert (out / "trials" / t["trial_id"] / "predictions" / "val.npz").exists()
