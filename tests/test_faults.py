@@ -13,6 +13,7 @@ import time
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
+from test_sweep import epochs_done as _epochs
 from test_sweep import sweep_file
 
 from conftest import TINY_OVERRIDES
@@ -91,11 +92,6 @@ def _wait_for(predicate, timeout, what):
             return
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _epochs(trial_dir):
-    path = trial_dir / "history.jsonl"
-    return [json.loads(x)["epoch"] for x in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.mark.ray

@@ -84,7 +84,8 @@ def _worker_nodes(trial_dir):
     return {json.loads(p.read_text())["node_id"] for p in trial_dir.glob("worker_*.json")}
 
 
-def _epochs(trial_dir):
+def epochs_done(trial_dir):
+    """The epochs a trial's history.jsonl records so far."""
     path = trial_dir / "history.jsonl"
     return [json.loads(x)["epoch"] for x in path.read_text().splitlines()] if path.exists() else []
 
@@ -108,7 +109,7 @@ def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
         deadline = time.time() + 400
-        while not any(len(_epochs(d)) >= 2 for d in (out / "trials").glob("*")):
+        while not any(len(epochs_done(d)) >= 2 for d in (out / "trials").glob("*")):
             assert proc.poll() is None and time.time() < deadline, "the trial never reached its second epoch"
             time.sleep(0.5)
         trial_dir = next((out / "trials").iterdir())
@@ -123,7 +124,7 @@ def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
     assert proc.returncode == 0, stderr[-3000:]
     (outcome,) = json.loads((out / "sweep.json").read_text())["trials"].values()
     assert outcome["status"] == "FINISHED" and outcome["epochs"] == 4, outcome
-    epochs = _epochs(trial_dir)
+    epochs = epochs_done(trial_dir)
     assert epochs[-1] == 4 and epochs.count(1) == 1, epochs  # resumed, not restarted from scratch
     assert victim.node_id not in _worker_nodes(trial_dir)
     assert (trial_dir / "predictions" / "val.npz").exists()
