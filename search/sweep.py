@@ -189,7 +189,8 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, epochs),
                                     num_samples=spec.base.search.num_samples, metric=spec.base.search.metric,
-                                    mode="max", reuse_actors=True),  # one trial-actor process for all trials
+                                    mode="max"),  # no reuse_actors: an ASHA-stopped trial's Train run only
+                                                  # ends when its trial actor is killed
         run_config=tune.RunConfig(
             name=TUNE_NAME, storage_path=storage_path, verbose=1,
             failure_config=tune.FailureConfig(max_failures=spec.base.search.max_failures),

@@ -83,16 +83,27 @@ def mlflow_server(tmp_path_factory):
     proc.wait(timeout=30)
 
 
+ASHA_STOPS_SECOND = "  loss.action_weight: {type: categorical, values: [0.05, 4.0]}"
+
+
 @pytest.fixture(scope="session")
 def tiny_sweep(tiny_data, mlflow_server, tmp_path_factory):
     """One real sweep (local Ray, tracked on the real MLflow server) shared by the sweep, tracking, ensemble
-    and UI tests: (sweep folder, finished process)."""
+    and UI tests: (sweep folder, finished process).
+
+    ASHA's stop is made deterministic: it ranks trials by train loss (maximised) after epoch 1, and TPE seed 14
+    draws action-loss weights 4.0, 0.05, 4.0, so the second trial is stopped after epoch 1 of 3 and the third
+    runs after it (with Tune's reuse_actors on, that third trial was aborted: the stopped trial's actor was
+    still inside TorchTrainer.fit()).
+    """
     import subprocess
 
     folder = tmp_path_factory.mktemp("tiny_sweep")
     out = folder / "sweep"
     done = subprocess.run([sys.executable, "-m", "search.cli", "sweep", "--data", str(tiny_data), "--config",
-                           str(write_sweep_file(folder)), "--out", str(out), "--set",
-                           f"tracking.uri={mlflow_server[0]}"], capture_output=True, text=True, timeout=1200,
+                           str(write_sweep_file(folder, ASHA_STOPS_SECOND)), "--out", str(out), "--set",
+                           f"tracking.uri={mlflow_server[0]}", "search.metric=train_loss", "search.seed=14",
+                           "train.epochs=3"],
+                          capture_output=True, text=True, timeout=1200,
                           cwd=folder)
     return out, done
