@@ -94,4 +94,19 @@ def load_sweep(path: str | Path | None, overrides=()) -> SweepSpec:
                 base.with_overrides({param.key: value})
             except ConfigError as error:
                 raise ConfigError(f"space.{param.key}: value {value!r} is not allowed:\n{error}") from None
+    check_metric(base)
     return SweepSpec(base, params)
+
+
+SEARCHABLE_METRICS = ("val_mAP", "val_scene_acc", "train_loss", "train_action_loss", "train_scene_loss")
+
+
+def searchable_metrics(cfg: Config) -> list[str]:
+    """The metrics every trial reports each epoch (tIoU thresholds as MLflow spells them: val_mAP_at_0.5)."""
+    return [*SEARCHABLE_METRICS, *(f"val_mAP_at_{t:g}" for t in cfg.eval.tiou_thresholds)]
+
+
+def check_metric(cfg: Config) -> None:
+    allowed = searchable_metrics(cfg)
+    if cfg.search.metric not in allowed:
+        raise ConfigError(f"search.metric: '{cfg.search.metric}' is not a metric trials report; one of {allowed}")

@@ -60,6 +60,9 @@ def test_bad_space_fails_before_ray(tmp_path):
         load_sweep(sweep_file(tmp_path, "  model.shfit: {type: float, low: 0, high: 1}"))
     with pytest.raises(ConfigError, match="model.shift_fraction"):
         load_sweep(_bad_range(tmp_path))
+    with pytest.raises(ConfigError, match="search.metric: 'val_map' is not a metric trials report"):
+        load_sweep(sweep_file(tmp_path), ["search.metric=val_map"])
+    assert load_sweep(sweep_file(tmp_path), ["search.metric=val_mAP_at_0.75"]).base.search.metric == "val_mAP_at_0.75"
 
 
 def _bad_range(tmp_path):
