@@ -1,0 +1,37 @@
+"""The trial's Ray Train set-up that runs without a cluster: its trainer's callbacks and environment."""
+
+import os
+
+import pytest
+from ray.train import RunConfig, ScalingConfig
+
+from search.trial import POLL_ENV, PREEMPTION_ENV, TrialTrainer, mlflow_name, set_train_env
+
+
+def _noop(config):
+    pass
+
+
+def test_trial_trainer_starts_no_dataset_manager_without_ray_datasets(tmp_path):
+    trainer = TrialTrainer(_noop, scaling_config=ScalingConfig(num_workers=2),
+                           run_config=RunConfig(name="t", storage_path=str(tmp_path)))
+    names = [type(callback).__name__ for callback in trainer._create_default_callbacks()]
+    assert "DatasetsCallback" not in names
+    assert "BackendSetupCallback" in names and "PlacementGroupCleanerCallback" in names
+
+
+@pytest.mark.parametrize("local", [True, False])
+def test_train_env_defaults_never_override_the_user(monkeypatch, local):
+    monkeypatch.delenv(POLL_ENV, raising=False)
+    monkeypatch.delenv(PREEMPTION_ENV, raising=False)
+    set_train_env(0.5, local)
+    assert float(os.environ[POLL_ENV]) == 0.5
+    assert os.environ.get(PREEMPTION_ENV) == ("0" if local else None)
+    monkeypatch.setenv(POLL_ENV, "3")
+    monkeypatch.setenv(PREEMPTION_ENV, "1")
+    set_train_env(0.5, True)
+    assert os.environ[POLL_ENV] == "3" and os.environ[PREEMPTION_ENV] == "1"
+
+
+def test_metric_names_fit_mlflow():
+    assert mlflow_name("val_mAP@0.5") == "val_mAP_at_0.5" and mlflow_name("val_mAP") == "val_mAP"
