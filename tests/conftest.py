@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -76,11 +77,24 @@ def mlflow_server(tmp_path_factory):
     store = f"sqlite:///{folder}/server.db"
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host",
                              "127.0.0.1", "--port", str(port), "--workers", "1", "--artifacts-destination",
-                             str(folder / "artifacts")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             str(folder / "artifacts")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     wait_for_port(port)
     yield f"http://127.0.0.1:{port}", store
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_process_group(proc)
+
+
+def stop_process_group(proc) -> None:
+    """Stop a server started with ``start_new_session=True`` and the workers it forked (uvicorn, huey)."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 ASHA_STOPS_SECOND = "  loss.action_weight: {type: categorical, values: [0.05, 4.0]}"

@@ -10,7 +10,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port, wait_for_port
+from conftest import free_port, stop_process_group, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -32,12 +32,12 @@ def ui(tiny_sweep, mlflow_server):
     port = free_port()
     store = mlflow_server[1]  # the sweep's tracking server's own SQLite store, opened by `talsearch ui`
     proc = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--uri", store, "--port",
-                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
     url = proc.stdout.readline().strip()
     wait_for_port(port)
     yield url, state, store
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_process_group(proc)
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make test installs it where apt exists)")
