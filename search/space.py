@@ -20,6 +20,8 @@ import optuna.distributions as od
 
 from tal_core.config import Config, ConfigError, load_config, read_yaml
 
+from .reported import SEARCHABLE_METRICS, mlflow_name
+
 TYPES = ("categorical", "float", "int")
 
 
@@ -98,12 +100,9 @@ def load_sweep(path: str | Path | None, overrides=()) -> SweepSpec:
     return SweepSpec(base, params)
 
 
-SEARCHABLE_METRICS = ("val_mAP", "val_scene_acc", "train_loss", "train_action_loss", "train_scene_loss")
-
-
 def searchable_metrics(cfg: Config) -> list[str]:
-    """The metrics every trial reports each epoch (tIoU thresholds as MLflow spells them: val_mAP_at_0.5)."""
-    return [*SEARCHABLE_METRICS, *(f"val_mAP_at_{t:g}" for t in cfg.eval.tiou_thresholds)]
+    """The metrics ``search.metric`` may name, spelled as trials report them."""
+    return [*SEARCHABLE_METRICS, *(mlflow_name(f"val_mAP@{t:g}") for t in cfg.eval.tiou_thresholds)]
 
 
 def check_metric(cfg: Config) -> None:

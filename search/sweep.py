@@ -106,7 +106,7 @@ def _init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    # No runtime_env: workers that Ray prestarts can then host the trial and Train actors at once.
+    # No runtime_env: the workers Ray prestarts for this job can then host the trial actors at once.
     context = ray.init(address=address, log_to_driver=False, configure_logging=False)
     url = getattr(context, "dashboard_url", None)
     log(f"Ray {'cluster ' + address if address else 'local'}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs"

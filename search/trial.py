@@ -25,6 +25,8 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from tal_core.config import from_dict, unflatten
 
+from .reported import SEARCHABLE_METRICS, mlflow_name
+
 # Ray Train environment knobs a trial sets for its controller and workers (Ray propagates them), unless the
 # user has set them: how often the controller polls its workers (Ray's default, 2 s, adds up to 2 s at every
 # stage change of every trial), and the spot-preemption watcher (one more actor process per trial; off for
@@ -32,13 +34,7 @@ from tal_core.config import from_dict, unflatten
 POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
 
-REPORTED = ("epoch", "train_loss", "train_action_loss", "train_scene_loss", "val_mAP", "val_scene_acc",
-            "epoch_seconds")
-
-
-def mlflow_name(metric: str) -> str:
-    """MLflow metric names may not hold '@': val_mAP@0.5 -> val_mAP_at_0.5."""
-    return metric.replace("@", "_at_")
+REPORTED = ("epoch", "epoch_seconds", *SEARCHABLE_METRICS)
 
 
 def worker_loop(loop_config: dict) -> None:

@@ -89,7 +89,6 @@ class Run:
         seed_everything(cfg.train.seed)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        cache = cache or FrameCache(decode_timeout_s=cfg.data.decode_timeout_s)
         self.train_set = IntervalDataset(spec, "train", cfg.data, train=True, cache=cache, seed=cfg.train.seed)
         self.val_set = IntervalDataset(spec, "val", cfg.data, train=False, cache=cache)
         self.test_set = IntervalDataset(spec, "test", cfg.data, train=False, cache=cache)

@@ -194,7 +194,7 @@ class FrameCache:
         (the job is then left out of the result), else it is raised once the running jobs have finished."""
         workers = workers or os.cpu_count() or 1
         done: dict[tuple[Path, float, int], Path] = {}
-        with ThreadPoolExecutor(max(1, min(workers, len(jobs) or 1)), thread_name_prefix="cache-build") as pool:
+        with ThreadPoolExecutor(min(workers, max(1, len(jobs))), thread_name_prefix="cache-build") as pool:
             futures = {pool.submit(self.ensure, *job): job for job in jobs}
             first_error = None
             for future, job in futures.items():
