@@ -58,7 +58,7 @@ def main(trials: int = 3, epochs: int = 2) -> None:
         tmp = Path(tmp)
         synthesize(tmp / "data", SynthSpec(videos=12, seed=2, size=64, views=("front",)))
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "search.cli", "sweep", "--data", str(tmp / "data"), "--config",
+        subprocess.run([sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tmp / "data"), "--config",
                         str(ROOT / "configs" / "sweep_demo.yaml"), "--out", str(tmp / "sweep"), "--set",
                         f"search.num_samples={trials}", f"train.epochs={epochs}", "search.asha=false",
                         f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"], check=True, stdout=subprocess.DEVNULL,

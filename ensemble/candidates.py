@@ -11,10 +11,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from tal_core.errors import UserError
 from tal_core.predictions import IntervalPredictions, PredictionsError, load_predictions
+from tal_core.tracking import download_trial_outputs
 
 
-class CandidateError(ValueError):
+class CandidateError(UserError, ValueError):
     """No usable candidates, or a candidate's files are inconsistent; names the trial and file."""
 
 
@@ -53,25 +55,8 @@ def from_sweep_folder(sweep_dir: Path) -> list[Candidate]:
 
 
 def from_mlflow(parent_run_id: str, tracking_uri: str, download_to: Path) -> list[Candidate]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    parent = client.get_run(parent_run_id)
-    runs = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                              max_results=10_000)
-    candidates = []
-    for run in runs:
-        target = download_to / run.info.run_id
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            client.download_artifacts(run.info.run_id, "predictions", str(target))
-            client.download_artifacts(run.info.run_id, "metrics.json", str(target))
-        except Exception:
-            continue
-        candidate = _load_trial(target)
-        if candidate is not None:
-            candidates.append(candidate)
-    return candidates
+    folders = download_trial_outputs(tracking_uri, parent_run_id, download_to)
+    return [c for c in (_load_trial(folder) for folder in folders) if c is not None]
 
 
 def collect(source: str, tracking_uri: str, workdir: Path, top_n: int = 0) -> list[Candidate]:

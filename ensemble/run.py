@@ -18,6 +18,9 @@ from tal_core.formats import (
     write_detections,
     write_submission,
 )
+from tal_core.plots import bar_plot, grouped_bar_plot, line_plot
+from tal_core.run_plots import detection_plots
+from tal_core.tracking import log_ensemble_run, resolve_uri
 
 from .align import align
 from .candidates import Candidate, CandidateError, collect
@@ -46,8 +49,6 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     cfg = load_config(config, overrides)
     out = Path(out)
     spec = load_ground_truth(Path(data))
-    from search.tracking import resolve_uri  # tracking URI resolution only
-
     uri = resolve_uri(cfg.tracking.uri)
     candidates = collect(str(source), uri, out, top_n)
     started = time.perf_counter()
@@ -102,8 +103,6 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
 
 
 def _plots(out: Path, members: list[dict], history: list) -> None:
-    from search.plots import bar_plot, line_plot
-
     bar_plot({m["run_id"]: m["weight"] for m in members}, out / "weights.png", "ensemble weights", "weight")
     if history:
         line_plot(range(1, len(history) + 1), history, out / "map_vs_size.png", "val mAP vs greedy steps",
@@ -111,29 +110,15 @@ def _plots(out: Path, members: list[dict], history: list) -> None:
 
 
 def _compare_plots(out: Path, evaluator: Evaluator, weights: dict[str, np.ndarray], spec) -> None:
-    from search.plots import grouped_bar_plot
-    from search.reports import detection_plots
-
     per_class = {name: evaluator.score_fused(evaluator.fused(w)).to_json()["per_class"] for name, w in weights.items()}
     grouped_bar_plot(per_class, out / "per_class_ap_single_vs_ensemble.png", "per-class AP: best single vs ensemble")
     detection_plots(out, spec)
 
 
 def _log_mlflow(uri: str, experiment: str, out: Path, metrics: dict, source: str) -> None:
+    sweep_state = Path(source) / "sweep.json"
+    parent = json.loads(sweep_state.read_text()).get("parent_run_id") if sweep_state.exists() else source
     try:
-        import mlflow
-
-        from search.tracking import check_reachable
-
-        mlflow.set_experiment(experiment_id=check_reachable(uri, experiment))
-        sweep_state = Path(source) / "sweep.json"
-        parent = json.loads(sweep_state.read_text()).get("parent_run_id") if sweep_state.exists() else source
-        with mlflow.start_run(run_name=f"ensemble-{out.name}", tags={"talsearch.kind": "ensemble",
-                                                                       "talsearch.sweep_run_id": str(parent)}):
-            mlflow.log_metrics({f"ensemble_{k}".replace("@", "_at_"): v for k, v in metrics["ensemble"].items()
-                                if isinstance(v, float)})
-            mlflow.log_metrics({f"best_single_{k}".replace("@", "_at_"): v for k, v in metrics["best_single"].items()
-                                if isinstance(v, float)})
-            mlflow.log_artifacts(str(out), "ensemble")
+        log_ensemble_run(uri, experiment, out, metrics, str(parent))
     except Exception as error:  # tracking is a record, not a reason to lose the ensemble
         log(f"warning: could not log to MLflow {uri}: {error}")

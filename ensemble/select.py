@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tal_core.errors import UserError
+
 from .fuse import Evaluator
 
 
@@ -130,5 +132,5 @@ def choose_by_cv(evaluator: Evaluator, k: int, seed: int, max_steps: int, select
     oof = {name: cross_validate(evaluator, k, seed, fit) for name, fit in found.items()}
     name = max(oof, key=lambda n: (oof[n], -list(found).index(n))) if selection == "cv" else selection
     if name not in found:
-        raise ValueError(f"ensemble selection {selection!r}: choose cv or one of {sorted(found)}")
+        raise UserError(f"ensemble selection {selection!r}: choose cv or one of {sorted(found)}")
     return name, found[name](evaluator), oof

@@ -9,6 +9,7 @@ import pandas as pd
 import yaml
 
 from tal_core.config import flatten
+from tal_core.errors import UserError
 
 
 def _trial_row(trial_dir: Path, outcome: dict, searched: list[str]) -> dict:
@@ -33,7 +34,7 @@ def leaderboard(sweep_dir: str | Path, sort: str = "val_mAP") -> pd.DataFrame:
     sweep_dir = Path(sweep_dir)
     state_path = sweep_dir / "sweep.json"
     if not state_path.exists():
-        raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no sweep.json)")
+        raise UserError(f"{sweep_dir} is not a sweep folder (no sweep.json)")
     state = json.loads(state_path.read_text())
     searched = [key for key in state.get("searched", [])]
     trial_dirs = sorted(p for p in (sweep_dir / "trials").glob("*") if p.is_dir())

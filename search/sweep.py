@@ -22,9 +22,9 @@ from pathlib import Path
 from tal_core.config import ConfigError
 from tal_core.data.annotations import DatasetSpec, load_dataset
 from tal_core.data.video import FrameCache
+from tal_core.tracking import check_reachable, finish_children, finish_parent, resolve_uri, start_parent_run
 
 from .space import SweepSpec, load_sweep
-from .tracking import check_reachable, finish_children, finish_parent, resolve_uri, start_parent_run
 
 TUNE_NAME = "tune"
 
@@ -224,7 +224,7 @@ def trial_outcomes(results, epochs: int) -> dict[str, dict]:
 def _sweep_plots(sweep_dir: Path, study_name: str) -> None:
     import optuna
 
-    from .plots import optuna_plots
+    from tal_core.plots import optuna_plots
 
     (sweep_dir / "plots").mkdir(exist_ok=True)
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .tracking import artifact_location, resolve_uri
+from tal_core.tracking import artifact_location, resolve_uri
 
 
 def ui_command(uri: str, host: str, port: int) -> list[str]:

@@ -14,8 +14,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A config file, key or value is wrong; the message names it."""
 
 
@@ -42,6 +44,7 @@ class ModelConfig(_Section):
     shift_place: Literal["blockres", "block"] = "blockres"
     dropout: float = Field(0.2, ge=0, lt=1)
     tiny_width: int = Field(32, ge=4, le=512)
+    output: Literal["interval", "frame"] = "interval"
 
 
 class LossConfig(_Section):
@@ -49,6 +52,7 @@ class LossConfig(_Section):
     scene_weight: float = Field(0.5, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     background_weight: float = Field(1.0, gt=0)
+    frame_weight: float = Field(1.0, ge=0)
 
 
 class TrainConfig(_Section):
@@ -69,6 +73,10 @@ class EvalConfig(_Section):
     nms_tiou: float = Field(0.45, gt=0, le=1)
     max_segments_per_video: int = Field(200, ge=1)
     scene_prior: bool = False
+    smooth: Literal["median", "mean"] = "median"
+    smooth_seconds: float = Field(0.0, ge=0)
+    boundary_contrast: bool = True
+    frame_phases: int = Field(1, ge=1, le=16)
 
     @field_validator("tiou_thresholds", "thresholds")
     @classmethod

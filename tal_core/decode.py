@@ -7,6 +7,14 @@ Two decoders (``eval.decode``):
   runs of intervals whose probability is at least the threshold become candidates
   scored by their mean probability; the arg-max runs are added, then 1-D NMS per
   action removes duplicates.
+
+Cells may be intervals or finer pieces (per-frame outputs, an ensemble's common grid):
+only their own start/end are used. ``eval.smooth_seconds`` first filters each class's
+cell probabilities over a window of that length: ``eval.smooth=median`` (the default: a
+step stays exactly where it is while isolated wrong cells vanish) or ``mean`` (the
+length-weighted mean over the cells whose centres lie within half the window of its own:
+a step keeps its half-height point but its foot and shoulder spread, which shifts
+thresholded runs).
 """
 
 from __future__ import annotations
@@ -55,10 +63,46 @@ def _boundary_contrast(actions: np.ndarray, rows: np.ndarray, first: np.ndarray,
     return 1.0 - (padded[rows, first] + padded[rows, stop + 1]) / 2
 
 
-def _candidates(probs: np.ndarray, thresholds) -> tuple[np.ndarray, ...]:
+def smooth_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, window_seconds: float) -> np.ndarray:
+    """Length-weighted moving average of cell probabilities over a window of ``window_seconds``."""
+    if window_seconds <= 0 or len(starts) < 2:
+        return probs
+    centres, lengths = (starts + ends) / 2, np.maximum(ends - starts, 1e-12)
+    weighted = np.zeros((len(starts) + 1, probs.shape[1]))
+    np.cumsum(probs * lengths[:, None], axis=0, out=weighted[1:])
+    total = np.concatenate([[0.0], np.cumsum(lengths)])
+    lo = np.searchsorted(centres, centres - window_seconds / 2 - 1e-9, side="left")
+    hi = np.searchsorted(centres, centres + window_seconds / 2 + 1e-9, side="right")
+    return (weighted[hi] - weighted[lo]) / (total[hi] - total[lo])[:, None]
+
+
+def median_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, window_seconds: float) -> np.ndarray:
+    """Running median of each class over an odd number of cells spanning about ``window_seconds``
+    (counted in the video's median cell length; edges repeat the end cells)."""
+    if window_seconds <= 0 or len(starts) < 2:
+        return probs
+    cell = float(np.median(ends - starts))
+    width = int(round(window_seconds / max(cell, 1e-12)))
+    width += 1 - width % 2  # odd
+    if width < 3:
+        return probs
+    half = width // 2
+    padded = np.pad(probs, ((half, half), (0, 0)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=0)  # (cells, classes, width)
+    return np.median(windows, axis=-1)
+
+
+def filter_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: EvalConfig) -> np.ndarray:
+    """``eval.smooth`` over ``eval.smooth_seconds`` (no change when 0)."""
+    smoother = median_cells if cfg.smooth == "median" else smooth_cells
+    return smoother(starts, ends, probs, cfg.smooth_seconds)
+
+
+def _candidates(probs: np.ndarray, thresholds, contrast: bool = True) -> tuple[np.ndarray, ...]:
     """(action index, first interval, stop interval, score) of every candidate run.
 
-    Scores: mean probability over the run, times its boundary contrast when thresholds are used."""
+    Scores: mean probability over the run, times its boundary contrast when thresholds are used
+    and ``contrast`` is on."""
     actions = probs[:, 1:].T  # (K, M)
     cumulative = np.zeros((actions.shape[0], actions.shape[1] + 1))
     np.cumsum(actions, axis=1, out=cumulative[:, 1:])
@@ -69,7 +113,7 @@ def _candidates(probs: np.ndarray, thresholds) -> tuple[np.ndarray, ...]:
     rows, first, stop = runs(stacked)
     cls = rows % actions.shape[0]
     scores = _run_scores(cumulative, cls, first, stop)
-    if thresholds:
+    if thresholds and contrast:
         scores = scores * _boundary_contrast(actions, cls, first, stop)
     return cls + 1, first, stop, scores
 
@@ -113,9 +157,11 @@ def _unique_runs(label, first, stop, score):
 
 
 def decode_video(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: EvalConfig) -> DecodedSegments:
-    """Segments of one video from its interval grid and (intervals, K + 1) probabilities."""
+    """Segments of one video from its cells (start, end) and (cells, K + 1) probabilities."""
     thresholds = cfg.thresholds if cfg.decode == "multithreshold" else ()
-    label, first, stop, score = _candidates(np.asarray(probs, dtype=np.float64), thresholds)
+    probs = filter_cells(np.asarray(starts, np.float64), np.asarray(ends, np.float64),
+                         np.asarray(probs, dtype=np.float64), cfg)
+    label, first, stop, score = _candidates(probs, thresholds, cfg.boundary_contrast)
     if cfg.decode == "merge":
         keep = np.argsort(-score, kind="stable")[: cfg.max_segments_per_video]
     else:

@@ -18,7 +18,7 @@ from torch.nn.functional import softmax
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from .config import Config, EvalConfig, LossConfig
+from .config import Config, ConfigError, EvalConfig, LossConfig
 from .data.annotations import DatasetSpec
 from .data.dataset import IntervalDataset
 from .decode import apply_scene_prior, decode_video
@@ -43,7 +43,7 @@ def rank() -> int:
 def select_device(name: str) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device=cuda but no CUDA device is available")
+            raise ConfigError("train.device=cuda but no CUDA device is available")
         index = torch.cuda.current_device() if is_distributed() else 0
         return torch.device("cuda", index)
     return torch.device("cpu")
@@ -71,15 +71,15 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
                     progress: bool = False, first_step_hook=None) -> dict[str, float]:
     """One pass over ``loader``; returns the mean total/action/scene losses."""
     model.train()
-    totals = np.zeros(3)
+    totals = np.zeros(4)
     seen = 0
     batches = tqdm(loader, desc="train", leave=False, file=sys.stderr, disable=not progress)
-    for clips, action, scene, _ in batches:
+    for clips, action, frame_labels, scene, _ in batches:
         clips = clips.to(device, non_blocking=True)
-        action, scene = action.to(device), scene.to(device)
+        action, frame_labels, scene = action.to(device), frame_labels.to(device), scene.to(device)
         with autocast_for(device, amp):
-            action_logits, scene_logits = model(clips)
-        parts = multitask_loss(action_logits, scene_logits, action, scene, loss_cfg)
+            out = model(clips)
+        parts = multitask_loss(out.action, out.scene, action, scene, loss_cfg, out.frame, frame_labels)
         if not torch.isfinite(parts.total):
             raise NonFiniteLossError(f"training loss became {parts.total.item()} (lower train.lr?)")
         optimizer.zero_grad(set_to_none=True)
@@ -89,25 +89,31 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
         if first_step_hook is not None:
             first_step_hook()
             first_step_hook = None
-        totals += len(clips) * np.array([parts.total.item(), parts.action.item(), parts.scene.item()])
+        totals += len(clips) * np.array([parts.total.item(), parts.action.item(), parts.scene.item(),
+                                         parts.frame.item()])
         seen += len(clips)
     mean = totals / max(seen, 1)
-    return {"train_loss": mean[0], "train_action_loss": mean[1], "train_scene_loss": mean[2]}
+    return {"train_loss": mean[0], "train_action_loss": mean[1], "train_scene_loss": mean[2],
+            "train_frame_loss": mean[3]}
 
 
 @torch.no_grad()
 def predict(model, dataset: IntervalDataset, device, batch_size: int, amp: bool, meta: dict,
             num_workers: int = 0) -> IntervalPredictions:
-    """Interval and scene probabilities of every interval of ``dataset`` (gathered over ranks)."""
+    """Cell and scene probabilities of every interval of ``dataset`` (gathered over ranks).
+
+    Cells are the intervals, or with per-frame outputs the ``frames_per_interval`` equal cells of each
+    interval (each frame's own prediction)."""
     model.eval()
     items, action_probs, scene_probs = [], [], []
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, num_workers=num_workers)
-    for clips, _, _, index in loader:
+    for clips, _, _, _, index in loader:
         with autocast_for(device, amp):
-            action_logits, scene_logits = model(clips.to(device, non_blocking=True))
+            out = model(clips.to(device, non_blocking=True))
+        cell_logits = out.action[:, None] if out.frame is None else out.frame  # (N, cells, K + 1)
         items.append(index.numpy())
-        action_probs.append(softmax(action_logits.float(), dim=1).cpu().numpy())
-        scene_probs.append(softmax(scene_logits.float(), dim=1).cpu().numpy())
+        action_probs.append(softmax(cell_logits.float(), dim=-1).cpu().numpy())
+        scene_probs.append(softmax(out.scene.float(), dim=1).cpu().numpy())
     local = _concat(items, action_probs, scene_probs, dataset)
     item_ids, probs, scenes = _gather(local)
     return _assemble(dataset, item_ids, probs, scenes, meta)
@@ -117,7 +123,7 @@ def _concat(items, action_probs, scene_probs, dataset):
     k = len(dataset.spec.taxonomy.actions) + 1
     s = max(len(dataset.spec.taxonomy.scenes), 1)
     return (np.concatenate(items) if items else np.zeros(0, np.int64),
-            np.concatenate(action_probs) if action_probs else np.zeros((0, k), np.float32),
+            np.concatenate(action_probs) if action_probs else np.zeros((0, 1, k), np.float32),
             np.concatenate(scene_probs) if scene_probs else np.zeros((0, s), np.float32))
 
 
@@ -131,17 +137,24 @@ def _gather(local):
 
 def _assemble(dataset: IntervalDataset, item_ids, probs, scenes, meta) -> IntervalPredictions:
     """Put gathered rows back in dataset order (DistributedSampler pads with repeats)."""
-    width_a, width_s = probs.shape[1], scenes.shape[1]
-    ordered_a = np.zeros((len(dataset), width_a), np.float32)
+    frames, width_a, width_s = probs.shape[1], probs.shape[2], scenes.shape[1]
+    ordered_a = np.zeros((len(dataset), frames, width_a), np.float32)
     ordered_s = np.zeros((len(dataset), width_s), np.float32)
     ordered_a[item_ids], ordered_s[item_ids] = probs, scenes
     video_of_item = dataset.index[:, 0]
     starts, ends, per_video, scene_per_video = [], [], [], []
     for v, vi in enumerate(dataset.videos):
         rows = video_of_item == v
-        starts.append(vi.starts)
-        ends.append(vi.ends)
-        per_video.append(ordered_a[rows])
+        if meta.get("cells") != "frame":  # interval outputs (averaged over evaluation passes, if several)
+            starts.append(vi.starts)
+            ends.append(vi.ends)
+            per_video.append(ordered_a[rows, 0].reshape(len(vi.starts), -1, width_a).mean(axis=1))
+        else:  # per-frame outputs: pass p of an interval holds cells p, p + P, ...: interleave them
+            cell_starts, cell_ends = dataset.cells_of(v)
+            starts.append(cell_starts)
+            ends.append(cell_ends)
+            by_pass = ordered_a[rows].reshape(len(vi.starts), dataset.phases, frames, width_a)
+            per_video.append(by_pass.transpose(0, 2, 1, 3).reshape(-1, width_a))
         scene_per_video.append(ordered_s[rows].mean(axis=0))
     ids = [vi.video.video_id for vi in dataset.videos]
     return IntervalPredictions.from_videos(ids, starts, ends, per_video, np.array(scene_per_video), meta)

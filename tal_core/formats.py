@@ -8,10 +8,11 @@ import math
 from pathlib import Path
 
 from .data.annotations import DatasetSpec
+from .errors import UserError
 from .metrics import Segments
 
 
-class FormatError(ValueError):
+class FormatError(UserError, ValueError):
     """A detections or submission file is malformed; the message names the file and field."""
 
 

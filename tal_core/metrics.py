@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -117,11 +116,15 @@ def _match_groups(pred_group, pred_rank, pred_s, pred_e, gt_s, gt_e, gt_valid, t
 
 
 def _codes(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
-    """Integer codes of values shared across several columns (hash-based), and the distinct values."""
-    joined = np.concatenate([np.asarray(c, dtype=object) for c in columns])
-    codes, uniques = pd.factorize(joined)
+    """Integer codes of values shared across several columns (hash-based, in order of first appearance), and
+    the distinct values. Plain dicts: no pandas import on the scoring path."""
+    joined = np.concatenate([np.asarray(c, dtype=object) for c in columns]).tolist()
+    index = {value: code for code, value in enumerate(dict.fromkeys(joined))}
+    codes = np.fromiter((index[value] for value in joined), dtype=np.int64, count=len(joined))
     splits = np.cumsum([len(c) for c in columns])[:-1]
-    return np.split(codes.astype(np.int64), splits), np.asarray(uniques, dtype=object)
+    uniques = np.empty(len(index), dtype=object)
+    uniques[:] = list(index)
+    return np.split(codes, splits), uniques
 
 
 def average_precision(gt: Segments, pred: Segments, thresholds=(0.5, 0.75, 0.95)) -> MapResult:

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import UserError
+
 FORMAT_VERSION = 1
 
 
-class PredictionsError(ValueError):
+class PredictionsError(UserError, ValueError):
     """A predictions file is missing or malformed; the message names it."""
 
 

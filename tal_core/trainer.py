@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import engine
 from .config import Config, save_config
-from .data.annotations import DatasetSpec
+from .data.annotations import DatasetError, DatasetSpec
 from .data.dataset import IntervalDataset
 from .data.video import FrameCache
 from .formats import write_detections
@@ -90,10 +90,11 @@ class Run:
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.train_set = IntervalDataset(spec, "train", cfg.data, train=True, cache=cache, seed=cfg.train.seed)
-        self.val_set = IntervalDataset(spec, "val", cfg.data, train=False, cache=cache)
-        self.test_set = IntervalDataset(spec, "test", cfg.data, train=False, cache=cache)
+        phases = cfg.eval.frame_phases if cfg.model.output == "frame" else 1
+        self.val_set = IntervalDataset(spec, "val", cfg.data, train=False, cache=cache, phases=phases)
+        self.test_set = IntervalDataset(spec, "test", cfg.data, train=False, cache=cache, phases=phases)
         if len(self.train_set) == 0 or len(self.val_set) == 0:
-            raise ValueError(f"data set {spec.root} needs train and val videos with view '{cfg.data.view}'")
+            raise DatasetError(f"data set {spec.root} needs train and val videos with view '{cfg.data.view}'")
         self.model = build_model(cfg, spec).to(self.device)
         if engine.is_distributed():
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -108,6 +109,9 @@ class Run:
         self.scene_prior = engine.scene_action_prior(self.train_set, len(spec.taxonomy.scenes))
         self.meta = {"actions": list(spec.taxonomy.actions), "scenes": list(spec.taxonomy.scenes),
                      "interval_seconds": cfg.data.interval_seconds, "view": cfg.data.view,
+                     "cells": cfg.model.output,
+                     "cells_per_interval": cfg.data.frames_per_interval * phases if cfg.model.output == "frame"
+                     else 1,
                      "config": cfg.flat(), "run_id": self.run_dir.name}
 
     def resume_from(self, path: Path) -> None:
@@ -194,5 +198,5 @@ def _read_best(run_dir: Path) -> dict:
 def _epoch_line(m: dict, epochs: int) -> str:
     at = " ".join(f"{k[4:]}={v:.3f}" for k, v in m.items() if k.startswith("val_mAP@"))
     return (f"epoch {m['epoch']}/{epochs} loss={m['train_loss']:.3f} (action {m['train_action_loss']:.3f}, "
-            f"scene {m['train_scene_loss']:.3f}) val_mAP={m['val_mAP']:.3f} [{at}] "
+            f"frame {m['train_frame_loss']:.3f}, scene {m['train_scene_loss']:.3f}) val_mAP={m['val_mAP']:.3f} [{at}] "
             f"scene_acc={m['val_scene_acc']:.2f} {m['epoch_seconds']:.1f}s")

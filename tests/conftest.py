@@ -114,7 +114,7 @@ def tiny_sweep(tiny_data, mlflow_server, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("tiny_sweep")
     out = folder / "sweep"
-    done = subprocess.run([sys.executable, "-m", "search.cli", "sweep", "--data", str(tiny_data), "--config",
+    done = subprocess.run([sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tiny_data), "--config",
                            str(write_sweep_file(folder, ASHA_STOPS_SECOND)), "--out", str(out), "--set",
                            f"tracking.uri={mlflow_server[0]}", "search.metric=train_loss", "search.seed=14",
                            "train.epochs=3"],

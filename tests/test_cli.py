@@ -5,9 +5,9 @@ import sys
 import pytest
 
 from conftest import TINY_OVERRIDES
-from search.cli import main
+from talsearch.cli import main
 
-TALSEARCH = [sys.executable, "-m", "search.cli"]
+TALSEARCH = [sys.executable, "-m", "talsearch.cli"]
 
 
 def run_cli(*args):

@@ -3,7 +3,13 @@ import torch
 
 from tal_core.config import DataConfig
 from tal_core.data.annotations import load_dataset
-from tal_core.data.dataset import IntervalDataset, interval_frame_span, tsn_positions
+from tal_core.data.dataset import (
+    IntervalDataset,
+    cell_centre_positions,
+    frame_times,
+    interval_frame_span,
+    tsn_positions,
+)
 
 
 def test_tsn_positions_centre_and_random_within_segments():
@@ -18,16 +24,60 @@ def test_tsn_positions_centre_and_random_within_segments():
 def test_interval_frame_span():
     assert interval_frame_span(1.0, 2.0, 8.0, 100) == (8, 8)
     assert interval_frame_span(12.0, 12.5, 8.0, 98) == (96, 2)
+    # frames whose centre (i + 0.5) / fps lies in [start, end): 0.3 s -> frame 2 (centre 0.3125) onwards
+    assert interval_frame_span(0.3, 0.7, 8.0, 100) == (2, 4)  # centres 0.3125 .. 0.6875
+
+
+def test_evaluation_frames_show_cell_centres():
+    # 1 s interval, 4 cells at 8 fps: cell centres 0.125, 0.375, ... fall in frames 1, 3, 5, 7
+    assert cell_centre_positions(0.0, 1.0, 4, 8.0, 100).tolist() == [1, 3, 5, 7]
+    assert cell_centre_positions(2.0, 3.0, 8, 8.0, 100).tolist() == list(range(16, 24))
+    assert cell_centre_positions(9.5, 10.0, 4, 8.0, 78).tolist() == [76, 77, 77, 77]  # clipped to the video
+    assert frame_times(np.array([0, 7]), 8.0).tolist() == [0.0625, 0.9375]
 
 
 def test_dataset_items(tiny_data):
     spec = load_dataset(tiny_data)
     data = DataConfig(image_size=32, frames_per_interval=3, interval_seconds=0.5)
     train = IntervalDataset(spec, "train", data, train=True)
-    clip, action, scene, index = train[0]
-    assert clip.shape == (3, 3, 32, 32) and clip.dtype == torch.uint8
+    clip, action, frame_labels, scene, index = train[0]
+    assert clip.shape == (3, 3, 32, 32) and clip.dtype == torch.uint8 and frame_labels.shape == (3,)
     assert 0 <= action <= len(spec.taxonomy.actions) and scene >= 0 and index == 0
     labels = np.concatenate([v.labels for v in train.videos])
     assert (labels > 0).any() and (labels == 0).any()
     evaluation = IntervalDataset(spec, "val", data, train=False)
     assert np.array_equal(evaluation[1][0].numpy(), evaluation[1][0].numpy())
+
+
+def test_frame_labels_follow_the_time_each_frame_shows(tiny_data):
+    spec = load_dataset(tiny_data)
+    data = DataConfig(image_size=32, frames_per_interval=4, interval_seconds=1.0, decode_fps=8.0)
+    train = IntervalDataset(spec, "train", data, train=True, seed=1)
+    video = train.videos[0].video
+    first = video.segments[0]
+    for item, (v, i, _) in enumerate(train.index.tolist()):
+        if v != 0:
+            break
+        positions = train.positions(train.videos[0].starts[i], train.videos[0].ends[i], 10_000, item)
+        _, _, frame_labels, _, _ = train[item]
+        shown = (positions + 0.5) / 8.0
+        inside = (shown >= first.start) & (shown < first.end)
+        expected = spec.taxonomy.action_index(first.label)
+        assert (frame_labels.numpy()[inside] == expected).all()
+    cells_s, cells_e = IntervalDataset(spec, "val", data, train=False).cells_of(0)
+    assert cells_s[0] == 0.0 and np.allclose(cells_s[1:], cells_e[:-1])  # contiguous
+    assert np.allclose((cells_e - cells_s)[:-4], 0.25)  # 4 equal cells per interval; the last one is clipped
+    assert np.allclose(np.diff(cells_s[-4:]), (cells_e[-1] - cells_s[-4]) / 4)
+
+
+def test_evaluation_phases_cover_every_cell_with_its_own_frame(tiny_data):
+    spec = load_dataset(tiny_data)
+    data = DataConfig(image_size=32, frames_per_interval=4, interval_seconds=1.0, decode_fps=8.0)
+    evaluation = IntervalDataset(spec, "val", data, train=False, phases=2)
+    assert len(evaluation) == 2 * sum(len(v.starts) for v in evaluation.videos)
+    first_pass = evaluation.positions(0.0, 1.0, 100, 0, phase=0)
+    second_pass = evaluation.positions(0.0, 1.0, 100, 1, phase=1)
+    assert first_pass.tolist() == [0, 2, 4, 6] and second_pass.tolist() == [1, 3, 5, 7]
+    starts, ends = evaluation.cells_of(0)
+    assert np.allclose((ends - starts)[:8], 0.125)
+    assert IntervalDataset(spec, "train", data, train=True, phases=2).phases == 1  # training: one pass

@@ -50,3 +50,46 @@ def test_scene_prior_rescales_actions_only():
     prior = np.array([[0.9, 0.1], [0.1, 0.9]])
     scaled = apply_scene_prior(probs, np.array([1.0, 0.0]), prior)
     assert scaled[0, 1] > scaled[0, 2] and np.isclose(scaled.sum(), 1.0)
+
+
+def test_smoothing_is_a_length_weighted_window_and_keeps_a_clean_step():
+    from tal_core.decode import smooth_cells
+
+    starts = np.arange(8) * 0.25
+    ends = starts + 0.25
+    step = np.zeros((8, 2))
+    step[:4, 0], step[4:, 1] = 1.0, 1.0
+    smoothed = smooth_cells(starts, ends, step, 0.75)  # 3 cells (eval.smooth=mean)
+    assert np.allclose(smoothed[3], [2 / 3, 1 / 3]) and np.allclose(smoothed[4], [1 / 3, 2 / 3])
+    assert np.allclose(smoothed[:3, 0], 1.0) and np.allclose(smoothed.sum(axis=1), 1.0)
+    assert smooth_cells(starts, ends, step, 0.0) is step
+    # unequal cells: a 1 s cell next to two 0.25 s cells weighs by length
+    mixed = smooth_cells(np.array([0.0, 1.0, 1.25]), np.array([1.0, 1.25, 1.5]), np.array([[1.0], [0.0], [0.0]]),
+                         1.5)
+    assert mixed[1, 0] == pytest.approx(1.0 / 1.5)  # cells 0..2 have centres within 0.75 s of 1.125
+
+
+def test_fine_cells_place_boundaries_between_interval_edges():
+    starts = np.arange(16) * 0.25  # 4 s in 0.25 s cells; action from 1.25 s to 2.75 s
+    ends = starts + 0.25
+    probs = np.zeros((16, 2))
+    probs[:, 0] = 1.0
+    probs[5:11] = [0.1, 0.9]
+    probs[8] = [0.6, 0.4]  # one wrong cell inside the action
+    for contrast in (False, True):
+        cfg = EvalConfig(smooth="median", smooth_seconds=0.75, boundary_contrast=contrast)
+        seg = decode_video(starts, ends, probs, cfg)
+        best = int(np.argmax(seg.score))
+        assert (seg.start[best], seg.end[best]) == (1.25, 2.75)
+    # without the filter the wrong cell splits the action under the merge decoder
+    seg = decode_video(starts, ends, probs, EvalConfig(decode="merge"))
+    assert len(seg) == 2
+
+
+def test_boundary_contrast_can_be_switched_off():
+    cfg = EvalConfig(decode="multithreshold", thresholds=(0.5, 0.75), nms_tiou=0.4, boundary_contrast=False)
+    seg = decode_video(STARTS, ENDS, PROBS, cfg)
+    found = {(k, a, b): s for k, a, b, s in zip(seg.label.tolist(), seg.start.tolist(), seg.end.tolist(),
+                                                  seg.score.tolist(), strict=True)}
+    # plain mean probability: the confident fragment [1, 2) (0.8) now outranks the whole run (0.75)
+    assert found[(1, 1.0, 2.0)] == pytest.approx(0.8) and (1, 1.0, 3.0) not in found

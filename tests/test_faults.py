@@ -18,7 +18,7 @@ from test_sweep import sweep_file
 
 from conftest import TINY_OVERRIDES
 
-CLI = [sys.executable, "-m", "search.cli"]
+CLI = [sys.executable, "-m", "talsearch.cli"]
 SETS = [f"{k}={v}" for k, v in TINY_OVERRIDES.items()]
 
 

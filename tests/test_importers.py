@@ -1,9 +1,9 @@
 import json
 import shutil
 
-from search.cli import main
 from tal_core.data.annotations import load_dataset
 from tal_core.data.importers import import_360x, import_activitynet
+from talsearch.cli import main
 
 
 def test_import_360x_reports_bad_entries_and_validates(tiny_data, tmp_path, capsys):

@@ -50,7 +50,7 @@ def test_sweep_records_every_trial_everywhere(tiny_data, tiny_sweep, tmp_path):
     assert sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials) == stopped
     table = leaderboard(out)
     assert len(table) == 3 and table["val_mAP"].is_monotonic_decreasing
-    again = subprocess.run([sys.executable, "-m", "search.cli", "sweep", "--data", str(tiny_data), "--config",
+    again = subprocess.run([sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tiny_data), "--config",
                             str(sweep_file(tmp_path)), "--out", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr
 
@@ -74,7 +74,7 @@ def _bad_range(tmp_path):
 def test_ensemble_of_a_real_sweep(tiny_data, tiny_sweep, tmp_path):
     out, done = tiny_sweep
     assert done.returncode == 0
-    ens = subprocess.run([sys.executable, "-m", "search.cli", "ensemble", "--sweep", str(out), "--data",
+    ens = subprocess.run([sys.executable, "-m", "talsearch.cli", "ensemble", "--sweep", str(out), "--data",
                           str(tiny_data), "--out", str(tmp_path / "ens"), "--set",
                           f"tracking.uri=sqlite:///{tmp_path}/m.db"], capture_output=True, text=True, timeout=600)
     assert ens.returncode == 0, ens.stderr[-2000:]
@@ -107,7 +107,7 @@ def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
     cluster.wait_for_nodes()
     out = tmp_path / "sweep"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "search.cli", "sweep", "--data", str(tiny_data), "--config",
+        [sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tiny_data), "--config",
          str(sweep_file(tmp_path)), "--out", str(out), "--address", cluster.address, "--set",
          "search.num_samples=1", "search.asha=false", "train.epochs=4", "search.max_failures=3",
          "data.image_size=64", "model.tiny_width=16", "train.batch_size=4"],

@@ -3,8 +3,8 @@
 import pytest
 from mlflow.tracking import MlflowClient
 
-from search.tracking import artifact_location, resolve_uri
 from search.ui import ui_command
+from tal_core.tracking import artifact_location, resolve_uri
 
 
 def test_resolve_uri_makes_sqlite_paths_absolute(tmp_path):

@@ -8,6 +8,7 @@ from conftest import TINY_OVERRIDES
 from tal_core.config import LossConfig, load_config
 from tal_core.data.annotations import load_dataset
 from tal_core.engine import NonFiniteLossError, train_one_epoch
+from tal_core.model.multitask import Outputs
 from tal_core.predictions import load_predictions
 from tal_core.trainer import fit, load_checkpoint
 
@@ -52,13 +53,14 @@ class NanModel(torch.nn.Module):
 
     def forward(self, clips):
         n = clips.shape[0]
-        return self.w * torch.full((n, 3), float("nan")), self.w * torch.zeros(n, 2)
+        return Outputs(self.w * torch.full((n, 3), float("nan")), self.w * torch.zeros(n, 2), None)
 
 
 def test_nan_loss_stops_with_a_clear_error():
     model = NanModel()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    loader = [(torch.zeros(2, 1, 3, 4, 4), torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([0, 1]))]
+    loader = [(torch.zeros(2, 1, 3, 4, 4), torch.tensor([0, 1]), torch.tensor([[0], [1]]), torch.tensor([0, 1]),
+               torch.tensor([0, 1]))]
     with pytest.raises(NonFiniteLossError, match="nan"):
         train_one_epoch(model, loader, opt, sched, LossConfig(), torch.device("cpu"), amp=False)

@@ -31,7 +31,7 @@ def ui(tiny_sweep, mlflow_server):
     state = json.loads((out / "sweep.json").read_text())
     port = free_port()
     store = mlflow_server[1]  # the sweep's tracking server's own SQLite store, opened by `talsearch ui`
-    proc = subprocess.Popen([sys.executable, "-m", "search.cli", "ui", "--uri", store, "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "talsearch.cli", "ui", "--uri", store, "--port",
                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             start_new_session=True)
     url = proc.stdout.readline().strip()

@@ -80,5 +80,7 @@ def test_missing_video_error(tmp_path):
 
 
 def test_source_frame_indices_resample():
-    assert source_frame_indices(10, 10.0, 5.0).tolist() == [0, 2, 4, 6, 8]
+    # cached frame i shows the source frame on screen at the centre of its cell, (i + 0.5) / decode_fps
+    assert source_frame_indices(10, 10.0, 5.0).tolist() == [1, 3, 5, 7, 9]
     assert source_frame_indices(4, 4.0, 8.0).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert source_frame_indices(30, 30.0, 30.0).tolist() == list(range(30))

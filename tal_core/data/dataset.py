@@ -1,4 +1,15 @@
-"""Torch Dataset of intervals: frames sampled from the frame cache plus labels."""
+"""Torch Dataset of intervals: frames sampled from the frame cache plus labels.
+
+Frame times: cached frame i (decoded at ``fps``) owns the cell [i / fps, (i + 1) / fps) and shows the
+time at its centre, (i + 0.5) / fps (see ``video.source_frame_indices``).
+- Training samples one frame at random from each of ``frames_per_interval`` equal parts of the
+  interval's frames (TSN); each sampled frame is labelled with the action at the time it shows.
+- Evaluation cuts the interval into ``frames_per_interval`` equal cells and takes, for each cell, the
+  cached frame that shows the cell's centre; with ``model.output=frame`` every cell gets its own
+  prediction (``cells_of``). With ``phases`` P > 1 (``eval.frame_phases``) each interval is cut into
+  ``frames_per_interval * P`` cells and seen in P passes: pass p takes the frames of cells p, p + P,
+  p + 2P, ... (one per TSN segment, as in training), so every cell is classified from its own frame.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +22,7 @@ from torch.utils.data import Dataset
 
 from ..config import DataConfig
 from .annotations import DatasetSpec, Video
-from .intervals import interval_grid, label_intervals
+from .intervals import cell_grid, interval_grid, label_at_times, label_intervals
 from .video import FrameCache, VideoDecodeError
 
 
@@ -32,11 +43,22 @@ def tsn_positions(first: int, count: int, segments: int, rng: np.random.Generato
 
 
 def interval_frame_span(start: float, end: float, fps: float, available: int) -> tuple[int, int]:
-    """(first frame, frame count) of the cached frames whose time i / fps lies in [start, end)."""
-    first = int(np.ceil(start * fps - 1e-9))
-    stop = int(np.ceil(end * fps - 1e-9))
-    first = min(first, available - 1)
+    """(first frame, frame count) of the cached frames whose centre time (i + 0.5) / fps lies in [start, end)."""
+    first = int(np.ceil(start * fps - 0.5 - 1e-9))
+    stop = int(np.ceil(end * fps - 0.5 - 1e-9))
+    first = min(max(first, 0), available - 1)
     return first, max(1, min(stop, available) - first)
+
+
+def cell_centre_positions(start: float, end: float, cells: int, fps: float, available: int) -> np.ndarray:
+    """Cached frame showing the centre of each of ``cells`` equal cells of [start, end)."""
+    centres = start + (np.arange(cells) + 0.5) * (end - start) / cells
+    return np.clip(np.floor(centres * fps + 1e-9).astype(np.int64), 0, available - 1)
+
+
+def frame_times(positions: np.ndarray, fps: float) -> np.ndarray:
+    """The time each cached frame shows: the centre of its cell."""
+    return (positions + 0.5) / fps
 
 
 @dataclass(frozen=True)
@@ -46,14 +68,17 @@ class VideoIntervals:
     ends: np.ndarray
     labels: np.ndarray
     scene: int
+    segment_table: tuple = ()  # (start, end, class) of each ground-truth segment, for per-frame labels
 
 
 class IntervalDataset(Dataset):
-    """One item per interval: (frames uint8 (T, 3, H, W), action label, scene label, item index)."""
+    """One item per interval: (frames uint8 (T, 3, H, W), interval label, per-frame labels (T,), scene label,
+    item index)."""
 
     def __init__(self, spec: DatasetSpec, subset: str, data: DataConfig, train: bool,
-                 cache: FrameCache | None = None, seed: int = 0):
+                 cache: FrameCache | None = None, seed: int = 0, phases: int = 1):
         self.spec, self.data, self.train, self.seed = spec, data, train, seed
+        self.phases = 1 if train else phases
         self.cache = cache or FrameCache(decode_timeout_s=data.decode_timeout_s)
         self.epoch = 0
         self.videos: list[VideoIntervals] = []
@@ -63,9 +88,9 @@ class IntervalDataset(Dataset):
             if path is not None:
                 self.videos.append(self._intervals(video))
                 self.cache_files.append(str(path))
-        self.index = np.array(
-            [(v, i) for v, vi in enumerate(self.videos) for i in range(len(vi.starts))], dtype=np.int64
-        ).reshape(-1, 2)
+        self.index = np.array(  # (video, interval, phase) per item, in that order
+            [(v, i, p) for v, vi in enumerate(self.videos) for i in range(len(vi.starts)) for p in range(self.phases)],
+            dtype=np.int64).reshape(-1, 3)
         self._arrays: dict[int, np.ndarray] = {}
 
     def _prepare(self, video: Video):
@@ -83,7 +108,7 @@ class IntervalDataset(Dataset):
         labels = label_intervals(starts, ends, video.segments, self.spec.taxonomy, self.data.min_action_overlap)
         scenes = self.spec.taxonomy.scenes
         scene = scenes.index(video.scene) if video.scene in scenes else -1
-        return VideoIntervals(video, starts, ends, labels, scene)
+        return VideoIntervals(video, starts, ends, labels, scene, tuple(video.segments))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -102,12 +127,25 @@ class IntervalDataset(Dataset):
         return self._arrays[video_index]
 
     def __getitem__(self, item: int):
-        video_index, interval_index = (int(x) for x in self.index[item])
+        video_index, interval_index, phase = (int(x) for x in self.index[item])
         vi = self.videos[video_index]
         frames = self.frames_of(video_index)
-        first, count = interval_frame_span(vi.starts[interval_index], vi.ends[interval_index],
-                                           self.data.decode_fps, len(frames))
-        rng = np.random.default_rng([self.seed, self.epoch, item]) if self.train else None
-        positions = tsn_positions(first, count, self.data.frames_per_interval, rng)
+        start, end = vi.starts[interval_index], vi.ends[interval_index]
+        positions = self.positions(start, end, len(frames), item, phase)
         clip = torch.from_numpy(np.ascontiguousarray(frames[positions])).permute(0, 3, 1, 2)
-        return clip, int(vi.labels[interval_index]), vi.scene, item
+        frame_labels = label_at_times(frame_times(positions, self.data.decode_fps), vi.segment_table,
+                                      self.spec.taxonomy)
+        return clip, int(vi.labels[interval_index]), torch.from_numpy(frame_labels), vi.scene, item
+
+    def positions(self, start: float, end: float, available: int, item: int, phase: int = 0) -> np.ndarray:
+        """Cached frames of one interval: TSN-random in training, cell centres in evaluation (pass ``phase``)."""
+        fps, count = self.data.decode_fps, self.data.frames_per_interval
+        if not self.train:
+            return cell_centre_positions(start, end, count * self.phases, fps, available)[phase::self.phases]
+        first, span = interval_frame_span(start, end, fps, available)
+        return tsn_positions(first, span, count, np.random.default_rng([self.seed, self.epoch, item]))
+
+    def cells_of(self, video_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends) of the evaluation cells of a video: ``frames_per_interval * phases`` per interval."""
+        vi = self.videos[video_index]
+        return cell_grid(vi.starts, vi.ends, self.data.frames_per_interval * self.phases)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import av
 
-from .annotations import BACKGROUND, write_annotations
+from .annotations import BACKGROUND, DatasetError, write_annotations
 
 VIEWS_360X = {"360_panoramic": "panoramic", "front_view": "front", "binocular": "binocular", "monocular": "ego"}
 ANET_SUBSETS = {"training": "train", "validation": "val", "testing": "test", "train": "train", "val": "val",
@@ -50,7 +50,7 @@ def read_scene_table(path: Path) -> dict[str, dict[str, str]]:
     with open(path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows or "recording" not in rows[0] or "scene" not in rows[0]:
-        raise ValueError(f"{path}: scene table needs a header with 'recording' and 'scene' columns")
+        raise DatasetError(f"{path}: scene table needs a header with 'recording' and 'scene' columns")
     return {row["recording"].strip(): row for row in rows}
 
 

@@ -61,3 +61,23 @@ def label_intervals(
     best = covered.argmax(axis=1)  # first maximum = lowest class index on ties
     share = covered[np.arange(len(starts)), best] / np.maximum(ends - starts, 1e-12)
     return np.where(share >= min_overlap - 1e-9, best, 0).astype(np.int64)
+
+
+def label_at_times(times: np.ndarray, segments: Iterable[Segment], taxonomy: Taxonomy) -> np.ndarray:
+    """Class index at each time point (0 = background): the action whose segment [start, end) holds it.
+
+    Where segments of several classes hold a point, the lowest class index wins (as for intervals).
+    """
+    times = np.asarray(times, dtype=np.float64)
+    labels = np.zeros(times.shape, dtype=np.int64)
+    for seg in sorted(segments, key=lambda s: -taxonomy.action_index(s.label)):
+        inside = (times >= seg.start - 1e-9) & (times < seg.end - 1e-9)
+        labels[inside] = taxonomy.action_index(seg.label)
+    return labels
+
+
+def cell_grid(starts: np.ndarray, ends: np.ndarray, cells_per_interval: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each interval cut into ``cells_per_interval`` equal cells: (starts, ends), interval by interval."""
+    fractions = np.arange(cells_per_interval + 1) / cells_per_interval
+    edges = starts[:, None] + (ends - starts)[:, None] * fractions[None, :]
+    return edges[:, :-1].ravel(), edges[:, 1:].ravel()

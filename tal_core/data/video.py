@@ -25,13 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CACHE_VERSION = 1
+from ..errors import VideoDecodeError  # noqa: F401  (re-exported: raised by every reader)
+
+CACHE_VERSION = 2  # 2: cached frame i shows the source frame at the centre of its cell
 DECODE_CHUNK = 64
 DEFAULT_DECODE_TIMEOUT_S = 120.0
-
-
-class VideoDecodeError(RuntimeError):
-    """A video could not be decoded; the message names the file."""
 
 
 def default_cache_dir() -> Path:
@@ -39,11 +37,16 @@ def default_cache_dir() -> Path:
 
 
 def source_frame_indices(num_frames: int, source_fps: float, decode_fps: float) -> np.ndarray:
-    """Source frame index of each cached frame; cached frame i shows time i / decode_fps."""
+    """Source frame index of each cached frame.
+
+    Cached frame i owns the cell [i / decode_fps, (i + 1) / decode_fps) and shows the source frame on screen at
+    the cell's centre (source frame k is on screen over [k / source_fps, (k + 1) / source_fps)). With equal
+    rates cached frame i is source frame i; below the source rate the frame nearest each centre is kept.
+    """
     if num_frames <= 0 or source_fps <= 0:
         raise ValueError(f"video reports {num_frames} frames at {source_fps} fps")
     count = max(1, int(np.floor(num_frames / source_fps * decode_fps + 1e-6)))
-    times = np.arange(count) / decode_fps
+    times = (np.arange(count) + 0.5) / decode_fps
     return np.minimum(np.floor(times * source_fps + 1e-6).astype(np.int64), num_frames - 1)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..config import ConfigError
 from .temporal_shift import TemporalShift
 
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "mobilenet_v2")
@@ -84,12 +85,12 @@ def load_local_weights(net: nn.Module, path: str) -> None:
     """Load a local state_dict (weights_only); the classifier's keys may be missing."""
     file = Path(path)
     if not file.is_file():
-        raise FileNotFoundError(f"model.pretrained: weights file not found: {path}")
+        raise ConfigError(f"model.pretrained: weights file not found: {path}")
     state = torch.load(file, map_location="cpu", weights_only=True)
     state = state.get("model", state) if isinstance(state, dict) else state
     missing, unexpected = net.load_state_dict(state, strict=False)
     if unexpected and len(unexpected) == len(state):
-        raise ValueError(f"model.pretrained: {path} holds no weights of this backbone")
+        raise ConfigError(f"model.pretrained: {path} holds no weights of this backbone")
 
 
 def build_backbone(name: str, n_segment: int, fraction: float, place: str,

@@ -7,14 +7,14 @@ from pathlib import Path
 
 
 def cmd_sweep(args) -> None:
-    from .sweep import run_sweep
+    from search.sweep import run_sweep
 
     out = run_sweep(args.data, args.config, args.out, args.set, args.resume, args.address, args.storage)
     print(str(out))
 
 
 def cmd_leaderboard(args) -> None:
-    from .leaderboard import leaderboard, render
+    from search.leaderboard import leaderboard, render
 
     print(render(leaderboard(args.sweep, args.sort), args.format))
 
@@ -34,7 +34,7 @@ def cmd_demo(args) -> None:
 
 
 def cmd_ui(args) -> None:
-    from .ui import run_ui
+    from search.ui import run_ui
 
     run_ui(args.uri, args.host, args.port)
 

@@ -1,4 +1,5 @@
-"""MLflow: the tracking URI, the sweep's parent run, and artifacts uploaded from the driver."""
+"""MLflow, in one place: the tracking URI, experiments, the sweep's parent run and its children (status, tags,
+artifacts uploaded from the driver), the ensemble's run, and downloads of a sweep's predictions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
+import yaml
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
+
+from .config import flatten
+from .errors import TrackingUnreachableError
+from .run_plots import detection_plots
 
 
 def resolve_uri(uri: str, workdir: Path | None = None) -> str:
@@ -36,7 +43,7 @@ def _probe_server(uri: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((parsed.hostname, port), timeout=timeout).close()
     except OSError as error:
-        raise ConnectionError(f"MLflow tracking server {uri} is not reachable ({error}); "
+        raise TrackingUnreachableError(f"MLflow tracking server {uri} is not reachable ({error}); "
                               "start it or set tracking.uri") from None
 
 
@@ -50,7 +57,7 @@ def check_reachable(uri: str, experiment: str) -> str:
             return found.experiment_id
         return mlflow.create_experiment(experiment, artifact_location=artifact_location(uri))
     except Exception as error:
-        raise ConnectionError(f"MLflow tracking store {uri} is not reachable: {str(error).splitlines()[0]}") from None
+        raise TrackingUnreachableError(f"MLflow tracking store {uri} is not reachable: {str(error).splitlines()[0]}") from None
 
 
 def start_parent_run(uri: str, experiment_id: str, name: str, params: dict, space: dict) -> str:
@@ -86,8 +93,6 @@ def drop_duplicate_children(client: MlflowClient, runs: list) -> list:
 
 def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep_dir: Path, spec=None) -> None:
     """Tag each child run with its trial's outcome and upload its outputs and plots."""
-    from search.reports import detection_plots
-
     client = MlflowClient(uri)
     for run in drop_duplicate_children(client, child_runs(uri, parent_id)):
         info = next((v for k, v in trial_info.items() if run.info.run_name.endswith(k)), None)
@@ -109,11 +114,6 @@ def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep
 
 def _log_full_config(client: MlflowClient, run, trial_dir: Path) -> None:
     """Child runs get every config key as a flat param, not only the searched ones."""
-    import yaml
-    from mlflow.entities import Param
-
-    from tal_core.config import flatten
-
     if not (trial_dir / "config.yaml").is_file():
         return
     flat = flatten(yaml.safe_load((trial_dir / "config.yaml").read_text()) or {})
@@ -136,3 +136,35 @@ def finish_parent(uri: str, parent_id: str, summary: dict, sweep_dir: Path) -> N
     for plot in sorted((sweep_dir / "plots").glob("*.png")):
         client.log_artifact(parent_id, str(plot), "plots")
     client.set_terminated(parent_id, "FINISHED")
+
+
+def log_ensemble_run(uri: str, experiment: str, out: Path, metrics: dict, sweep_run_id: str) -> str:
+    """One run holding an ensemble's metrics (ensemble_* and best_single_*) and its output folder."""
+    client = MlflowClient(uri)
+    run = client.create_run(check_reachable(uri, experiment), run_name=f"ensemble-{out.name}",
+                            tags={"talsearch.kind": "ensemble", "talsearch.sweep_run_id": sweep_run_id})
+    run_id = run.info.run_id
+    for prefix in ("ensemble", "best_single"):
+        for key, value in metrics[prefix].items():
+            if isinstance(value, float):
+                client.log_metric(run_id, f"{prefix}_{key}".replace("@", "_at_"), value)
+    client.log_artifacts(run_id, str(out), "ensemble")
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def download_trial_outputs(uri: str, parent_run_id: str, target: Path) -> list[Path]:
+    """Each child run's ``predictions`` folder and ``metrics.json`` under ``target/<run id>``; runs without
+    them are skipped. Returns the folders that received predictions."""
+    client = MlflowClient(uri)
+    folders = []
+    for run in child_runs(uri, parent_run_id):
+        folder = target / run.info.run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            client.download_artifacts(run.info.run_id, "predictions", str(folder))
+            client.download_artifacts(run.info.run_id, "metrics.json", str(folder))
+        except Exception:  # a child without stored predictions (failed trial) is not a candidate
+            continue
+        folders.append(folder)
+    return folders

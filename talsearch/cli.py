@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from tal_core.errors import UserError
+
 EXIT_USAGE = 2
 
 
@@ -61,7 +63,7 @@ def cmd_train(args) -> None:
     out = Path(args.out)
     resume = out / "last.pt" if args.resume else None
     if not args.resume and (out / "last.pt").exists():
-        raise SystemExit(f"error: {out} already holds a run; pass --resume to continue it or choose another --out")
+        raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     best = fit(cfg, spec, out, resume_from=resume)
     _emit({k: v for k, v in best.items() if k != "per_class_AP"} | {"out": str(out)})
 
@@ -140,24 +142,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_search_commands(sub) -> None:
-    from search import commands
+    from . import commands
 
     commands.add_parsers(sub, _config_arg, _set_arg)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tal_core.config import ConfigError
-    from tal_core.data.annotations import DatasetError
-    from tal_core.data.video import VideoDecodeError
-    from tal_core.formats import FormatError
-    from tal_core.predictions import PredictionsError
-
+    """Exit 0 on success; 2 with one line naming the cause for a user's error (``UserError``, or a file the
+    system refused: missing, a folder, no permission); anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, DatasetError, VideoDecodeError, FormatError, PredictionsError, FileNotFoundError,
-            ValueError, ConnectionError) as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        if error.filename is None:
+            raise
+        print(f"error: {error.filename}: {error.strerror}", file=sys.stderr)
         return EXIT_USAGE
     return 0
 

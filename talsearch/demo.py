@@ -46,8 +46,7 @@ def summary_table(metrics: dict) -> str:
 
 def run_demo(workdir: Path, quick: bool = False) -> dict:
     from ensemble.run import run_ensemble
-
-    from .sweep import run_sweep
+    from search.sweep import run_sweep
 
     started = time.perf_counter()
     workdir = workdir.resolve()
@@ -61,7 +60,7 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
     sweep_dir = run_sweep(data_dir, demo_sweep_config(), workdir / "sweeps" / stamp, overrides)
     ens_dir = workdir / "ensembles" / stamp
     result = run_ensemble(str(sweep_dir), data_dir, ens_dir, overrides=overrides)
-    from .leaderboard import leaderboard, render
+    from search.leaderboard import leaderboard, render
 
     table = leaderboard(sweep_dir)
     lines = [

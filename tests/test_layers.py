@@ -1,0 +1,88 @@
+"""The layers of DESIGN.md, read from the import graph (function-level imports included):
+tal_core <- ensemble <- talsearch (the CLI) and tal_core <- search <- talsearch; nothing imports the CLI."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("tal_core", "search", "ensemble", "talsearch")
+ALLOWED = {  # package -> the top-level packages of ours it may import
+    "tal_core": {"tal_core"},
+    "search": {"tal_core", "search"},
+    "ensemble": {"tal_core", "ensemble"},
+    "talsearch": {"tal_core", "search", "ensemble", "talsearch"},
+}
+
+
+def imported_packages(path: Path, package: str) -> set[str]:
+    """Top-level packages of ours that a module imports anywhere in its body."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            found.add(package if node.level else (node.module or "").split(".")[0])
+    return found & set(PACKAGES)
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            graph[str(path.relative_to(ROOT))] = imported_packages(path, package)
+    return graph
+
+
+def test_every_module_imports_only_its_own_layer_and_below():
+    graph = import_graph()
+    assert len(graph) > 30
+    wrong = {module: sorted(uses - ALLOWED[module.split("/")[0]]) for module, uses in graph.items()
+             if uses - ALLOWED[module.split("/")[0]]}
+    assert wrong == {}
+
+
+def test_nothing_outside_the_cli_imports_it():
+    outside = [p for p in (ROOT / "benchmarks").glob("*.py") if "talsearch" in imported_packages(p, "benchmarks")]
+    assert outside == []
+
+
+def test_the_graph_reader_sees_function_level_imports(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from search.sweep import run_sweep\n    import ensemble.run\n")
+    assert imported_packages(module, "tal_core") == {"search", "ensemble"}
+
+
+SCORING_NEVER = ("torch", "decord", "ray", "pandas", "mlflow", "optuna", "matplotlib")
+LEADERBOARD_NEVER = ("torch", "decord", "ray", "mlflow", "optuna")  # pandas renders its table
+
+
+@pytest.mark.parametrize("command", ["evaluate", "submit", "leaderboard"])
+def test_light_commands_import_no_heavy_library(command, tmp_path):
+    from tal_core.formats import write_detections
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "annotations.json").write_text(json.dumps({
+        "taxonomy": {"actions": ["a"], "scenes": [], "views": ["front"]},
+        "database": {"v": {"subset": "val", "duration": 10.0, "scene": None, "views": {"front": "v.mp4"},
+                           "annotations": [{"segment": [1.0, 2.0], "label": "a"}]}}}))
+    (tmp_path / "data" / "v.mp4").write_bytes(b"")
+    write_detections({"v": [{"label": "a", "score": 0.9, "segment": [1.0, 2.0]}]}, tmp_path / "det.json")
+    (tmp_path / "sweep" / "trials").mkdir(parents=True)
+    argv = {"evaluate": ["evaluate", "--gt", str(tmp_path / "data" / "annotations.json"), "--pred",
+                         str(tmp_path / "det.json")],
+            "submit": ["submit", "--gt", str(tmp_path / "data" / "annotations.json"), "--pred",
+                       str(tmp_path / "det.json"), "--out", str(tmp_path / "sub.csv"), "--subset", "val"],
+            "leaderboard": ["leaderboard", str(tmp_path / "sweep"), "--format", "json"]}[command]
+    never = LEADERBOARD_NEVER if command == "leaderboard" else SCORING_NEVER
+    probe = ("import sys, runpy\nsys.argv = ['talsearch'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('talsearch.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+             f"print(sorted(m for m in {never!r} if m in sys.modules), file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=120)
+    loaded = done.stderr.strip().splitlines()[-1]
+    assert loaded == "[]", done.stderr
