@@ -22,6 +22,7 @@ class Evaluator:
         self.videos, self.gt, self.actions, self.eval_cfg = videos, gt, actions, eval_cfg
         self.thresholds = tuple(metric_thresholds or eval_cfg.tiou_thresholds)
         self.calls = 0
+        self._singles: np.ndarray | None = None
 
     def subset(self, video_ids: set[str]) -> Evaluator:
         keep = np.array([v in video_ids for v in self.gt.video], dtype=bool)
@@ -29,6 +30,13 @@ class Evaluator:
                       self.gt.score[keep])
         return Evaluator([v for v in self.videos if v.video_id in video_ids], gt, self.actions, self.eval_cfg,
                          self.thresholds)
+
+    def single_scores(self) -> np.ndarray:
+        """val mAP of each member alone (computed once per evaluator: every procedure starts from them)."""
+        if self._singles is None:
+            members = self.videos[0].probs.shape[0]
+            self._singles = np.array([self.score(np.eye(members)[m]) for m in range(members)])
+        return self._singles
 
     def fused(self, weights: np.ndarray) -> list[np.ndarray]:
         return [np.tensordot(weights, v.probs, axes=1) for v in self.videos]

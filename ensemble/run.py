@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tal_core.config import load_config
+from tal_core.config import load_config, parse_overrides, read_yaml
 from tal_core.data.annotations import load_ground_truth
 from tal_core.formats import (
     ground_truth_segments,
@@ -25,7 +25,7 @@ from tal_core.tracking import log_ensemble_run, resolve_uri
 from .align import align
 from .candidates import Candidate, CandidateError, collect
 from .fuse import Evaluator
-from .select import choose_by_cv
+from .select import choose_by_cv, nested_cross_validate
 
 
 def log(message: str) -> None:
@@ -51,6 +51,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     spec = load_ground_truth(Path(data))
     uri = resolve_uri(cfg.tracking.uri)
     candidates = collect(str(source), uri, out, top_n)
+    cfg = with_member_decoding(cfg, candidates[0], config, overrides)
     started = time.perf_counter()
     log(f"{len(candidates)} candidate(s) from {source}")
     missing = [v for v in candidates[0].val.video_ids if v not in spec.videos]
@@ -62,10 +63,12 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     gt = type(gt)(gt.video[keep], gt.label[keep], gt.start[keep], gt.end[keep], gt.score[keep])
     evaluator = Evaluator(videos, gt, candidates[0].val.actions, cfg.eval)
     procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, max_steps, selection)
-    best_single = int(np.argmax([evaluator.score(np.eye(len(candidates))[m]) for m in range(len(candidates))]))
+    nested = nested_cross_validate(evaluator, folds, seed, max_steps) if selection == "cv" else oof[procedure]
+    best_single = int(np.argmax(evaluator.single_scores()))
     ens_result = evaluator.score_fused(evaluator.fused(fitted.weights))
     single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
-    metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "procedure": procedure},
+    metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
+                                                   "procedure": procedure},
                "best_single": _metrics(single_result) | {"oof_val_mAP": oof["best_single"],
                                                           "run_id": candidates[best_single].run_id},
                "oof_val_mAP_by_procedure": oof, "folds": min(folds, len(videos)),
@@ -75,6 +78,16 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
         f"single {metrics['best_single']['val_mAP']:.4f} (oof {oof['best_single']:.4f})")
     _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
     return {"out": str(out), **metrics}
+
+
+def with_member_decoding(cfg, best: Candidate, config, overrides):
+    """The decoding (``eval.*``) the sweep's best member ran with, except keys that ``config`` or ``overrides``
+    set: fused probabilities are decoded as their members were tuned to be."""
+    flat = overrides if isinstance(overrides, dict) else parse_overrides(overrides or ())
+    explicit = set(flat) | ({f"eval.{k}" for k in (read_yaml(config).get("eval") or {})} if config else set())
+    known = set(cfg.flat())
+    member_eval = {k: v for k, v in best.params.items() if k.startswith("eval.") and k in known and k not in explicit}
+    return cfg.with_overrides(member_eval)
 
 
 def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Evaluator, metrics: dict, cfg,

@@ -97,7 +97,27 @@ def load_sweep(path: str | Path | None, overrides=()) -> SweepSpec:
             except ConfigError as error:
                 raise ConfigError(f"space.{param.key}: value {value!r} is not allowed:\n{error}") from None
     check_metric(base)
+    if base.search.sampler == "grid":
+        check_grid(params, base.search.num_samples)
     return SweepSpec(base, params)
+
+
+def grid_size(params: tuple[Param, ...]) -> int:
+    size = 1
+    for param in params:
+        size *= len(param.values)
+    return size
+
+
+def check_grid(params: tuple[Param, ...], num_samples: int) -> None:
+    """search.sampler=grid: every searched key categorical, and no more trials than combinations."""
+    ranged = [p.key for p in params if p.kind != "categorical"]
+    if ranged:
+        raise ConfigError(f"search.sampler=grid needs categorical values for every searched key; "
+                          f"space.{ranged[0]} is a {next(p.kind for p in params if p.key == ranged[0])} range")
+    if num_samples > grid_size(params):
+        raise ConfigError(f"search.num_samples: {num_samples} trials but the grid holds {grid_size(params)} "
+                          "combinations (search.sampler=grid)")
 
 
 def searchable_metrics(cfg: Config) -> list[str]:

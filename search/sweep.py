@@ -84,7 +84,11 @@ def _searcher(spec: SweepSpec, sweep_dir: Path, study_name: str, epochs: int):
     from .searcher import BudgetAwareOptunaSearch
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'optuna.db'}")
-    sampler = optuna.samplers.TPESampler(seed=spec.base.search.seed, n_startup_trials=max(2, len(spec.params)))
+    if spec.base.search.sampler == "grid":
+        grid = {p.key: list(p.values) for p in spec.params}
+        sampler = optuna.samplers.GridSampler(grid, seed=spec.base.search.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(seed=spec.base.search.seed, n_startup_trials=max(2, len(spec.params)))
     return BudgetAwareOptunaSearch(space=spec.optuna_space(), metric=spec.base.search.metric, mode="max",
                                    sampler=sampler, storage=storage, study_name=study_name, full_budget=epochs)
 

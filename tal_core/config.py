@@ -101,6 +101,7 @@ class SearchConfig(_Section):
     reduction_factor: int = Field(2, ge=2)
     max_failures: int = Field(1, ge=0)
     seed: int = 0
+    sampler: Literal["tpe", "grid"] = "tpe"
     poll_interval_s: float = Field(0.5, gt=0, le=60)
 
 

@@ -7,7 +7,16 @@ import sys
 import time
 from pathlib import Path
 
-from tal_core.config import ConfigError
+import yaml
+
+from ensemble.run import run_ensemble
+from search.leaderboard import leaderboard, render
+from search.sweep import run_sweep
+from tal_core.config import ConfigError, flatten
+from tal_core.data.synth import DIRECTION_ONLY
+from tal_core.io import write_json_atomic
+
+DEMO_VIDEOS = 48  # enough for the tiny TSM to learn every class in the demo's budget
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -34,24 +43,71 @@ def ensure_data(data_dir: Path, videos: int) -> None:
                or i == n else None)
 
 
+def aligned(rows: list[tuple]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+
 def summary_table(metrics: dict) -> str:
-    rows = [("", "mAP@0.5", "mAP@0.75", "mAP@0.95", "mAP", "out-of-fold mAP")]
+    rows = [("", "mAP@0.5", "mAP@0.75", "mAP@0.95", "mAP", "out-of-fold mAP", "nested out-of-fold mAP")]
     for name, key in (("best single trial", "best_single"), ("ensemble", "ensemble")):
         m = metrics[key]
         rows.append((name, *(f"{m[k]:.4f}" for k in ("val_mAP@0.5", "val_mAP@0.75", "val_mAP@0.95", "val_mAP",
-                                                      "oof_val_mAP"))))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+                                                      "oof_val_mAP")), f"{m['nested_oof_val_mAP']:.4f}"
+                     if "nested_oof_val_mAP" in m else "-"))
+    return aligned(rows)
+
+
+def trial_outcomes(sweep_dir: Path) -> list[dict]:
+    """Per finished trial: its shift and output kind, its best-epoch val mAPs and its direction-only AP."""
+    outcomes = []
+    for trial in sorted((sweep_dir / "trials").glob("*")):
+        if not (trial / "metrics.json").is_file() or not (trial / "config.yaml").is_file():
+            continue
+        cfg = flatten(yaml.safe_load((trial / "config.yaml").read_text()) or {})
+        metrics = json.loads((trial / "metrics.json").read_text())
+        per_class = metrics.get("per_class_AP", {})
+        direction = [per_class[c] for c in DIRECTION_ONLY if c in per_class]
+        outcomes.append({"trial": trial.name, "shift": cfg["model.shift_fraction"], "output": cfg["model.output"],
+                         "epoch": metrics.get("best_epoch"), **{k: metrics[k] for k in METHOD_KEYS},
+                         "direction_AP": sum(direction) / len(direction) if direction else float("nan")})
+    return outcomes
+
+
+METHOD_KEYS = ("val_mAP@0.5", "val_mAP@0.95", "val_mAP")
+
+
+def method_table(outcomes: list[dict]) -> str:
+    """The grid the demo searched: shift x output kind, with the figures each effect shows in."""
+    rows = [("shift", "output", "best epoch", "mAP@0.5", "mAP@0.95", "mAP", "AP slide_left/right")]
+    for o in sorted(outcomes, key=lambda o: (o["output"], o["shift"])):
+        rows.append((f"{o['shift']:g}", o["output"], o["epoch"], *(f"{o[k]:.3f}" for k in METHOD_KEYS),
+                     f"{o['direction_AP']:.3f}"))
+    return aligned(rows)
+
+
+def effect_lines(outcomes: list[dict]) -> list[str]:
+    """One line per effect the demo is there to show, each from the pair of trials that differ only in it."""
+    cell = {(o["shift"] > 0, o["output"]): o for o in outcomes}
+    lines = []
+    for output in ("interval", "frame"):
+        on, off = cell.get((True, output)), cell.get((False, output))
+        if on and off:
+            lines.append(f"temporal shift ({output} outputs): direction-only classes AP {on['direction_AP']:.3f} "
+                         f"with shift vs {off['direction_AP']:.3f} without")
+    for shifted in (True, False):
+        frame, interval = cell.get((shifted, "frame")), cell.get((shifted, "interval"))
+        if frame and interval:
+            lines.append(f"frame outputs ({'with' if shifted else 'no'} shift): mAP@0.95 {frame['val_mAP@0.95']:.3f}"
+                         f" vs {interval['val_mAP@0.95']:.3f} with interval outputs")
+    return lines
 
 
 def run_demo(workdir: Path, quick: bool = False) -> dict:
-    from ensemble.run import run_ensemble
-    from search.sweep import run_sweep
-
     started = time.perf_counter()
     workdir = workdir.resolve()
     data_dir = workdir / "data"
-    ensure_data(data_dir, 12 if quick else 30)
+    ensure_data(data_dir, 12 if quick else DEMO_VIDEOS)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     overrides = [f"tracking.uri={uri}", "tracking.experiment=tal-search-demo"]
@@ -60,15 +116,15 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
     sweep_dir = run_sweep(data_dir, demo_sweep_config(), workdir / "sweeps" / stamp, overrides)
     ens_dir = workdir / "ensembles" / stamp
     result = run_ensemble(str(sweep_dir), data_dir, ens_dir, overrides=overrides)
-    from search.leaderboard import leaderboard, render
-
+    outcomes = trial_outcomes(sweep_dir)
     table = leaderboard(sweep_dir)
     lines = [
         "", "tal-search demo", "=" * 15,
-        render(table[[c for c in table.columns if c in ("trial_id", "status", "epochs", "val_mAP")]
-                     + [c for c in table.columns if c not in ("trial_id", "status", "epochs", "val_mAP")
-                        and not c.startswith("val_")]], "table"),
-        "", summary_table(result), "",
+        render(table[[c for c in ("trial_id", "status", "epochs", "val_mAP") if c in table.columns]], "table"),
+        "", "The method, trial by trial (val, best epoch):", method_table(outcomes) if outcomes else "(no trial)",
+        "", *effect_lines(outcomes),
+        "", "Ensemble of the trials (members and weights chosen on val; out-of-fold = scored on held-out val folds):",
+        summary_table(result), "",
         f"data:        {data_dir}",
         f"sweep:       {sweep_dir}   (talsearch leaderboard {sweep_dir})",
         f"ensemble:    {ens_dir}/ensemble.json",
@@ -78,6 +134,6 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
         f"total time:  {time.perf_counter() - started:.0f}s",
     ]
     print("\n".join(lines))
-    (workdir / "last_demo.json").write_text(json.dumps({"sweep": str(sweep_dir), "ensemble": str(ens_dir),
-                                                        "metrics": result}, indent=1))
+    write_json_atomic(workdir / "last_demo.json", {"sweep": str(sweep_dir), "ensemble": str(ens_dir),
+                                                   "metrics": result, "trials": outcomes})
     return result

@@ -21,6 +21,7 @@ import numpy as np
 from .annotations import write_annotations
 
 ACTIONS = ("slide_left", "slide_right", "rise", "pulse", "blink")
+DIRECTION_ONLY = ("slide_left", "slide_right")  # the same square; only the direction of motion differs
 SCENES = ("kitchen", "office", "street", "garden")
 VIEWS = ("panoramic", "front", "ego")
 WORLD_H, WORLD_W = 96, 192

@@ -1,0 +1,47 @@
+"""Atomic file writes: a temporary file in the same folder, fsync, then rename over the target.
+
+A killed process leaves either the old file or the new one, never half of one; a leftover temporary
+(``.<name>.<pid>.tmp``) is never read by anything and is removed by ``clean_temporaries``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def write_atomic(path: str | Path, write: Callable[[IO], None], mode: str = "w") -> Path:
+    """Call ``write(handle)`` on a temporary file next to ``path`` and publish it under ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, mode) as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    return write_atomic(path, lambda handle: handle.write(text))
+
+
+def write_json_atomic(path: str | Path, value: Any, indent: int | None = 1) -> Path:
+    return write_text_atomic(path, json.dumps(value, indent=indent, default=str))
+
+
+def clean_temporaries(folder: str | Path) -> int:
+    """Remove temporaries that killed writers left in ``folder`` (recursively); returns how many."""
+    removed = 0
+    for tmp in Path(folder).rglob(".*.tmp*"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
