@@ -18,6 +18,7 @@ from tal_core.formats import (
     write_detections,
     write_submission,
 )
+from tal_core.io import write_json_atomic
 from tal_core.plots import bar_plot, grouped_bar_plot, line_plot
 from tal_core.run_plots import detection_plots
 from tal_core.tracking import log_ensemble_run, resolve_uri
@@ -99,8 +100,8 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
                for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
     spec_json = {"sweep": source, "procedure": metrics["ensemble"]["procedure"], "members": members, "grid": "union of member interval boundaries",
                  "decode": cfg.eval.model_dump(mode="json"), "selection_history": fitted.history}
-    (out / "ensemble.json").write_text(json.dumps(spec_json, indent=1, default=str))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_json_atomic(out / "ensemble.json", spec_json)
+    write_json_atomic(out / "metrics.json", metrics)
     write_detections(_detections_json(evaluator, evaluator.fused(fitted.weights)), out / "detections" / "val.json")
     chosen = [c for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
     if all(c.test is not None for c in chosen) and chosen:

@@ -10,6 +10,7 @@ import yaml
 
 from tal_core.config import flatten
 from tal_core.errors import UserError
+from tal_core.io import read_jsonl
 
 
 def _trial_row(trial_dir: Path, outcome: dict, searched: list[str]) -> dict:
@@ -25,7 +26,7 @@ def _trial_row(trial_dir: Path, outcome: dict, searched: list[str]) -> dict:
         row["best_epoch"] = metrics.get("best_epoch")
     history = trial_dir / "history.jsonl"
     if history.exists():
-        lines = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+        lines = read_jsonl(history)
         row["duration_s"] = round(sum(line.get("epoch_seconds", 0) for line in lines), 1)
     return row
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from tal_core.config import ConfigError
 from tal_core.data.annotations import DatasetSpec, load_dataset
 from tal_core.data.video import FrameCache
+from tal_core.io import write_json_atomic, write_text_atomic
 from tal_core.tracking import check_reachable, finish_children, finish_parent, resolve_uri, start_parent_run
 
 from .space import SweepSpec, load_sweep
@@ -142,7 +143,7 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     if not resume:
         state["parent_run_id"] = start_parent_run(uri, experiment_id, sweep_dir.name, spec.base.flat(),
                                                   {p.key: p.__dict__ for p in spec.params})
-        state_path.write_text(json.dumps(state, indent=1))
+        write_json_atomic(state_path, state)
     log(f"MLflow {uri} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}")
 
     local_cluster = _init_ray(address)
@@ -150,12 +151,12 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
         results = _run_tuner(spec, sweep_dir, state, storage, resume, str(cache.cache_dir), local_cluster)
     state["trials"] = trial_outcomes(results, max_epochs(spec))
     state["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    state_path.write_text(json.dumps(state, indent=1))
+    write_json_atomic(state_path, state)
 
     from .leaderboard import leaderboard
 
     table = leaderboard(sweep_dir)
-    table.to_csv(sweep_dir / "leaderboard.csv", index=False)
+    write_text_atomic(sweep_dir / "leaderboard.csv", table.to_csv(index=False))
     _sweep_plots(sweep_dir, state["study_name"])
     finish_children(uri, state["parent_run_id"], state["trials"], sweep_dir, dataset)
     finish_parent(uri, state["parent_run_id"], _summary(table), sweep_dir)
@@ -168,9 +169,9 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
                local_cluster: bool):
     import ray
     from ray import tune
-    from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     from .trial import trial_fn
+    from .trial_runs import TrialRunsCallback
 
     storage_path = storage or str(sweep_dir / "ray")
     ctx = {"base": spec.base.model_dump(mode="json"), "data": state["data"], "sweep_dir": str(sweep_dir),
@@ -198,8 +199,9 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
         run_config=tune.RunConfig(
             name=TUNE_NAME, storage_path=storage_path, verbose=1,
             failure_config=tune.FailureConfig(max_failures=spec.base.search.max_failures),
-            callbacks=[MLflowLoggerCallback(state["tracking_uri"], experiment_name=state["experiment"],
-                                            tags={"mlflow.parentRunId": state["parent_run_id"]})]),
+            callbacks=[TrialRunsCallback(state["tracking_uri"], experiment_name=state["experiment"],
+                                         tags={"mlflow.parentRunId": state["parent_run_id"]},
+                                         searched=[p.key for p in spec.params])]),
     )
     return tuner.fit()
 

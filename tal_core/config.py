@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import UserError
+from .io import write_text_atomic
 
 
 class ConfigError(UserError, ValueError):
@@ -226,4 +227,4 @@ EXTRA_YAML_SECTIONS = frozenset({"space"})
 
 
 def save_config(config: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

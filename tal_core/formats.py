@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .data.annotations import DatasetSpec
 from .errors import UserError
+from .io import write_atomic, write_json_atomic
 from .metrics import Segments
 
 
@@ -18,10 +19,7 @@ class FormatError(UserError, ValueError):
 
 def write_detections(detections: dict[str, list[dict]], path: str | Path) -> Path:
     """``detections``: video id -> [{"label", "score", "segment": [start, end]}]."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"version": "tal-search", "results": detections}))
-    return path
+    return write_json_atomic(path, {"version": "tal-search", "results": detections}, indent=None)
 
 
 def read_detections(path: str | Path) -> Segments:
@@ -100,14 +98,15 @@ def submission_rows(detections: dict[str, list[dict]], durations: dict[str, floa
 
 
 def write_submission(rows, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    """The organisers' CSV: header ``id,prediction``, one row per bin, ``prediction`` a JSON list."""
+
+    def write(handle) -> None:
         writer = csv.writer(handle)
-        writer.writerow(["id", "predictions"])
+        writer.writerow(["id", "prediction"])
         for row_id, preds in rows:
             writer.writerow([row_id, json.dumps(preds)])
-    return path
+
+    return write_atomic(path, write)
 
 
 def segments_to_detections(decoded, actions) -> list[dict]:

@@ -45,3 +45,23 @@ def clean_temporaries(folder: str | Path) -> int:
             tmp.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a JSON-lines file; a torn last line (a writer killed mid-line) is skipped with a warning,
+    a bad line elsewhere is an error naming the file and line."""
+    import warnings
+
+    from .errors import UserError
+
+    lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if number == len(lines):
+                warnings.warn(f"{path}: skipping a torn last line ({error.msg})", stacklevel=2)
+                break
+            raise UserError(f"{path}: line {number} is not JSON ({error.msg})") from None
+    return records

@@ -17,6 +17,18 @@ from .config import flatten
 from .errors import TrackingUnreachableError
 from .run_plots import detection_plots
 
+TRIAL_ID_TAG = "talsearch.trial_id"
+
+
+def trial_run_name(trial_id: str, values: dict, searched: list[str]) -> str:
+    """What a trial is, as its run's name: its searched values (last part of each key) and its id."""
+    parts = [f"{key.split('.')[-1]}={_short(values[key])}" for key in searched if key in values]
+    return " ".join([*parts, f"[{trial_id}]"])
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
 
 def resolve_uri(uri: str, workdir: Path | None = None) -> str:
     """'' -> sqlite:///<abs workdir>/mlflow.db; relative sqlite paths become absolute (workers run elsewhere)."""
@@ -76,12 +88,17 @@ def child_runs(uri: str, parent_id: str) -> list:
                               max_results=10_000)
 
 
+def trial_id_of(run) -> str:
+    """The trial a child run records (its tag; runs of sweeps older than the tag: the run-name suffix)."""
+    return run.data.tags.get(TRIAL_ID_TAG) or run.info.run_name.rsplit("_", 1)[-1]
+
+
 def drop_duplicate_children(client: MlflowClient, runs: list) -> list:
     """A driver killed mid-trial leaves that trial's run RUNNING; the resumed sweep opens a new one.
     Keep one run per trial (the one with most logged metrics, then the newest) and delete the others."""
     by_name: dict[str, list] = {}
     for run in runs:
-        by_name.setdefault(run.info.run_name, []).append(run)
+        by_name.setdefault(trial_id_of(run), []).append(run)
     kept = []
     for same in by_name.values():
         same.sort(key=lambda r: (r.info.status == "FINISHED", len(r.data.metrics), r.info.start_time), reverse=True)
@@ -95,10 +112,10 @@ def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep
     """Tag each child run with its trial's outcome and upload its outputs and plots."""
     client = MlflowClient(uri)
     for run in drop_duplicate_children(client, child_runs(uri, parent_id)):
-        info = next((v for k, v in trial_info.items() if run.info.run_name.endswith(k)), None)
+        info = trial_info.get(trial_id_of(run))
         if info is None:
             continue
-        client.set_tag(run.info.run_id, "talsearch.trial_id", info["trial_id"])
+        client.set_tag(run.info.run_id, TRIAL_ID_TAG, info["trial_id"])
         client.set_tag(run.info.run_id, "talsearch.status", info["status"])
         trial_dir = sweep_dir / "trials" / info["trial_id"]
         for sub in ("predictions", "detections"):

@@ -27,6 +27,7 @@ from .data.annotations import DatasetError, DatasetSpec
 from .data.dataset import IntervalDataset
 from .data.video import FrameCache
 from .formats import write_detections
+from .io import write_json_atomic
 from .model.multitask import MultiTaskTSM
 from .predictions import save_predictions
 
@@ -153,7 +154,7 @@ class Run:
             write_detections(engine.decode_predictions(test_pred, self.cfg.eval, self.scene_prior),
                              out / "detections" / "test.json")
         summary = dict(metrics, best_epoch=self.state.best_epoch, per_class_AP=per_class)
-        (out / "metrics.json").write_text(json.dumps(summary, indent=1))
+        write_json_atomic(out / "metrics.json", summary)
         save_checkpoint(out / "checkpoint.pt", self.model, cfg=self.cfg)
 
 

@@ -28,7 +28,7 @@ def test_train_then_evaluate_and_submit(tiny_data, tmp_path):
     assert scores["mAP"] == pytest.approx(result["val_mAP"])
     sub = run_cli("submit", "--gt", str(tiny_data / "annotations.json"), "--pred",
                   str(tmp_path / "run" / "detections" / "test.json"), "--out", str(tmp_path / "s.csv"))
-    assert sub.returncode == 0 and (tmp_path / "s.csv").read_text().startswith("id,predictions")
+    assert sub.returncode == 0 and (tmp_path / "s.csv").read_text().splitlines()[0] == "id,prediction"
     again = run_cli("train", "--data", str(tiny_data), "--out", str(tmp_path / "run"), "--set", *sets)
     assert again.returncode != 0 and "--resume" in again.stderr
 

@@ -35,4 +35,4 @@ def test_submission_bins_clip_detections(tmp_path):
     assert rows[1][1] == [[1, 10.0, 12.0, 0.9]] and rows[2][1] == []
     path = write_submission(rows, tmp_path / "s.csv")
     parsed = list(csv.DictReader(open(path)))
-    assert json.loads(parsed[1]["predictions"]) == [[1, 10.0, 12.0, 0.9]]
+    assert json.loads(parsed[1]["prediction"]) == [[1, 10.0, 12.0, 0.9]]

@@ -44,6 +44,10 @@ def test_sweep_records_every_trial_everywhere(tiny_data, tiny_sweep, tmp_path):
         assert "val_mAP" in child.data.metrics and "model.shift_fraction" in child.data.params
         assert child.data.params["data.image_size"] == "32"
         assert child.data.tags["talsearch.status"] in ("FINISHED", "STOPPED_EARLY")
+        # the run says what the trial is (its searched values) and carries its trial id as a tag
+        trial_id = child.data.tags["talsearch.trial_id"]
+        assert trial_id in trials and child.info.run_name.endswith(f"[{trial_id}]")
+        assert f"shift_fraction={float(child.data.params['model.shift_fraction']):.3g}" in child.info.run_name
     study = optuna.load_study(study_name=state["study_name"], storage=f"sqlite:///{out / 'optuna.db'}")
     assert len(study.trials) == 3
     stopped = sum(t["status"] == "STOPPED_EARLY" for t in trials.values())

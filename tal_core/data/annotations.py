@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..io import write_json_atomic
 
 BACKGROUND = "background"
 SUBSETS = ("train", "val", "test")
@@ -217,9 +218,4 @@ def dataset_to_json(spec: DatasetSpec) -> dict:
 
 
 def write_annotations(data: dict, folder: str | Path) -> Path:
-    path = Path(folder) / "annotations.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(Path(folder) / "annotations.json", data)

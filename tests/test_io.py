@@ -1,0 +1,43 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tal_core.errors import UserError
+from tal_core.io import clean_temporaries, read_jsonl, write_json_atomic, write_text_atomic
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "sub" / "metrics.json"
+    write_json_atomic(target, {"a": 1})
+    write_json_atomic(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]
+
+
+def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path):
+    target = tmp_path / "sweep.json"
+    write_text_atomic(target, "old")
+    code = ("import sys, time\nfrom tal_core.io import write_atomic\n"
+            "def slow(handle):\n    handle.write('new' * 1000)\n    handle.flush()\n    print('writing', flush=True)\n"
+            "    time.sleep(60)\n"
+            f"write_atomic({str(target)!r}, slow)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert target.read_text() == "old"
+    assert clean_temporaries(tmp_path) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["sweep.json"]
+
+
+def test_torn_last_line_is_skipped_with_a_warning_and_other_bad_lines_named(tmp_path):
+    history = tmp_path / "history.jsonl"
+    history.write_text('{"epoch": 1}\n{"epoch": 2}\n{"epo')
+    with pytest.warns(UserWarning, match="torn last line"):
+        assert read_jsonl(history) == [{"epoch": 1}, {"epoch": 2}]
+    history.write_text('{"epoch": 1}\n{"ep\n{"epoch": 3}\n')
+    with pytest.raises(UserError, match="history.jsonl: line 2"):
+        read_jsonl(history)
