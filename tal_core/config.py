@@ -27,57 +27,59 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    view: str = "front"
-    interval_seconds: float = Field(1.0, gt=0)
-    frames_per_interval: int = Field(4, ge=1, le=64)
-    image_size: int = Field(64, ge=8, le=1024)
-    min_action_overlap: float = Field(0.5, gt=0, le=1)
-    decode_fps: float = Field(8.0, gt=0, le=120)
-    on_bad_video: Literal["error", "skip"] = "error"
-    decode_timeout_s: float = Field(120.0, ge=0)
-    num_workers: int = Field(0, ge=0, le=64)
+    view: str = Field("front", description="which camera view to read (a key of each video's \"views\")")
+    interval_seconds: float = Field(1.0, gt=0, description="length of the fixed, non-overlapping intervals that get classified")
+    frames_per_interval: int = Field(4, ge=1, le=64, description="frames sampled per interval (TSN: one per equal segment)")
+    image_size: int = Field(64, ge=8, le=1024, description="frames are resized to image_size x image_size")
+    min_action_overlap: float = Field(0.5, gt=0, le=1, description="an interval takes an action only if it covers >= this share of it")
+    decode_fps: float = Field(8.0, gt=0, le=120, description="frame rate videos are decoded at into the frame cache")
+    on_bad_video: Literal["error", "skip"] = Field("error", description="error | skip: what to do with an unreadable video")
+    decode_timeout_s: float = Field(120.0, ge=0, description="a decoder call making no progress this long is an unreadable video (0 = no limit)")
+    num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0 = load in the training process)")
 
 
 class ModelConfig(_Section):
-    backbone: Literal["tiny", "resnet18", "resnet34", "resnet50", "mobilenet_v2"] = "tiny"
-    pretrained: str = "none"
-    shift_fraction: float = Field(0.125, ge=0, le=0.5)
-    shift_place: Literal["blockres", "block"] = "blockres"
-    dropout: float = Field(0.2, ge=0, lt=1)
-    tiny_width: int = Field(32, ge=4, le=512)
-    output: Literal["interval", "frame"] = "interval"
+    backbone: Literal["tiny", "resnet18", "resnet34", "resnet50", "mobilenet_v2"] = Field("tiny", description="tiny | resnet18 | resnet34 | resnet50 | mobilenet_v2")
+    pretrained: str = Field("none", description="none | imagenet (torchvision weights) | path to a local state_dict file")
+    shift_fraction: float = Field(0.125, ge=0, le=0.5, description="share of channels shifted per direction (0 = no temporal shift)")
+    shift_place: Literal["blockres", "block"] = Field("blockres", description="blockres: shift the residual branch only; block: shift the block input")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the two heads")
+    tiny_width: int = Field(32, ge=4, le=512, description="channel width of the tiny CPU backbone")
+    output: Literal["interval", "frame"] = Field("interval", description="interval: one prediction per interval | frame: also one per sampled frame (finer cells)")
 
 
 class LossConfig(_Section):
-    action_weight: float = Field(1.0, ge=0)
-    scene_weight: float = Field(0.5, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    background_weight: float = Field(1.0, gt=0)
-    frame_weight: float = Field(1.0, ge=0)
+    action_weight: float = Field(1.0, ge=0, description="weight of the interval action cross-entropy (background = class 0)")
+    scene_weight: float = Field(0.5, ge=0, description="weight of the scene cross-entropy")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of both cross-entropies")
+    background_weight: float = Field(1.0, gt=0, description="class weight of background in the action loss")
+    frame_weight: float = Field(1.0, ge=0, description="weight of the per-frame action cross-entropy (model.output=frame only)")
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(12, ge=1, le=10_000)
-    batch_size: int = Field(8, ge=1, le=4096)
-    lr: float = Field(3e-3, gt=0, le=10)
-    weight_decay: float = Field(1e-4, ge=0)
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True
-    threads: int = Field(0, ge=0, le=256)
+    epochs: int = Field(12, ge=1, le=10_000, description="training epochs; the best epoch by val mAP is kept")
+    batch_size: int = Field(8, ge=1, le=4096, description="intervals per batch (per worker under DDP)")
+    lr: float = Field(3e-3, gt=0, le=10, description="AdamW learning rate (cosine schedule)")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    seed: int = Field(0, description="seeds sampling, initialisation and data order")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto | cpu | cuda")
+    amp: bool = Field(True, description="mixed precision (used on CUDA only)")
+    threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0 = torch's default)")
+    warmup_epochs: float = Field(0.5, ge=0, le=1000, description="linear learning-rate warm-up, in epochs, before the cosine decay")
 
 
 class EvalConfig(_Section):
-    tiou_thresholds: tuple[float, ...] = (0.5, 0.75, 0.95)
-    decode: Literal["merge", "multithreshold"] = "multithreshold"
-    thresholds: tuple[float, ...] = (0.2, 0.35, 0.5, 0.65, 0.8)
-    nms_tiou: float = Field(0.45, gt=0, le=1)
-    max_segments_per_video: int = Field(200, ge=1)
-    scene_prior: bool = False
-    smooth: Literal["median", "mean"] = "median"
-    smooth_seconds: float = Field(0.0, ge=0)
-    boundary_contrast: bool = True
-    frame_phases: int = Field(1, ge=1, le=16)
+    tiou_thresholds: tuple[float, ...] = Field((0.5, 0.75, 0.95), description="mAP thresholds; mAP = mean over them")
+    decode: Literal["merge", "multithreshold"] = Field("multithreshold", description="merge (runs of equal arg-max) | multithreshold (runs above thresholds + NMS)")
+    thresholds: tuple[float, ...] = Field((0.2, 0.35, 0.5, 0.65, 0.8), description="probability thresholds of the multithreshold decoder")
+    nms_tiou: float = Field(0.45, gt=0, le=1, description="1-D NMS overlap above which the lower-scored segment is dropped")
+    max_segments_per_video: int = Field(200, ge=1, description="keep at most this many segments per video (highest scores)")
+    batch_size: int = Field(0, ge=0, le=8192, description="intervals per evaluation batch (0 = twice train.batch_size)")
+    scene_prior: bool = Field(False, description="rescale action probabilities by their frequency in the predicted scene")
+    smooth: Literal["median", "mean"] = Field("median", description="median (keeps steps, drops isolated cells) | mean (length-weighted moving average)")
+    smooth_seconds: float = Field(0.0, ge=0, description="window (seconds) of that filter over cell probabilities before decoding (0 = off)")
+    boundary_contrast: bool = Field(True, description="multithreshold: scale candidates by 1 - mean probability just outside them")
+    frame_phases: int = Field(1, ge=1, le=16, description="model.output=frame: evaluation passes per interval on shifted frames; cells per interval = frames_per_interval x this")
 
     @field_validator("tiou_thresholds", "thresholds")
     @classmethod
@@ -91,24 +93,24 @@ class EvalConfig(_Section):
 
 
 class SearchConfig(_Section):
-    num_samples: int = Field(6, ge=1)
-    trial_workers: int = Field(2, ge=1, le=1024)
-    use_gpu: bool = False
-    cpus_per_worker: float = Field(1.0, gt=0)
-    max_concurrent: int = Field(0, ge=0)
-    metric: str = "val_mAP"
-    asha: bool = True
-    grace_period: int = Field(2, ge=1)
-    reduction_factor: int = Field(2, ge=2)
-    max_failures: int = Field(1, ge=0)
-    seed: int = 0
-    sampler: Literal["tpe", "grid"] = "tpe"
-    poll_interval_s: float = Field(0.5, gt=0, le=60)
+    num_samples: int = Field(6, ge=1, description="trials Optuna proposes")
+    trial_workers: int = Field(2, ge=1, le=1024, description="Ray Train workers (DDP ranks) per trial")
+    use_gpu: bool = Field(False, description="one GPU per worker, NCCL backend (else gloo on CPU)")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker")
+    max_concurrent: int = Field(0, ge=0, description="trials at once (0 = as many as the cluster's resources allow)")
+    metric: str = Field("val_mAP", description="metric maximised by Optuna and ASHA (val_mAP, val_mAP_at_<tIoU>, val_scene_acc, train_*)")
+    asha: bool = Field(True, description="stop unpromising trials early with ASHA")
+    grace_period: int = Field(2, ge=1, description="epochs every trial runs before ASHA may stop it")
+    reduction_factor: int = Field(2, ge=2, description="ASHA halving rate")
+    max_failures: int = Field(1, ge=0, description="restarts of a crashed trial from its last checkpoint")
+    seed: int = Field(0, description="seeds the Optuna sampler")
+    sampler: Literal["tpe", "grid"] = Field("tpe", description="tpe (Optuna's TPE) | grid (every combination of categorical values, in a seeded order)")
+    poll_interval_s: float = Field(0.5, gt=0, le=60, description="how often Ray Train's controller polls a trial's workers (Ray's default: 2 s)")
 
 
 class TrackingConfig(_Section):
-    uri: str = ""
-    experiment: str = "tal-search"
+    uri: str = Field("", description="MLflow tracking URI (\"\" = sqlite:///<cwd>/mlflow.db)")
+    experiment: str = Field("tal-search", description="MLflow experiment name")
 
 
 class Config(_Section):

@@ -56,7 +56,7 @@ def make_loader(dataset: IntervalDataset, batch_size: int, shuffle: bool, seed: 
         sampler.set_epoch(epoch)
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                           persistent_workers=False, pin_memory=torch.cuda.is_available())
-    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)  # a new, reproducible order every epoch
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                       num_workers=num_workers, pin_memory=torch.cuda.is_available())
 

@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from .data.annotations import DatasetSpec
 from .errors import UserError
 from .io import write_atomic, write_json_atomic
@@ -23,23 +25,69 @@ def write_detections(detections: dict[str, list[dict]], path: str | Path) -> Pat
 
 
 def read_detections(path: str | Path) -> Segments:
+    """Detections of an ActivityNet result file, every item checked: a segment of two finite numbers with
+    start <= end, a finite numeric score (booleans are not numbers here), a string or integer label. The checks
+    run on whole columns; only a file that fails them is walked item by item to name the first bad one."""
     path = Path(path)
+    results = _results_of(path)
+    videos, items = [], []
+    for video, listed in results.items():
+        if not isinstance(listed, list):
+            raise FormatError(f"{path}: results.{video} must be a list")
+        videos.extend([video] * len(listed))
+        items.extend(listed)
+    columns = _columns(items)
+    if columns is None:
+        for video, listed in results.items():
+            for i, item in enumerate(listed):
+                _detection_row(path, video, i, item)
+        raise FormatError(f"{path}: malformed detections")  # not reached: the walk names the item
+    labels, segments, scores = columns
+    return Segments(np.array(videos, dtype=object), labels, segments[:, 0].copy(), segments[:, 1].copy(), scores)
+
+
+def _results_of(path: Path) -> dict:
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise FormatError(f"{path}: file not found") from None
-    except json.JSONDecodeError as error:
+    except IsADirectoryError:
+        raise FormatError(f"{path}: is a folder, not a detections file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise FormatError(f"{path}: not valid JSON ({error})") from None
     results = raw.get("results") if isinstance(raw, dict) else None
     if not isinstance(results, dict):
         raise FormatError(f"{path}: field 'results' must be an object mapping video ids to lists")
-    rows = []
-    for video, items in results.items():
-        if not isinstance(items, list):
-            raise FormatError(f"{path}: results.{video} must be a list")
-        for i, item in enumerate(items):
-            rows.append(_detection_row(path, video, i, item))
-    return Segments.from_rows(rows)
+    return results
+
+
+def _columns(items: list) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(labels, (n, 2) segments, scores) when every item is valid, else None."""
+    try:
+        segments_raw = [item["segment"] for item in items]
+        labels_raw = [item["label"] for item in items]
+        scores_raw = [item["score"] for item in items]
+    except (TypeError, KeyError):
+        return None
+    value_types = set(map(type, scores_raw)) | {type(x) for seg in segments_raw if type(seg) is list for x in seg}
+    if not value_types <= {int, float} or not set(map(type, segments_raw)) <= {list}:
+        return None
+    if not set(map(type, labels_raw)) <= {str, int}:
+        return None
+    try:
+        segments = np.array(segments_raw, dtype=np.float64).reshape(len(items), 2)
+    except ValueError:  # a segment that is not two numbers
+        return None
+    scores = np.array(scores_raw, dtype=np.float64)
+    if not (np.isfinite(segments).all() and np.isfinite(scores).all() and (segments[:, 0] <= segments[:, 1]).all()):
+        return None
+    labels = np.array([str(label) for label in labels_raw] if int in set(map(type, labels_raw)) else labels_raw,
+                      dtype=object)
+    return labels, segments, scores
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _detection_row(path: Path, video: str, i: int, item) -> tuple:
@@ -47,12 +95,16 @@ def _detection_row(path: Path, video: str, i: int, item) -> tuple:
     if not isinstance(item, dict):
         raise FormatError(f"{where} must be an object")
     seg, label, score = item.get("segment"), item.get("label"), item.get("score")
-    if not (isinstance(seg, list) and len(seg) == 2 and all(isinstance(x, int | float) for x in seg)):
+    if not (isinstance(seg, list) and len(seg) == 2 and all(_is_number(x) for x in seg)):
         raise FormatError(f"{where}.segment must be [start, end] numbers, got {seg!r}")
-    if not isinstance(label, str | int):
+    if not all(math.isfinite(x) for x in seg):
+        raise FormatError(f"{where}.segment must be finite, got {seg!r}")
+    if seg[0] > seg[1]:
+        raise FormatError(f"{where}.segment is reversed (start {seg[0]} > end {seg[1]})")
+    if not isinstance(label, str | int) or isinstance(label, bool):
         raise FormatError(f"{where}.label must be a string, got {label!r}")
-    if not isinstance(score, int | float) or math.isnan(score):
-        raise FormatError(f"{where}.score must be a number, got {score!r}")
+    if not _is_number(score) or not math.isfinite(score):
+        raise FormatError(f"{where}.score must be a finite number, got {score!r}")
     return (video, str(label), float(seg[0]), float(seg[1]), float(score))
 
 

@@ -105,7 +105,7 @@ class Run:
         steps = len(engine.make_loader(self.train_set, cfg.train.batch_size, True, 0, 0, 0))
         total = engine.cosine_steps(cfg.train.epochs, steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: engine.warmup_cosine(step, total, max(1, steps // 2)))
+            self.optimizer, lambda step: engine.warmup_cosine(step, total, max(1, round(steps * cfg.train.warmup_epochs))))
         self.state = RunState()
         self.scene_prior = engine.scene_action_prior(self.train_set, len(spec.taxonomy.scenes))
         self.meta = {"actions": list(spec.taxonomy.actions), "scenes": list(spec.taxonomy.scenes),
@@ -133,7 +133,7 @@ class Run:
                                       and sys.stderr.isatty(), first_step_hook=first_step_hook)
 
     def predict(self, dataset: IntervalDataset, split: str):
-        return engine.predict(self.model, dataset, self.device, self.cfg.train.batch_size * 2,
+        return engine.predict(self.model, dataset, self.device, self.cfg.eval.batch_size or 2 * self.cfg.train.batch_size,
                               self.cfg.train.amp, dict(self.meta, split=split), self.cfg.data.num_workers)
 
     def validate(self):

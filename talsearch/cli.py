@@ -69,13 +69,24 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    import numpy as np
+
     from tal_core.data.annotations import load_ground_truth
     from tal_core.formats import ground_truth_segments, read_detections
     from tal_core.metrics import average_precision
 
     spec = load_ground_truth(args.gt)
-    result = average_precision(ground_truth_segments(spec, args.subset), read_detections(args.pred), args.tiou)
-    _emit(result.to_json())
+    truth = ground_truth_segments(spec, args.subset)
+    if not len(truth):
+        subsets = sorted({v.subset for v in spec.videos.values() if v.segments})
+        raise UserError(f"{args.gt}: subset '{args.subset}' holds no ground truth (subsets with segments: {subsets})")
+    detections = read_detections(args.pred)
+    scored_videos = {v.video_id for v in spec.videos.values() if v.subset == args.subset}
+    elsewhere = ~np.isin(detections.video.astype(str), list(scored_videos))
+    if elsewhere.any():
+        print(f"warning: {int(elsewhere.sum())} prediction(s) for {len(set(detections.video[elsewhere]))} video(s) "
+              f"not in subset '{args.subset}' of {args.gt}: scored as false positives", file=sys.stderr)
+    _emit(average_precision(truth, detections, args.tiou).to_json())
 
 
 def cmd_submit(args) -> None:

@@ -97,7 +97,8 @@ def stop_process_group(proc) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-ASHA_STOPS_SECOND = "  loss.action_weight: {type: categorical, values: [0.05, 4.0]}"
+ASHA_STOPS_SECOND = ("  loss.action_weight: {type: categorical, values: [0.05, 4.0]}\n"
+                     "  model.output: {type: categorical, values: [interval, frame]}")
 
 
 @pytest.fixture(scope="session")
@@ -106,8 +107,8 @@ def tiny_sweep(tiny_data, mlflow_server, tmp_path_factory):
     and UI tests: (sweep folder, finished process).
 
     ASHA's stop is made deterministic: it ranks trials by train loss (maximised) after epoch 1, and TPE seed 14
-    draws action-loss weights 4.0, 0.05, 4.0, so the second trial is stopped after epoch 1 of 3 and the third
-    runs after it (with Tune's reuse_actors on, that third trial was aborted: the stopped trial's actor was
+    draws action-loss weights 4.0, 0.05, 4.0 (and outputs interval, interval, frame: the sweep mixes both
+    kinds), so the second trial is stopped after epoch 1 of 3 and the third runs after it (with Tune's reuse_actors on, that third trial was aborted: the stopped trial's actor was
     still inside TorchTrainer.fit()).
     """
     import subprocess

@@ -53,3 +53,54 @@ def test_set_accepts_several_pairs_and_repeats(tiny_data, tmp_path, capsys):
                  "data.image_size=32", "--set", "model.tiny_width=8", "data.frames_per_interval=2",
                  "--set", "train.lr=-1"])
     assert code == 2 and "train.lr" in capsys.readouterr().err
+
+
+def test_evaluate_scores_annotations_without_views(tmp_path, capsys):
+    gt = {"taxonomy": {"actions": ["a"], "scenes": [], "views": []},
+          "database": {"v": {"subset": "val", "duration": 10, "annotations": [{"segment": [0, 5], "label": "a"}]}}}
+    (tmp_path / "annotations.json").write_text(json.dumps(gt))
+    (tmp_path / "d.json").write_text(json.dumps({"results": {"v": [{"label": "a", "score": 1, "segment": [0, 5]}],
+                                                             "elsewhere": [{"label": "a", "score": 1,
+                                                                            "segment": [0, 5]}]}}))
+    assert main(["evaluate", "--gt", str(tmp_path / "annotations.json"), "--pred", str(tmp_path / "d.json")]) == 0
+    out, err = capsys.readouterr()
+    # the prediction for a video without ground truth is a false positive (after the true one: equal scores
+    # keep file order) and is counted in a warning
+    assert json.loads(out)["mAP"] == 1.0 and "1 prediction(s) for 1 video(s) not in subset 'val'" in err
+
+
+ACTIVITYNET = {
+    "version": "VERSION 1.3",
+    "taxonomy": [{"nodeId": 0, "nodeName": "Root", "parentId": None, "parentName": None},
+                 {"nodeId": 1, "nodeName": "Sports", "parentId": 0, "parentName": "Root"},
+                 {"nodeId": 2, "nodeName": "Long jump", "parentId": 1, "parentName": "Sports"},
+                 {"nodeId": 3, "nodeName": "Surfing", "parentId": 1, "parentName": "Sports"}],
+    "database": {
+        "v_a": {"subset": "validation", "duration": 20.0, "resolution": "640x360", "url": "https://x/v_a",
+                "annotations": [{"segment": [2.0, 8.0], "label": "Long jump"}]},
+        "v_b": {"subset": "training", "duration": 30.0, "resolution": "640x360", "url": "https://x/v_b",
+                "annotations": [{"segment": [1.0, 4.0], "label": "Surfing"}]},
+        "v_c": {"subset": "testing", "duration": 30.0, "resolution": "640x360", "url": "https://x/v_c",
+                "annotations": []}}}
+
+
+def test_evaluate_reads_activitynet_as_published(tmp_path, capsys):
+    (tmp_path / "anet.json").write_text(json.dumps(ACTIVITYNET))
+    (tmp_path / "d.json").write_text(json.dumps({"results": {
+        "v_a": [{"label": "Long jump", "score": 0.9, "segment": [2.0, 8.0]}],
+        "v_b": [{"label": "Surfing", "score": 0.9, "segment": [1.0, 2.0]}]}}))
+    args = ["evaluate", "--gt", str(tmp_path / "anet.json"), "--pred", str(tmp_path / "d.json")]
+    assert main([*args, "--subset", "validation"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["mAP"] == 1.0 and list(result["per_class"]) == ["Long jump"]
+    assert main([*args, "--subset", "training"]) == 0
+    assert json.loads(capsys.readouterr().out)["mAP@0.5"] == 0.0  # 1 s of a 3 s segment
+
+
+def test_evaluate_a_subset_without_ground_truth_is_an_error(tmp_path, capsys):
+    (tmp_path / "anet.json").write_text(json.dumps(ACTIVITYNET))
+    (tmp_path / "d.json").write_text(json.dumps({"results": {}}))
+    args = ["evaluate", "--gt", str(tmp_path / "anet.json"), "--pred", str(tmp_path / "d.json")]
+    assert main([*args, "--subset", "val"]) == 2
+    assert "subset 'val' holds no ground truth" in capsys.readouterr().err
+    assert main([*args, "--subset", "testing"]) == 2

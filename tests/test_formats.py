@@ -17,6 +17,13 @@ def test_detections_roundtrip(tmp_path):
     ('{"result": {}}', "field 'results'"),
     ('{"results": {"v": [{"label": "a", "score": 1, "segment": [1]}]}}', "results.v[0].segment"),
     ('{"results": {"v": [{"label": "a", "score": "hi", "segment": [1, 2]}]}}', "results.v[0].score"),
+    ('{"results": {"v": [{"label": "a", "score": NaN, "segment": [1, 2]}]}}', "results.v[0].score must be a finite number"),
+    ('{"results": {"v": [{"label": "a", "score": true, "segment": [1, 2]}]}}', "results.v[0].score"),
+    ('{"results": {"v": [{"label": "a", "score": 1, "segment": [1, Infinity]}]}}', "results.v[0].segment must be finite"),
+    ('{"results": {"v": [{"label": "a", "score": 1, "segment": [false, 2]}]}}', "results.v[0].segment"),
+    ('{"results": {"v": [{"label": "a", "score": 1, "segment": [1, 2]}, {"label": "a", "score": 1, "segment": [3, 2]}]}}',
+     "results.v[1].segment is reversed"),
+    ('{"results": {"v": [{"label": true, "score": 1, "segment": [1, 2]}]}}', "results.v[0].label"),
 ])
 def test_bad_detections_name_file_and_field(tmp_path, content, needle):
     path = tmp_path / "bad.json"
@@ -36,3 +43,11 @@ def test_submission_bins_clip_detections(tmp_path):
     path = write_submission(rows, tmp_path / "s.csv")
     parsed = list(csv.DictReader(open(path)))
     assert json.loads(parsed[1]["prediction"]) == [[1, 10.0, 12.0, 0.9]]
+
+
+def test_many_valid_detections_read_in_columns(tmp_path):
+    items = {f"v{i}": [{"label": "a" if k % 2 else 3, "score": k / 10, "segment": [k, k + 0.5]} for k in range(10)]
+             for i in range(50)}
+    table = read_detections(write_detections(items, tmp_path / "d.json"))
+    assert len(table) == 500 and set(table.label.tolist()) == {"a", "3"}
+    assert table.start[:3].tolist() == [0.0, 1.0, 2.0] and table.end[1] == 1.5 and table.video[11] == "v1"

@@ -83,6 +83,16 @@ def test_ensemble_of_a_real_sweep(tiny_data, tiny_sweep, tmp_path):
                           f"tracking.uri=sqlite:///{tmp_path}/m.db"], capture_output=True, text=True, timeout=600)
     assert ens.returncode == 0, ens.stderr[-2000:]
     result = json.loads(ens.stdout)
+    # the sweep mixed interval and per-frame outputs: the frame trial's cells are finer than its intervals
+    from tal_core.predictions import load_predictions
+
+    kinds = {}
+    for trial in (out / "trials").iterdir():
+        pred = load_predictions(trial / "predictions" / "val.npz")
+        kinds[pred.meta["cells"]] = pred
+    assert set(kinds) == {"interval", "frame"}
+    assert len(kinds["frame"].starts) == 2 * len(kinds["interval"].starts)  # 2 frames per 1 s interval
+    assert "nested_oof_val_mAP" in result["ensemble"]
     assert result["ensemble"]["val_mAP"] >= result["best_single"]["val_mAP"] - 1e-12
     spec = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
     assert abs(sum(m["weight"] for m in spec["members"]) - 1) < 1e-9

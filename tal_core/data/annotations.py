@@ -127,13 +127,18 @@ def _parse_segments(vid: str, entry: dict, duration: float, taxonomy: Taxonomy, 
     return tuple(segments)
 
 
-def _parse_video(root: Path, vid: str, entry: Any, taxonomy: Taxonomy, problems: list[str], check_files: bool):
+def _parse_video(root: Path, vid: str, entry: Any, taxonomy: Taxonomy, problems: list[str], check_files: bool,
+                 ground_truth: bool = False):
+    """``ground_truth``: the annotations alone are wanted (scoring): views may be absent and subsets may
+    carry other names (ActivityNet's training/validation/testing)."""
     where = f"database.{vid}"
     if not isinstance(entry, dict):
         problems.append(f"{where}: must be an object")
         return None
     subset = entry.get("subset")
-    if subset not in SUBSETS:
+    if ground_truth and not (isinstance(subset, str) and subset):
+        problems.append(f"{where}.subset: must be a non-empty string, got {subset!r}")
+    elif not ground_truth and subset not in SUBSETS:
         problems.append(f"{where}.subset: {subset!r} is not one of {list(SUBSETS)}")
     duration = entry.get("duration")
     if not isinstance(duration, int | float) or duration <= 0:
@@ -143,7 +148,7 @@ def _parse_video(root: Path, vid: str, entry: Any, taxonomy: Taxonomy, problems:
     if scene is not None and scene not in taxonomy.scenes:
         problems.append(f"{where}.scene: unknown scene {scene!r} (not in taxonomy.scenes)")
     views = entry.get("views") or {}
-    if not isinstance(views, dict) or not views:
+    if not isinstance(views, dict) or (not views and not ground_truth):
         problems.append(f"{where}.views: must name at least one video file")
         views = {}
     for view, rel in views.items():
@@ -180,8 +185,11 @@ def load_dataset(folder: str | Path, check_files: bool = True) -> DatasetSpec:
     """Load ``folder/annotations.json`` (or that file given directly); raise DatasetError listing every problem."""
     root = Path(folder)
     path = root if root.is_file() else root / "annotations.json"
+    return _build(path, _read_json(path), check_files)
+
+
+def _build(path: Path, raw: Any, check_files: bool, ground_truth: bool = False) -> DatasetSpec:
     root = path.parent
-    raw = _read_json(path)
     problems: list[str] = []
     if not isinstance(raw, dict):
         raise DatasetError(f"{path}: top level must be an object with 'taxonomy' and 'database'")
@@ -193,7 +201,7 @@ def load_dataset(folder: str | Path, check_files: bool = True) -> DatasetSpec:
     problems += [f"database: duplicate video id {vid!r}" for vid in _duplicate_ids(path)]
     videos = {}
     for vid, entry in database.items():
-        video = _parse_video(root, vid, entry, taxonomy, problems, check_files)
+        video = _parse_video(root, vid, entry, taxonomy, problems, check_files, ground_truth)
         if video is not None:
             videos[vid] = video
     if problems:
@@ -203,8 +211,39 @@ def load_dataset(folder: str | Path, check_files: bool = True) -> DatasetSpec:
 
 
 def load_ground_truth(path: str | Path) -> DatasetSpec:
-    """The annotations alone (no video files needed), e.g. for `talsearch evaluate`."""
-    return load_dataset(Path(path), check_files=False)
+    """The annotations alone (no video files needed, ``views`` optional), e.g. for `talsearch evaluate`: our
+    format, or an ActivityNet v1.3 file as published (taxonomy as a node list, subsets training/validation/
+    testing, ``url`` and ``resolution`` keys)."""
+    path = Path(path)
+    path = path if path.is_file() or path.suffix == ".json" else path / "annotations.json"
+    raw = _read_json(path)
+    if is_activitynet(raw):
+        raw = activitynet_to_ours(raw)
+    return _build(path, raw, check_files=False, ground_truth=True)
+
+
+def is_activitynet(raw: Any) -> bool:
+    """ActivityNet's layout: a taxonomy node list, or entries with ``url``/``resolution`` and no ``views``."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("database"), dict):
+        return False
+    if isinstance(raw.get("taxonomy"), list) or "taxonomy" not in raw:
+        return True
+    entries = [e for e in raw["database"].values() if isinstance(e, dict)]
+    return bool(entries) and all("views" not in e and ("url" in e or "resolution" in e) for e in entries)
+
+
+def activitynet_to_ours(raw: dict) -> dict:
+    """Actions = the taxonomy's leaf nodes (in file order), then any other annotated label; no scenes or views."""
+    nodes = [n for n in raw.get("taxonomy") or [] if isinstance(n, dict)]
+    parents = {n.get("parentName") for n in nodes}
+    leaves = [n["nodeName"] for n in nodes if isinstance(n.get("nodeName"), str) and n["nodeName"] not in parents]
+    labels = [a.get("label") for e in raw["database"].values() if isinstance(e, dict)
+              for a in e.get("annotations") or [] if isinstance(a, dict) and isinstance(a.get("label"), str)]
+    actions = list(dict.fromkeys([*leaves, *labels]))
+    database = {vid: {"subset": e.get("subset"), "duration": e.get("duration"), "scene": None,
+                      "annotations": e.get("annotations") or []} if isinstance(e, dict) else e
+                for vid, e in raw["database"].items()}
+    return {"taxonomy": {"actions": actions, "scenes": [], "views": []}, "database": database}
 
 
 def dataset_to_json(spec: DatasetSpec) -> dict:
