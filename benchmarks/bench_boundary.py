@@ -54,13 +54,13 @@ def train(cfg, spec, cache, out: Path) -> dict:
 
 
 def redecoded(cfg, spec, run_dir: Path) -> dict:
-    from tal_core import engine
+    from tal_core import evaluation
     from tal_core.predictions import load_predictions
 
     pred = load_predictions(run_dir / "predictions" / "val.npz")
     out = {}
     for name, change in DECODE_VARIANTS.items():
-        metrics, _, _ = engine.evaluate(spec, pred, cfg.with_overrides(change), "val")
+        metrics, _, _ = evaluation.evaluate(spec, pred, cfg.with_overrides(change), "val")
         out[name] = {k: round(metrics[k], 4) for k in KEYS}
     return out
 

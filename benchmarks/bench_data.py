@@ -23,7 +23,7 @@ from tal_core.config import DataConfig  # noqa: E402
 from tal_core.data.annotations import load_dataset  # noqa: E402
 from tal_core.data.dataset import IntervalDataset, interval_frame_span, tsn_positions  # noqa: E402
 from tal_core.data.synth import SynthSpec, synthesize  # noqa: E402
-from tal_core.data.video import FrameCache, decode_side, decode_video, source_frame_indices  # noqa: E402
+from tal_core.data.video import FrameCache, decode_frames, decode_side, source_frame_indices  # noqa: E402
 
 
 def decord_clips(spec, data: DataConfig, items, rng) -> float:
@@ -57,7 +57,7 @@ def main() -> None:
         for attempt in range(3):  # interleaved, best of three: the machine's noise hits both alike
             started = time.perf_counter()
             for job in jobs:
-                decode_video(*job)
+                decode_frames(*job)
             plain.append(time.perf_counter() - started)
             cache = FrameCache(tmp / f"cache{attempt}")
             started = time.perf_counter()

@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tal_core.config import EvalConfig  # noqa: E402
-from tal_core.decode import decode_video  # noqa: E402
+from tal_core.decode import decode_cells  # noqa: E402
 from tal_core.metrics import Segments, average_precision  # noqa: E402
 
 DURATION = 40.0
@@ -45,7 +45,7 @@ def synthetic(seed: int, videos: int = 100, classes: int = 8, interval: float = 
 def score(gt, preds, actions, cfg: EvalConfig) -> dict:
     rows = []
     for video, starts, ends, probs in preds:
-        seg = decode_video(starts, ends, probs, cfg)
+        seg = decode_cells(starts, ends, probs, cfg)
         rows += [(video, actions[k - 1], a, b, s) for k, a, b, s in zip(seg.label, seg.start, seg.end, seg.score,
                                                                          strict=True)]
     result = average_precision(gt, Segments.from_rows(rows), cfg.tiou_thresholds)

@@ -37,16 +37,16 @@ def train(spec, cache, out: Path, shift: float) -> dict:
 
 def scene_prior_effect(spec, cache, run_dir: Path) -> dict:
     """val mAP of the same predictions decoded with and without the scene prior."""
-    from tal_core import engine
+    from tal_core import evaluation
     from tal_core.data.dataset import IntervalDataset
     from tal_core.predictions import load_predictions
 
     cfg = load_config(ROOT / "configs" / "demo.yaml")
-    prior = engine.scene_action_prior(IntervalDataset(spec, "train", cfg.data, True, cache), len(spec.taxonomy.scenes))
+    prior = evaluation.scene_action_prior(IntervalDataset(spec, "train", cfg.data, True, cache), len(spec.taxonomy.scenes))
     pred = load_predictions(run_dir / "predictions" / "val.npz")
     out = {}
     for flag in (False, True):
-        metrics, _, _ = engine.evaluate(spec, pred, cfg.with_overrides({"eval.scene_prior": flag}), "val", prior)
+        metrics, _, _ = evaluation.evaluate(spec, pred, cfg.with_overrides({"eval.scene_prior": flag}), "val", prior)
         out[f"scene_prior_{str(flag).lower()}"] = round(metrics["val_mAP"], 4)
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from tal_core.config import EvalConfig
-from tal_core.decode import decode_video
+from tal_core.decode import decode_cells
 from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
@@ -44,7 +44,7 @@ class Evaluator:
     def detections(self, fused: list[np.ndarray]) -> Segments:
         rows = []
         for video, probs in zip(self.videos, fused, strict=True):
-            seg = decode_video(video.starts, video.ends, probs, self.eval_cfg)
+            seg = decode_cells(video.starts, video.ends, probs, self.eval_cfg)
             rows.extend(zip([video.video_id] * len(seg), [self.actions[k - 1] for k in seg.label],
                             seg.start, seg.end, seg.score, strict=True))
         return Segments.from_rows(rows)

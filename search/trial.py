@@ -41,7 +41,7 @@ def worker_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker (torch.distributed is already set up)."""
     from tal_core.data.annotations import load_dataset
     from tal_core.data.video import FrameCache
-    from tal_core.trainer import fit
+    from tal_core.trainer import RunCallbacks, fit
 
     started = loop_config["trial_started"]
     timing = {"worker_start_s": time.time() - started, "first_step_s": None}
@@ -69,7 +69,8 @@ def worker_loop(loop_config: dict) -> None:
         {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}))
     resume_from = _resume_file(run_dir, world_rank)
     cache = FrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s)
-    fit(cfg, spec, run_dir, on_epoch=on_epoch, resume_from=resume_from, cache=cache, first_step_hook=on_first_step)
+    fit(cfg, spec, run_dir, RunCallbacks(on_epoch=on_epoch, on_first_step=on_first_step), resume_from=resume_from,
+        cache=cache)
 
 
 def _resume_file(run_dir: Path, world_rank: int) -> Path | None:

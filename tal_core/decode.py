@@ -156,7 +156,7 @@ def _unique_runs(label, first, stop, score):
     return label[index], first[index], stop[index], score[index]
 
 
-def decode_video(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: EvalConfig) -> DecodedSegments:
+def decode_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: EvalConfig) -> DecodedSegments:
     """Segments of one video from its cells (start, end) and (cells, K + 1) probabilities."""
     thresholds = cfg.thresholds if cfg.decode == "multithreshold" else ()
     probs = filter_cells(np.asarray(starts, np.float64), np.asarray(ends, np.float64),

@@ -21,17 +21,27 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import engine
+from . import evaluation, loops
 from .config import Config, save_config
 from .data.annotations import DatasetError, DatasetSpec
 from .data.dataset import IntervalDataset
 from .data.video import FrameCache
+from .distributed import is_distributed, rank, select_device
 from .formats import write_detections
 from .io import write_json_atomic
 from .model.multitask import MultiTaskTSM
 from .predictions import save_predictions
 
 EpochCallback = Callable[[int, dict, Path], None]
+
+
+@dataclass(frozen=True)
+class RunCallbacks:
+    """Hooks into a run: ``on_epoch(epoch, metrics, run_dir)`` after every epoch (every rank; a Ray Train
+    worker reports there) and ``on_first_step()`` once, after the run's first optimizer step (start-up cost)."""
+
+    on_epoch: EpochCallback | None = None
+    on_first_step: Callable[[], None] | None = None
 
 
 @dataclass
@@ -49,7 +59,7 @@ def seed_everything(seed: int) -> None:
 
 
 def log(message: str) -> None:
-    if engine.rank() == 0:
+    if rank() == 0:
         print(message, file=sys.stderr, flush=True)
 
 
@@ -86,7 +96,7 @@ class Run:
 
     def __init__(self, cfg: Config, spec: DatasetSpec, run_dir: Path, cache: FrameCache | None = None):
         self.cfg, self.spec, self.run_dir = cfg, spec, Path(run_dir)
-        self.device = engine.select_device(cfg.train.device)
+        self.device = select_device(cfg.train.device)
         seed_everything(cfg.train.seed)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
@@ -97,17 +107,17 @@ class Run:
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise DatasetError(f"data set {spec.root} needs train and val videos with view '{cfg.data.view}'")
         self.model = build_model(cfg, spec).to(self.device)
-        if engine.is_distributed():
+        if is_distributed():
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
                                            weight_decay=cfg.train.weight_decay)
-        steps = len(engine.make_loader(self.train_set, cfg.train.batch_size, True, 0, 0, 0))
-        total = engine.cosine_steps(cfg.train.epochs, steps)
+        steps = len(loops.make_loader(self.train_set, cfg.train.batch_size, True, 0, 0, 0))
+        total = loops.cosine_steps(cfg.train.epochs, steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: engine.warmup_cosine(step, total, max(1, round(steps * cfg.train.warmup_epochs))))
+            self.optimizer, lambda step: loops.warmup_cosine(step, total, max(1, round(steps * cfg.train.warmup_epochs))))
         self.state = RunState()
-        self.scene_prior = engine.scene_action_prior(self.train_set, len(spec.taxonomy.scenes))
+        self.scene_prior = evaluation.scene_action_prior(self.train_set, len(spec.taxonomy.scenes))
         self.meta = {"actions": list(spec.taxonomy.actions), "scenes": list(spec.taxonomy.scenes),
                      "interval_seconds": cfg.data.interval_seconds, "view": cfg.data.view,
                      "cells": cfg.model.output,
@@ -124,55 +134,61 @@ class Run:
                               json.loads(saved["history"]))
         log(f"resumed from {path} after epoch {self.state.epoch}")
 
-    def train_epoch(self, epoch: int, first_step_hook=None) -> dict:
+    def train_epoch(self, epoch: int, after_step: Callable[[], None] | None = None) -> dict:
         self.train_set.set_epoch(epoch)
-        loader = engine.make_loader(self.train_set, self.cfg.train.batch_size, True, self.cfg.train.seed, epoch,
+        loader = loops.make_loader(self.train_set, self.cfg.train.batch_size, True, self.cfg.train.seed, epoch,
                                     self.cfg.data.num_workers)
-        return engine.train_one_epoch(self.model, loader, self.optimizer, self.scheduler, self.cfg.loss,
-                                      self.device, self.cfg.train.amp, progress=engine.rank() == 0
-                                      and sys.stderr.isatty(), first_step_hook=first_step_hook)
+        return loops.train_one_epoch(self.model, loader, self.optimizer, self.scheduler, self.cfg.loss,
+                                      self.device, self.cfg.train.amp, progress=rank() == 0
+                                      and sys.stderr.isatty(), after_step=after_step)
 
     def predict(self, dataset: IntervalDataset, split: str):
-        return engine.predict(self.model, dataset, self.device, self.cfg.eval.batch_size or 2 * self.cfg.train.batch_size,
+        return loops.predict(self.model, dataset, self.device, self.cfg.eval.batch_size or 2 * self.cfg.train.batch_size,
                               self.cfg.train.amp, dict(self.meta, split=split), self.cfg.data.num_workers)
 
     def validate(self):
         val_pred = self.predict(self.val_set, "val")
-        metrics, per_class, detections = engine.evaluate(self.spec, val_pred, self.cfg, "val", self.scene_prior)
+        metrics, per_class, detections = evaluation.evaluate(self.spec, val_pred, self.cfg, "val", self.scene_prior)
         return metrics, per_class, detections, val_pred
 
     def write_best(self, metrics: dict, per_class: dict, detections: dict, val_pred) -> None:
         """Called on every rank (test prediction is collective); rank 0 writes."""
         test_pred = self.predict(self.test_set, "test") if len(self.test_set) else None
-        if engine.rank() != 0:
+        if rank() != 0:
             return
         out = self.run_dir
         save_predictions(val_pred, out / "predictions" / "val.npz")
         write_detections(detections, out / "detections" / "val.json")
         if test_pred is not None:
             save_predictions(test_pred, out / "predictions" / "test.npz")
-            write_detections(engine.decode_predictions(test_pred, self.cfg.eval, self.scene_prior),
+            write_detections(evaluation.decode_predictions(test_pred, self.cfg.eval, self.scene_prior),
                              out / "detections" / "test.json")
         summary = dict(metrics, best_epoch=self.state.best_epoch, per_class_AP=per_class)
         write_json_atomic(out / "metrics.json", summary)
         save_checkpoint(out / "checkpoint.pt", self.model, cfg=self.cfg)
 
 
-def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, on_epoch: EpochCallback | None = None,
-        resume_from: Path | None = None, cache: FrameCache | None = None, first_step_hook=None) -> dict:
+def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallbacks = RunCallbacks(),
+        resume_from: Path | None = None, cache: FrameCache | None = None) -> dict:
     """Train ``cfg.train.epochs`` epochs; returns the best epoch's metrics."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = Run(cfg, spec, run_dir, cache)
-    if engine.rank() == 0:
+    if rank() == 0:
         save_config(cfg, run_dir / "config.yaml")
     if resume_from is not None and Path(resume_from).is_file():
         run.resume_from(Path(resume_from))
     best = _read_best(run_dir)
-    first_epoch = run.state.epoch
-    for epoch in range(first_epoch, cfg.train.epochs):
+    first_step = [callbacks.on_first_step]  # fired once, then dropped
+
+    def after_step() -> None:
+        if first_step[0] is not None:
+            first_step.pop()()
+            first_step.append(None)
+
+    for epoch in range(run.state.epoch, cfg.train.epochs):
         started = time.perf_counter()
-        losses = run.train_epoch(epoch, first_step_hook if epoch == first_epoch else None)
+        losses = run.train_epoch(epoch, after_step)
         metrics, per_class, detections, val_pred = run.validate()
         metrics = {"epoch": epoch + 1, **losses, **metrics, "epoch_seconds": time.perf_counter() - started}
         run.state.epoch = epoch + 1
@@ -181,13 +197,13 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, on_epoch: EpochCall
             run.state.best_metric, run.state.best_epoch = metrics["val_mAP"], epoch + 1
             run.write_best(metrics, per_class, detections, val_pred)
             best = metrics
-        if engine.rank() == 0:
+        if rank() == 0:
             save_checkpoint(run_dir / "last.pt", run.model, run.optimizer, run.scheduler, run.state, cfg)
             with open(run_dir / "history.jsonl", "a") as handle:
                 handle.write(json.dumps(metrics) + "\n")
         log(_epoch_line(metrics, cfg.train.epochs))
-        if on_epoch is not None:
-            on_epoch(epoch + 1, metrics, run_dir)
+        if callbacks.on_epoch is not None:
+            callbacks.on_epoch(epoch + 1, metrics, run_dir)
     return best or {}
 
 

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import TINY_OVERRIDES
+from helpers import TINY_OVERRIDES
 from talsearch.cli import main
 
 TALSEARCH = [sys.executable, "-m", "talsearch.cli"]

@@ -2,7 +2,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from conftest import ROOT
+from helpers import ROOT
 from tal_core.config import Config, ConfigError, flatten, load_config, parse_overrides, unflatten
 
 

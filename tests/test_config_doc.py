@@ -1,6 +1,6 @@
 import yaml
 
-from conftest import ROOT
+from helpers import ROOT
 from tal_core.config import Config
 from tal_core.config_doc import BEGIN, END, base_yaml, entries, reference
 

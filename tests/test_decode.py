@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tal_core.config import EvalConfig
-from tal_core.decode import apply_scene_prior, decode_video, nms_1d, runs
+from tal_core.decode import apply_scene_prior, decode_cells, nms_1d, runs
 
 STARTS = np.arange(6.0)
 ENDS = STARTS + 1
@@ -15,7 +15,7 @@ def test_runs_finds_every_run_per_row():
 
 
 def test_merge_decoder_merges_equal_argmax_runs():
-    seg = decode_video(STARTS, ENDS, PROBS, EvalConfig(decode="merge"))
+    seg = decode_cells(STARTS, ENDS, PROBS, EvalConfig(decode="merge"))
     found = sorted(zip(seg.label.tolist(), seg.start.tolist(), seg.end.tolist(), np.round(seg.score, 3).tolist(),
                        strict=True))
     assert found == [(1, 1.0, 3.0, 0.75), (2, 4.0, 6.0, 0.8)]
@@ -23,7 +23,7 @@ def test_merge_decoder_merges_equal_argmax_runs():
 
 def test_multithreshold_scores_by_contrast_and_suppresses_fragments():
     cfg = EvalConfig(decode="multithreshold", thresholds=(0.5, 0.75), nms_tiou=0.4)
-    seg = decode_video(STARTS, ENDS, PROBS, cfg)
+    seg = decode_cells(STARTS, ENDS, PROBS, cfg)
     found = {(k, a, b): s for k, a, b, s in zip(seg.label.tolist(), seg.start.tolist(), seg.end.tolist(),
                                                   seg.score.tolist(), strict=True)}
     # run [1, 3) of action 1: mean 0.75, neighbours 0.05 and 0.1 -> 0.75 * (1 - 0.075)
@@ -34,7 +34,7 @@ def test_multithreshold_scores_by_contrast_and_suppresses_fragments():
 
 
 def test_merge_scores_are_plain_means():
-    seg = decode_video(STARTS, ENDS, PROBS, EvalConfig(decode="merge"))
+    seg = decode_cells(STARTS, ENDS, PROBS, EvalConfig(decode="merge"))
     assert sorted(np.round(seg.score, 6).tolist()) == [0.75, 0.8]
 
 
@@ -78,17 +78,17 @@ def test_fine_cells_place_boundaries_between_interval_edges():
     probs[8] = [0.6, 0.4]  # one wrong cell inside the action
     for contrast in (False, True):
         cfg = EvalConfig(smooth="median", smooth_seconds=0.75, boundary_contrast=contrast)
-        seg = decode_video(starts, ends, probs, cfg)
+        seg = decode_cells(starts, ends, probs, cfg)
         best = int(np.argmax(seg.score))
         assert (seg.start[best], seg.end[best]) == (1.25, 2.75)
     # without the filter the wrong cell splits the action under the merge decoder
-    seg = decode_video(starts, ends, probs, EvalConfig(decode="merge"))
+    seg = decode_cells(starts, ends, probs, EvalConfig(decode="merge"))
     assert len(seg) == 2
 
 
 def test_boundary_contrast_can_be_switched_off():
     cfg = EvalConfig(decode="multithreshold", thresholds=(0.5, 0.75), nms_tiou=0.4, boundary_contrast=False)
-    seg = decode_video(STARTS, ENDS, PROBS, cfg)
+    seg = decode_cells(STARTS, ENDS, PROBS, cfg)
     found = {(k, a, b): s for k, a, b, s in zip(seg.label.tolist(), seg.start.tolist(), seg.end.tolist(),
                                                   seg.score.tolist(), strict=True)}
     # plain mean probability: the confident fragment [1, 2) (0.8) now outranks the whole run (0.75)

@@ -13,10 +13,9 @@ import time
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
-from test_sweep import epochs_done as _epochs
-from test_sweep import sweep_file
 
-from conftest import TINY_OVERRIDES
+from helpers import TINY_OVERRIDES, write_sweep_file
+from helpers import epochs_done as _epochs
 
 CLI = [sys.executable, "-m", "talsearch.cli"]
 SETS = [f"{k}={v}" for k, v in TINY_OVERRIDES.items()]
@@ -73,7 +72,7 @@ def _free_port():
 
 def test_mlflow_server_unreachable_fails_before_ray(tiny_data, tmp_path):
     started = time.time()
-    done = cli("sweep", "--data", str(tiny_data), "--config", str(sweep_file(tmp_path)), "--out",
+    done = cli("sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out",
                str(tmp_path / "s"), "--set", f"tracking.uri=http://127.0.0.1:{_free_port()}")
     assert done.returncode == 2 and "not reachable" in done.stderr
     assert time.time() - started < 60 and "Ray" not in done.stderr
@@ -98,7 +97,7 @@ def _wait_for(predicate, timeout, what):
 @pytest.mark.slow
 def test_killed_worker_resumes_trial_from_checkpoint(tiny_data, tmp_path):
     out = tmp_path / "s"
-    proc = subprocess.Popen([*CLI, "sweep", "--data", str(tiny_data), "--config", str(sweep_file(tmp_path)), "--out",
+    proc = subprocess.Popen([*CLI, "sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out",
                              str(out), "--set", "search.num_samples=1", "train.epochs=5", "search.asha=false",
                              "search.max_failures=2", "data.image_size=64", "data.frames_per_interval=4",
                              "model.tiny_width=16", "train.batch_size=4"],
@@ -125,7 +124,7 @@ def test_killed_worker_resumes_trial_from_checkpoint(tiny_data, tmp_path):
 @pytest.mark.slow
 def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path):
     out = tmp_path / "s"
-    args = ["sweep", "--data", str(tiny_data), "--config", str(sweep_file(tmp_path)), "--out", str(out),
+    args = ["sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out", str(out),
             "--set", "search.num_samples=2", "search.asha=false"]
     proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, cwd=tmp_path)
@@ -156,7 +155,7 @@ def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path):
 def test_failing_trial_is_marked_failed_and_sweep_goes_on(tiny_data, tmp_path):
     extra = "  model.pretrained: {type: categorical, values: [none, /nonexistent/weights.pt]}"
     out = tmp_path / "s"
-    done = cli("sweep", "--data", str(tiny_data), "--config", str(sweep_file(tmp_path, extra)), "--out", str(out),
+    done = cli("sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path, extra)), "--out", str(out),
                "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1", "search.seed=1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = json.loads((out / "sweep.json").read_text())["trials"]

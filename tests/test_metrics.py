@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from map_reference import reference_map
 from tal_core.metrics import Segments, average_precision, interpolated_ap, scene_accuracy
+from tal_core.metrics_reference import reference_map
 
 
 def segs(rows):

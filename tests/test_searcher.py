@@ -1,7 +1,7 @@
 import optuna
 import optuna.distributions as od
-from test_sweep import sweep_file
 
+from helpers import write_sweep_file
 from search.searcher import BudgetAwareOptunaSearch
 from search.space import load_sweep
 
@@ -25,7 +25,7 @@ def test_stopped_early_trials_are_pruned_not_complete(tmp_path):
 
 
 def test_space_builds_optuna_distributions(tmp_path):
-    spec = load_sweep(sweep_file(tmp_path))
+    spec = load_sweep(write_sweep_file(tmp_path))
     space = spec.optuna_space()
     assert isinstance(space["train.lr"], od.FloatDistribution) and space["train.lr"].log
     assert spec.config_for({"model.shift_fraction": 0.25}).model.shift_fraction == 0.25

@@ -9,16 +9,12 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import write_sweep_file
+from helpers import epochs_done, write_sweep_file
 from search.leaderboard import leaderboard
 from search.space import load_sweep
 from tal_core.config import ConfigError
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-def sweep_file(tmp_path, extra=""):
-    return write_sweep_file(tmp_path, extra)
 
 
 def test_sweep_records_every_trial_everywhere(tiny_data, tiny_sweep, tmp_path):
@@ -55,18 +51,18 @@ def test_sweep_records_every_trial_everywhere(tiny_data, tiny_sweep, tmp_path):
     table = leaderboard(out)
     assert len(table) == 3 and table["val_mAP"].is_monotonic_decreasing
     again = subprocess.run([sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tiny_data), "--config",
-                            str(sweep_file(tmp_path)), "--out", str(out)], capture_output=True, text=True)
+                            str(write_sweep_file(tmp_path)), "--out", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
 def test_bad_space_fails_before_ray(tmp_path):
     with pytest.raises(ConfigError, match="model.shfit"):
-        load_sweep(sweep_file(tmp_path, "  model.shfit: {type: float, low: 0, high: 1}"))
+        load_sweep(write_sweep_file(tmp_path, "  model.shfit: {type: float, low: 0, high: 1}"))
     with pytest.raises(ConfigError, match="model.shift_fraction"):
         load_sweep(_bad_range(tmp_path))
     with pytest.raises(ConfigError, match="search.metric: 'val_map' is not a metric trials report"):
-        load_sweep(sweep_file(tmp_path), ["search.metric=val_map"])
-    assert load_sweep(sweep_file(tmp_path), ["search.metric=val_mAP_at_0.75"]).base.search.metric == "val_mAP_at_0.75"
+        load_sweep(write_sweep_file(tmp_path), ["search.metric=val_map"])
+    assert load_sweep(write_sweep_file(tmp_path), ["search.metric=val_mAP_at_0.75"]).base.search.metric == "val_mAP_at_0.75"
 
 
 def _bad_range(tmp_path):
@@ -103,12 +99,6 @@ def _worker_nodes(trial_dir):
     return {json.loads(p.read_text())["node_id"] for p in trial_dir.glob("worker_*.json")}
 
 
-def epochs_done(trial_dir):
-    """The epochs a trial's history.jsonl records so far."""
-    path = trial_dir / "history.jsonl"
-    return [json.loads(x)["epoch"] for x in path.read_text().splitlines()] if path.exists() else []
-
-
 def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
     """ray.cluster_utils.Cluster, three 1-CPU nodes: a 2-worker trial runs its workers on two nodes; one of
     those (not the head) is removed mid-trial; the trial restarts on the nodes left, resumes from its
@@ -122,7 +112,7 @@ def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
     out = tmp_path / "sweep"
     proc = subprocess.Popen(
         [sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tiny_data), "--config",
-         str(sweep_file(tmp_path)), "--out", str(out), "--address", cluster.address, "--set",
+         str(write_sweep_file(tmp_path)), "--out", str(out), "--address", cluster.address, "--set",
          "search.num_samples=1", "search.asha=false", "train.epochs=4", "search.max_failures=3",
          "data.image_size=64", "model.tiny_width=16", "train.batch_size=4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_OVERRIDES
+from helpers import TINY_OVERRIDES
 from tal_core.config import LossConfig, load_config
 from tal_core.data.annotations import load_dataset
-from tal_core.engine import NonFiniteLossError, train_one_epoch
+from tal_core.loops import NonFiniteLossError, train_one_epoch
 from tal_core.model.multitask import Outputs
 from tal_core.predictions import load_predictions
-from tal_core.trainer import fit, load_checkpoint
+from tal_core.trainer import RunCallbacks, fit, load_checkpoint
 
 
 def test_fit_writes_every_output_and_is_deterministic(tiny_data, tmp_path):
@@ -40,7 +40,8 @@ def test_resume_continues_from_last_epoch(tiny_data, tmp_path):
     cfg3 = load_config(None, {**TINY_OVERRIDES, "train.epochs": 4})
     first_steps = []
     fit(cfg2, spec, tmp_path, resume_from=tmp_path / "last.pt")
-    fit(cfg3, spec, tmp_path, resume_from=tmp_path / "last.pt", first_step_hook=lambda: first_steps.append(1))
+    fit(cfg3, spec, tmp_path, RunCallbacks(on_first_step=lambda: first_steps.append(1)),
+        resume_from=tmp_path / "last.pt")
     epochs = [json.loads(line)["epoch"] for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3, 4]
     assert first_steps == [1]  # the hook marks the run's first step only, not every epoch's

@@ -10,7 +10,7 @@ import sys
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import free_port, stop_process_group, wait_for_port
+from helpers import free_port, stop_process_group, wait_for_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

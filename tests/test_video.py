@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from tal_core.data.video import FrameCache, VideoDecodeError, decode_video, source_frame_indices
+from tal_core.data.video import FrameCache, VideoDecodeError, decode_frames, source_frame_indices
 
 
 @pytest.fixture()
@@ -17,7 +17,7 @@ def test_cache_matches_direct_decode_and_is_reused(tmp_path, video):
     first = cache.ensure(video, 8, 24)
     stamp = first.stat().st_mtime_ns
     frames = np.load(first, mmap_mode="r")
-    assert np.array_equal(frames, decode_video(video, 8, 24))
+    assert np.array_equal(frames, decode_frames(video, 8, 24))
     assert cache.ensure(video, 8, 24) == first and first.stat().st_mtime_ns == stamp
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
 
@@ -69,7 +69,7 @@ def test_ensure_many_builds_in_parallel_and_reports_bad_videos(tmp_path, tiny_da
     assert [job[0] for job, _ in failed] == [broken] and "broken.mp4" in failed[0][1]
     assert sorted(built) == sorted(jobs[:3])
     for (video, fps, size), path in built.items():
-        assert np.array_equal(np.load(path), decode_video(video, fps, size))
+        assert np.array_equal(np.load(path), decode_frames(video, fps, size))
     with pytest.raises(VideoDecodeError, match="broken.mp4"):
         FrameCache(tmp_path / "d").ensure_many(jobs, workers=2)
 

@@ -50,7 +50,7 @@ def scene_texture(scene_index: int) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def scene_action_prior(scene_index: int) -> np.ndarray:
+def synthetic_action_prior(scene_index: int) -> np.ndarray:
     """Each scene favours two actions (3x as likely as the others)."""
     prior = np.ones(len(ACTIONS))
     prior[[scene_index % len(ACTIONS), (scene_index + 2) % len(ACTIONS)]] = 3.0
@@ -186,7 +186,7 @@ def synthesize(out: str | Path, spec: SynthSpec = SynthSpec(), progress=None) ->
         video_id = f"vid{index:04d}"
         scene = index % len(SCENES)
         duration = float(np.round(rng.uniform(*spec.duration) * 4) / 4)
-        segments = plan_segments(rng, duration, scene_action_prior(scene))
+        segments = plan_segments(rng, duration, synthetic_action_prior(scene))
         views = {v: f"videos/{video_id}/{v}.mp4" for v in spec.views}
         frames = render_video(rng, duration, spec.fps, scene, segments, spec.views, spec.size)
         write_mp4s({v: out / rel for v, rel in views.items()}, frames, spec.fps)

@@ -128,7 +128,7 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     return resized.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def decode_video(path: str | Path, decode_fps: float, size: int,
+def decode_frames(path: str | Path, decode_fps: float, size: int,
                  timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> np.ndarray:
     """All frames at ``decode_fps``, resized to size x size, as one uint8 array (no cache)."""
     parts = [frames for _, _, frames in iter_decoded(Path(path), decode_fps, size, timeout_s)]

@@ -1,14 +1,14 @@
-"""Train and evaluate loops: plain PyTorch, CPU or CUDA, single process or DDP.
+"""Train and predict loops: plain PyTorch, CPU or CUDA, single process or DDP.
 
-Under ``torch.distributed`` (e.g. inside a Ray Train worker) data are sharded with
-a DistributedSampler and predictions are gathered so that every rank ends with
-the same val metrics.
+Under ``torch.distributed`` (e.g. inside a Ray Train worker) data are sharded with a DistributedSampler and
+predictions are gathered so that every rank ends with the same cells.
 """
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 
 import numpy as np
@@ -18,35 +18,15 @@ from torch.nn.functional import softmax
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from .config import Config, ConfigError, EvalConfig, LossConfig
-from .data.annotations import DatasetSpec
+from .config import LossConfig
 from .data.dataset import IntervalDataset
-from .decode import apply_scene_prior, decode_video
-from .formats import detections_to_segments, ground_truth_segments, segments_to_detections
+from .distributed import is_distributed
 from .losses import multitask_loss
-from .metrics import average_precision, scene_accuracy
 from .predictions import IntervalPredictions
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def select_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device=cuda but no CUDA device is available")
-        index = torch.cuda.current_device() if is_distributed() else 0
-        return torch.device("cuda", index)
-    return torch.device("cpu")
 
 
 def make_loader(dataset: IntervalDataset, batch_size: int, shuffle: bool, seed: int, epoch: int,
@@ -68,8 +48,9 @@ def autocast_for(device: torch.device, enabled: bool):
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, device, amp: bool,
-                    progress: bool = False, first_step_hook=None) -> dict[str, float]:
-    """One pass over ``loader``; returns the mean total/action/scene losses."""
+                    progress: bool = False, after_step: Callable[[], None] | None = None) -> dict[str, float]:
+    """One pass over ``loader`` (``after_step`` is called after every optimizer step); returns the mean
+    total/action/scene/frame losses."""
     model.train()
     totals = np.zeros(4)
     seen = 0
@@ -86,9 +67,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
         parts.total.backward()
         optimizer.step()
         scheduler.step()
-        if first_step_hook is not None:
-            first_step_hook()
-            first_step_hook = None
+        if after_step is not None:
+            after_step()
         totals += len(clips) * np.array([parts.total.item(), parts.action.item(), parts.scene.item(),
                                          parts.frame.item()])
         seen += len(clips)
@@ -158,57 +138,6 @@ def _assemble(dataset: IntervalDataset, item_ids, probs, scenes, meta) -> Interv
         scene_per_video.append(ordered_s[rows].mean(axis=0))
     ids = [vi.video.video_id for vi in dataset.videos]
     return IntervalPredictions.from_videos(ids, starts, ends, per_video, np.array(scene_per_video), meta)
-
-
-def decode_predictions(pred: IntervalPredictions, eval_cfg: EvalConfig,
-                       scene_prior: np.ndarray | None = None) -> dict[str, list[dict]]:
-    """ActivityNet-style detections of every video in ``pred``."""
-    detections = {}
-    for v, video_id in enumerate(pred.video_ids):
-        starts, ends, probs = pred.video(v)
-        if scene_prior is not None and eval_cfg.scene_prior:
-            probs = apply_scene_prior(probs, pred.scene_probs[v], scene_prior)
-        detections[video_id] = segments_to_detections(decode_video(starts, ends, probs, eval_cfg),
-                                                      pred.actions)
-    return detections
-
-
-def detection_metrics(spec: DatasetSpec, subset: str, detections: dict[str, list[dict]],
-                      thresholds, prefix: str = "val_") -> tuple[dict[str, float], dict[str, float]]:
-    """({val_mAP, val_mAP@t...}, per-class AP) of ``detections`` against the subset's ground truth."""
-    result = average_precision(ground_truth_segments(spec, subset), detections_to_segments(detections), thresholds)
-    metrics = {f"{prefix}mAP": result.mean}
-    metrics.update({f"{prefix}mAP@{t:g}": float(m) for t, m in zip(result.thresholds, result.map_per_threshold,
-                                                                  strict=True)})
-    return metrics, result.to_json()["per_class"]
-
-
-def scene_metrics(spec: DatasetSpec, pred: IntervalPredictions) -> float:
-    scenes = spec.taxonomy.scenes
-    truth = np.array([scenes.index(spec.videos[v].scene) if spec.videos[v].scene in scenes else -1
-                      for v in pred.video_ids])
-    guess = pred.scene_probs.argmax(axis=1) if len(pred.video_ids) else np.zeros(0)
-    return scene_accuracy(truth, guess)
-
-
-def scene_action_prior(dataset: IntervalDataset, num_scenes: int) -> np.ndarray:
-    """(scenes, K) share of each action among the action intervals of each scene (add-one smoothed)."""
-    num_actions = len(dataset.spec.taxonomy.actions)
-    counts = np.ones((max(num_scenes, 1), num_actions))
-    for vi in dataset.videos:
-        if vi.scene >= 0:
-            labels = vi.labels[vi.labels > 0] - 1
-            np.add.at(counts[vi.scene], labels, 1)
-    return counts / counts.sum(axis=1, keepdims=True)
-
-
-def evaluate(spec: DatasetSpec, pred: IntervalPredictions, cfg: Config, subset: str,
-             scene_prior: np.ndarray | None = None):
-    """(metrics, per-class AP, detections) of predictions on a labelled subset."""
-    detections = decode_predictions(pred, cfg.eval, scene_prior)
-    metrics, per_class = detection_metrics(spec, subset, detections, cfg.eval.tiou_thresholds)
-    metrics["val_scene_acc"] = scene_metrics(spec, pred)
-    return metrics, per_class, detections
 
 
 def cosine_steps(epochs: int, steps_per_epoch: int) -> int:

@@ -1,0 +1,64 @@
+"""Evaluation: cell probabilities -> detections -> val mAP (per tIoU and class) and scene accuracy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .config import Config, EvalConfig
+from .data.annotations import DatasetSpec
+from .data.dataset import IntervalDataset
+from .decode import apply_scene_prior, decode_cells
+from .formats import detections_to_segments, ground_truth_segments, segments_to_detections
+from .metrics import average_precision, scene_accuracy
+from .predictions import IntervalPredictions
+
+
+def decode_predictions(pred: IntervalPredictions, eval_cfg: EvalConfig,
+                       scene_prior: np.ndarray | None = None) -> dict[str, list[dict]]:
+    """ActivityNet-style detections of every video in ``pred``."""
+    detections = {}
+    for v, video_id in enumerate(pred.video_ids):
+        starts, ends, probs = pred.video(v)
+        if scene_prior is not None and eval_cfg.scene_prior:
+            probs = apply_scene_prior(probs, pred.scene_probs[v], scene_prior)
+        detections[video_id] = segments_to_detections(decode_cells(starts, ends, probs, eval_cfg),
+                                                      pred.actions)
+    return detections
+
+
+def detection_metrics(spec: DatasetSpec, subset: str, detections: dict[str, list[dict]],
+                      thresholds, prefix: str = "val_") -> tuple[dict[str, float], dict[str, float]]:
+    """({val_mAP, val_mAP@t...}, per-class AP) of ``detections`` against the subset's ground truth."""
+    result = average_precision(ground_truth_segments(spec, subset), detections_to_segments(detections), thresholds)
+    metrics = {f"{prefix}mAP": result.mean}
+    metrics.update({f"{prefix}mAP@{t:g}": float(m) for t, m in zip(result.thresholds, result.map_per_threshold,
+                                                                  strict=True)})
+    return metrics, result.to_json()["per_class"]
+
+
+def scene_metrics(spec: DatasetSpec, pred: IntervalPredictions) -> float:
+    scenes = spec.taxonomy.scenes
+    truth = np.array([scenes.index(spec.videos[v].scene) if spec.videos[v].scene in scenes else -1
+                      for v in pred.video_ids])
+    guess = pred.scene_probs.argmax(axis=1) if len(pred.video_ids) else np.zeros(0)
+    return scene_accuracy(truth, guess)
+
+
+def scene_action_prior(dataset: IntervalDataset, num_scenes: int) -> np.ndarray:
+    """(scenes, K) share of each action among the action intervals of each scene (add-one smoothed)."""
+    num_actions = len(dataset.spec.taxonomy.actions)
+    counts = np.ones((max(num_scenes, 1), num_actions))
+    for vi in dataset.videos:
+        if vi.scene >= 0:
+            labels = vi.labels[vi.labels > 0] - 1
+            np.add.at(counts[vi.scene], labels, 1)
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def evaluate(spec: DatasetSpec, pred: IntervalPredictions, cfg: Config, subset: str,
+             scene_prior: np.ndarray | None = None):
+    """(metrics, per-class AP, detections) of predictions on a labelled subset."""
+    detections = decode_predictions(pred, cfg.eval, scene_prior)
+    metrics, per_class = detection_metrics(spec, subset, detections, cfg.eval.tiou_thresholds)
+    metrics["val_scene_acc"] = scene_metrics(spec, pred)
+    return metrics, per_class, detections

@@ -1,0 +1,76 @@
+"""Helpers shared by the tests (plain functions and constants; the fixtures live in conftest.py)."""
+
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_OVERRIDES = {"data.image_size": 32, "data.frames_per_interval": 2, "model.tiny_width": 8,
+                  "train.epochs": 1, "train.batch_size": 8}
+
+TALSEARCH = [sys.executable, "-m", "talsearch.cli"]
+
+
+def write_sweep_file(folder: Path, extra: str = "") -> Path:
+    """A tiny sweep config: 3 trials x 2 epochs of the 8-wide tiny TSM, 2 Ray Train workers, ASHA on."""
+    path = folder / "sweep.yaml"
+    path.write_text(f"""
+data: {{image_size: 32, frames_per_interval: 2}}
+model: {{tiny_width: 8}}
+train: {{epochs: 2, batch_size: 8}}
+search: {{num_samples: 3, trial_workers: 2, asha: true, grace_period: 1, max_failures: 0}}
+tracking: {{uri: "sqlite:///{folder}/mlflow.db", experiment: test}}
+space:
+  model.shift_fraction: {{type: categorical, values: [0.0, 0.25]}}
+  train.lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
+{extra}""")
+    return path
+
+
+def epochs_done(trial_dir: Path) -> list[int]:
+    """The epochs a trial's history.jsonl records so far."""
+    import json
+
+    path = trial_dir / "history.jsonl"
+    return [json.loads(x)["epoch"] for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 180) -> None:
+    import socket
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def stop_process_group(proc) -> None:
+    """Stop a server started with ``start_new_session=True`` and the workers it forked (uvicorn, huey)."""
+    import signal
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+ASHA_STOPS_SECOND = ("  loss.action_weight: {type: categorical, values: [0.05, 4.0]}\n"
+                     "  model.output: {type: categorical, values: [interval, frame]}")

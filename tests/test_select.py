@@ -1,0 +1,58 @@
+import numpy as np
+
+from ensemble.align import AlignedVideo
+from ensemble.fuse import Evaluator
+from ensemble.select import best_procedure, cross_validate, fit_weights, greedy_select, nested_cross_validate
+from tal_core.config import EvalConfig
+from tal_core.metrics import Segments
+
+CFG = EvalConfig(decode="merge")
+
+
+def evaluator(videos: int = 6, seed: int = 0) -> Evaluator:
+    """Member 0 knows class a, member 1 knows class b, member 2 is noise; 1 s cells over 10 s."""
+    rng = np.random.default_rng(seed)
+    aligned, rows = [], []
+    starts = np.arange(10.0)
+    for v in range(videos):
+        a0, b0 = int(rng.integers(0, 2)), int(rng.integers(5, 7))
+        truth = np.zeros(10, int)
+        truth[a0:a0 + 3], truth[b0:b0 + 3] = 1, 2
+        rows += [(f"v{v}", "a", float(a0), a0 + 3.0, 1.0), (f"v{v}", "b", float(b0), b0 + 3.0, 1.0)]
+        probs = np.full((3, 10, 3), 0.05)
+        for member, known in ((0, 1), (1, 2)):
+            probs[member, :, 0] = 0.9
+            probs[member, truth == known] = 0.05
+            probs[member, truth == known, known] = 0.9
+            probs[member, (truth > 0) & (truth != known)] = [0.5, 0.25, 0.25]
+        probs[2] = rng.dirichlet(np.ones(3), size=10)
+        aligned.append(AlignedVideo(f"v{v}", starts, starts + 1, probs, np.zeros((3, 0))))
+    return Evaluator(aligned, Segments.from_rows(rows), ("a", "b"), CFG)
+
+
+def test_single_scores_are_computed_once_per_evaluator():
+    ev = evaluator()
+    first = ev.single_scores()
+    calls = ev.calls
+    assert np.array_equal(ev.single_scores(), first) and ev.calls == calls == 3
+
+
+def test_greedy_finds_the_complementary_pair_and_ignores_noise():
+    ev = evaluator()
+    result = greedy_select(ev, ev.single_scores(), max_steps=4)
+    assert result.weights[2] == 0 and result.weights[0] > 0 and result.weights[1] > 0
+    assert result.score > ev.single_scores().max() + 0.2
+    assert fit_weights(ev, 4).score >= result.score
+
+
+def test_best_procedure_breaks_ties_by_order():
+    assert best_procedure({"greedy": 0.5, "top3_average": 0.5, "best_single": 0.4},
+                          ["greedy", "top3_average", "best_single"]) == "greedy"
+
+
+def test_nested_figure_is_an_out_of_fold_score_of_the_whole_recipe():
+    ev = evaluator(videos=8)
+    nested = nested_cross_validate(ev, 4, 0, max_steps=4)
+    plain = cross_validate(ev, 4, 0, lambda e: fit_weights(e, 4))
+    assert 0.0 <= nested <= 1.0 and nested > ev.single_scores().max()
+    assert abs(nested - plain) < 0.2
