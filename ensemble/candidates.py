@@ -8,6 +8,7 @@ Never imports search internals.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,8 +60,13 @@ def from_mlflow(parent_run_id: str, tracking_uri: str, download_to: Path) -> lis
     return [c for c in (_load_trial(folder) for folder in folders) if c is not None]
 
 
+RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
 def collect(source: str, tracking_uri: str, workdir: Path, top_n: int = 0) -> list[Candidate]:
     path = Path(source)
+    if not path.exists() and not RUN_ID.match(source):
+        raise CandidateError(f"--sweep {source}: no such sweep folder, and not an MLflow run id (32 hex digits)")
     candidates = from_sweep_folder(path) if path.exists() else from_mlflow(source, tracking_uri, workdir / "mlflow")
     if not candidates:
         raise CandidateError(f"{source}: no finished trial with stored val predictions (empty sweep?)")

@@ -58,6 +58,9 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     missing = [v for v in candidates[0].val.video_ids if v not in spec.videos]
     if missing:
         raise CandidateError(f"trial {candidates[0].run_id}: val videos {missing[:5]} are not in {data}")
+    if len(candidates[0].val.video_ids) < 2:
+        raise CandidateError(f"trial {candidates[0].run_id}: the ensemble needs at least 2 val videos (it "
+                             f"cross-validates over them); found {len(candidates[0].val.video_ids)}")
     videos = align([c.val for c in candidates])
     gt = ground_truth_segments(spec, None)
     keep = np.isin(gt.video.astype(str), [v.video_id for v in videos])

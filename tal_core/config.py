@@ -7,9 +7,11 @@ Defaults live here as pydantic fields and are documented key by key in
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -23,7 +25,7 @@ class ConfigError(UserError, ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -108,9 +110,41 @@ class SearchConfig(_Section):
     poll_interval_s: float = Field(0.5, gt=0, le=60, description="how often Ray Train's controller polls a trial's workers (Ray's default: 2 s)")
 
 
+def split_credentials(uri: str) -> tuple[str, dict[str, str]]:
+    """(the URI without credentials, MLflow's own environment variables carrying them): ``user:password@``
+    becomes MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, a token-like query value MLFLOW_TRACKING_TOKEN."""
+    parsed = urlsplit(uri)
+    if parsed.scheme not in ("http", "https"):
+        return uri, {}
+    env: dict[str, str] = {}
+    netloc = parsed.netloc
+    if "@" in netloc:
+        userinfo, netloc = netloc.rsplit("@", 1)
+        user, _, password = userinfo.partition(":")
+        env["MLFLOW_TRACKING_USERNAME"] = unquote(user)
+        if password:
+            env["MLFLOW_TRACKING_PASSWORD"] = unquote(password)
+    kept = []
+    for name, value in parse_qsl(parsed.query, keep_blank_values=True):
+        if any(word in name.lower() for word in ("token", "password", "secret", "key")):
+            env["MLFLOW_TRACKING_TOKEN"] = value
+        else:
+            kept.append((name, value))
+    return urlunsplit(parsed._replace(netloc=netloc, query=urlencode(kept))), env
+
+
 class TrackingConfig(_Section):
     uri: str = Field("", description="MLflow tracking URI (\"\" = sqlite:///<cwd>/mlflow.db)")
     experiment: str = Field("tal-search", description="MLflow experiment name")
+
+    @field_validator("uri")
+    @classmethod
+    def _credentials_to_environment(cls, uri: str) -> str:
+        """Credentials never stay in the config (it is saved, logged and sent to workers): they move to MLflow's
+        environment variables, which this process and the Ray cluster it starts read."""
+        clean, env = split_credentials(uri)
+        os.environ.update(env)
+        return clean
 
 
 class Config(_Section):
@@ -190,7 +224,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def load_predictions(path: str | Path) -> IntervalPredictions:
             arrays = {k: data[k] for k in REQUIRED}
     except FileNotFoundError:
         raise PredictionsError(f"{path}: predictions file not found") from None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
         if isinstance(error, PredictionsError):
             raise
         raise PredictionsError(f"{path}: not a readable predictions file ({error})") from None

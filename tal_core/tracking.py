@@ -4,6 +4,7 @@ artifacts uploaded from the driver), the ensemble's run, and downloads of a swee
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -14,7 +15,7 @@ from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
 from .config import flatten
-from .errors import TrackingUnreachableError
+from .errors import TrackingUnreachableError, UserError
 from .run_plots import detection_plots
 
 TRIAL_ID_TAG = "talsearch.trial_id"
@@ -28,6 +29,19 @@ def trial_run_name(trial_id: str, values: dict, searched: list[str]) -> str:
 
 def _short(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without credentials: user:password@ and token-like query values become ***."""
+    parsed = urlparse(uri)
+    if not parsed.scheme or parsed.scheme in ("file", "sqlite"):
+        return uri
+    netloc = parsed.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(f"{k}=***" if v and k.lower() not in ("experiment", "run") else f"{k}={v}"
+                     for k, _, v in (part.partition("=") for part in parsed.query.split("&")) if k)
+    return parsed._replace(netloc=netloc, query=query).geturl()
 
 
 def resolve_uri(uri: str, workdir: Path | None = None) -> str:
@@ -176,6 +190,8 @@ def download_trial_outputs(uri: str, parent_run_id: str, target: Path) -> list[P
     client = MlflowClient(uri)
     folders = []
     for run in child_runs(uri, parent_run_id):
+        if not re.fullmatch(r"[0-9a-zA-Z_-]{1,64}", run.info.run_id):  # it becomes a folder name
+            raise UserError(f"tracking server {redact_uri(uri)} returned an unsafe run id {run.info.run_id!r}")
         folder = target / run.info.run_id
         folder.mkdir(parents=True, exist_ok=True)
         try:

@@ -27,6 +27,7 @@ from .data.annotations import DatasetError, DatasetSpec
 from .data.dataset import IntervalDataset
 from .data.video import FrameCache
 from .distributed import is_distributed, rank, select_device
+from .errors import UserError
 from .formats import write_detections
 from .io import write_json_atomic
 from .model.multitask import MultiTaskTSM
@@ -42,6 +43,10 @@ class RunCallbacks:
 
     on_epoch: EpochCallback | None = None
     on_first_step: Callable[[], None] | None = None
+
+
+class ResumeError(UserError):
+    """The state a run was asked to resume from cannot be used; names the file."""
 
 
 @dataclass
@@ -126,9 +131,21 @@ class Run:
                      "config": cfg.flat(), "run_id": self.run_dir.name}
 
     def resume_from(self, path: Path) -> None:
-        saved = load_checkpoint(path)
-        unwrap(self.model).load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
+        """Load the resume state; a file that is not one, or one of another model, is a ``ResumeError``."""
+        try:
+            saved = load_checkpoint(path)
+        except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, zip errors ...
+            reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+            raise ResumeError(f"{path}: not a readable checkpoint ({reason})") from None
+        missing = [k for k in ("model", "optimizer", "scheduler", "epoch", "history") if k not in saved]
+        if missing:
+            raise ResumeError(f"{path}: not a resume checkpoint (lacks {missing})")
+        try:
+            unwrap(self.model).load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError) as error:
+            raise ResumeError(f"{path} was written by a different model config than this run's "
+                              f"({str(error).splitlines()[0][:200]}); resume with the run's config.yaml") from None
         self.scheduler.load_state_dict(saved["scheduler"])
         self.state = RunState(saved["epoch"], saved["best_metric"], saved["best_epoch"],
                               json.loads(saved["history"]))
@@ -174,10 +191,10 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     run = Run(cfg, spec, run_dir, cache)
+    if resume_from is not None and Path(resume_from).is_file():
+        run.resume_from(Path(resume_from))  # before anything is written: a failed resume changes nothing
     if rank() == 0:
         save_config(cfg, run_dir / "config.yaml")
-    if resume_from is not None and Path(resume_from).is_file():
-        run.resume_from(Path(resume_from))
     best = _read_best(run_dir)
     first_step = [callbacks.on_first_step]  # fired once, then dropped
 

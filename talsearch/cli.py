@@ -61,7 +61,11 @@ def cmd_train(args) -> None:
     cfg = load_config(args.config, args.set)
     spec = load_dataset(args.data)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; name a run folder")
     resume = out / "last.pt" if args.resume else None
+    if args.resume and not (out / "last.pt").is_file():
+        raise UserError(f"--resume: {out} holds no run to resume (no last.pt); drop --resume to start one")
     if not args.resume and (out / "last.pt").exists():
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     best = fit(cfg, spec, out, resume_from=resume)
@@ -100,62 +104,104 @@ def cmd_submit(args) -> None:
     _emit(str(path))
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help that shows every default and keeps the description's line breaks."""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def tiou(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"a tIoU threshold must lie in (0, 1], got {text}")
+    return value
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port lies in 1..65535, got {text}")
+    return value
+
+
+def add_command(sub, name: str, help_text: str, func):
+    parser = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="talsearch", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="talsearch", description=__doc__.replace("``", ""), formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("synth", help="write a synthetic multi-view data set")
-    p.add_argument("out", type=Path)
-    p.add_argument("--videos", type=int, default=24)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fps", type=int, default=8)
-    p.add_argument("--size", type=int, default=64, help="frame height in pixels")
-    p.add_argument("--val-share", type=float, default=0.2, help="share of videos in the val subset")
-    p.add_argument("--test-share", type=float, default=0.15, help="share of videos in the test subset")
-    p.set_defaults(func=cmd_synth)
+    p = add_command(sub, "synth", "write a synthetic multi-view data set (real mp4 files)", cmd_synth)
+    p.add_argument("out", type=Path, help="folder to write annotations.json and videos/ into")
+    p.add_argument("--videos", type=positive_int, default=24, help="number of videos")
+    p.add_argument("--seed", type=int, default=0, help="seeds every video's content")
+    p.add_argument("--fps", type=positive_int, default=8, help="frame rate of the written videos")
+    p.add_argument("--size", type=positive_int, default=64, help="frame height in pixels")
+    p.add_argument("--val-share", type=share, default=0.2, help="share of videos in the val subset")
+    p.add_argument("--test-share", type=share, default=0.15, help="share of videos in the test subset")
 
-    p = sub.add_parser("import-360x", help="360+x VIA-style annotations -> data-set format")
-    p.add_argument("src", type=Path)
-    p.add_argument("out", type=Path)
+    p = add_command(sub, "import-360x", "360+x VIA-style annotations -> data-set format", cmd_import_360x)
+    p.add_argument("src", type=Path, help="folder with one annotation JSON per recording and the view videos")
+    p.add_argument("out", type=Path, help="data-set folder to write")
     p.add_argument("--scenes", type=Path, default=None, help="CSV recording,scene[,subset] (default SRC/scenes.csv)")
-    p.set_defaults(func=cmd_import_360x)
 
-    p = sub.add_parser("import-activitynet", help="ActivityNet JSON + videos -> data-set format")
-    p.add_argument("src", type=Path)
-    p.add_argument("videos", type=Path)
-    p.add_argument("out", type=Path)
-    p.add_argument("--view", default="front")
-    p.set_defaults(func=cmd_import_activitynet)
+    p = add_command(sub, "import-activitynet", "ActivityNet JSON + videos -> data-set format", cmd_import_activitynet)
+    p.add_argument("src", type=Path, help="ActivityNet annotation JSON")
+    p.add_argument("videos", type=Path, help="folder holding <video id>.mp4 files")
+    p.add_argument("out", type=Path, help="data-set folder to write")
+    p.add_argument("--view", default="front", help="view name the videos are recorded under")
 
-    p = sub.add_parser("train", help="train one model (no Ray)")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p = add_command(sub, "train", "train one model (no Ray)", cmd_train)
+    p.add_argument("--data", type=Path, required=True, help="data-set folder (annotations.json + videos)")
+    p.add_argument("--out", type=Path, required=True, help="run folder to write (must not hold a run unless --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     _config_arg(p)
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="mAP of detections against annotations")
-    p.add_argument("--gt", type=Path, required=True)
-    p.add_argument("--pred", type=Path, required=True)
-    p.add_argument("--subset", default="val")
-    p.add_argument("--tiou", type=float, nargs="+", default=[0.5, 0.75, 0.95])
-    p.set_defaults(func=cmd_evaluate)
+    p = add_command(sub, "evaluate", "mAP of detections against annotations (no videos needed)", cmd_evaluate)
+    p.add_argument("--gt", type=Path, required=True, help="annotations.json (ours or ActivityNet v1.3)")
+    p.add_argument("--pred", type=Path, required=True, help="detections JSON (ActivityNet result format)")
+    p.add_argument("--subset", default="val", help="subset of the ground truth to score (e.g. validation)")
+    p.add_argument("--tiou", type=tiou, nargs="+", default=[0.5, 0.75, 0.95], help="tIoU thresholds")
 
-    p = sub.add_parser("submit", help="BinEgo-360 submission CSV from detections")
+    p = add_command(sub, "submit", "BinEgo-360 submission CSV from detections", cmd_submit)
     p.add_argument("--gt", type=Path, required=True, help="annotations.json (for durations and class ids)")
     p.add_argument("--pred", type=Path, required=True, help="detections JSON")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--subset", default="test")
-    p.set_defaults(func=cmd_submit)
+    p.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    p.add_argument("--subset", default="test", help="subset whose videos get rows")
 
     _add_search_commands(sub)
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tal-search")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _add_search_commands(sub) -> None:
     from . import commands
 
-    commands.add_parsers(sub, _config_arg, _set_arg)
+    commands.add_parsers(sub, add_command, _config_arg, port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,41 +39,39 @@ def cmd_ui(args) -> None:
     run_ui(args.uri, args.host, args.port)
 
 
-def add_parsers(sub, config_arg, set_arg) -> None:
-    p = sub.add_parser("sweep", help="Optuna + Ray Tune + Ray Train search, tracked in MLflow")
-    p.add_argument("--data", type=Path, required=True)
+def add_parsers(sub, add_command, config_arg, port) -> None:
+    p = add_command(sub, "sweep", "Optuna + Ray Tune + Ray Train search, tracked in MLflow", cmd_sweep)
+    p.add_argument("--data", type=Path, required=True, help="data-set folder (annotations.json + videos)")
     p.add_argument("--out", type=Path, required=True, help="sweep folder (trials, predictions, state)")
-    p.add_argument("--resume", action="store_true", help="finish an interrupted sweep in --out")
-    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or local)")
+    p.add_argument("--resume", action="store_true",
+                   help="finish an interrupted sweep in --out (unpickles Ray's tuner state: only resume sweep "
+                        "folders you trust)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
     p.add_argument("--storage", default=None, help="Ray storage_path (s3://, gs://, NFS); default SWEEP/ray")
     config_arg(p)
-    p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("leaderboard", help="table of a sweep's trials")
-    p.add_argument("sweep", type=Path)
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--sort", default="val_mAP")
-    p.set_defaults(func=cmd_leaderboard)
+    p = add_command(sub, "leaderboard", "table of a sweep's trials", cmd_leaderboard)
+    p.add_argument("sweep", type=Path, help="sweep folder")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    p.add_argument("--sort", default="val_mAP", help="column to sort by (descending)")
 
-    p = sub.add_parser("ensemble", help="choose members and weights that maximise val mAP")
+    p = add_command(sub, "ensemble", "choose members and weights that maximise val mAP", cmd_ensemble)
     p.add_argument("--sweep", required=True, help="sweep folder, or an MLflow parent run id")
-    p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--data", type=Path, required=True, help="data-set folder (its annotations are the truth)")
+    p.add_argument("--out", type=Path, required=True, help="ensemble folder to write")
     p.add_argument("--top", type=int, default=0, help="keep only the N best trials as candidates (0 = all)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over val videos")
-    p.add_argument("--selection", default="cv",
-                   help="cv (best out-of-fold procedure) | greedy+refine | greedy | top3_average | best_single")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--selection", default="cv", choices=("cv", "greedy+refine", "greedy", "top3_average",
+                                                         "best_single"),
+                   help="cv: the procedure with the best out-of-fold mAP; or name one")
+    p.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds")
     config_arg(p)
-    p.set_defaults(func=cmd_ensemble)
 
-    p = sub.add_parser("demo", help="the whole pipeline on synthetic data")
-    p.add_argument("--workdir", default="demo_out")
+    p = add_command(sub, "demo", "the whole pipeline on synthetic data", cmd_demo)
+    p.add_argument("--workdir", default="demo_out", help="folder for the data, sweeps, ensembles and MLflow store")
     p.add_argument("--quick", action="store_true", help="a smaller sweep (for smoke tests)")
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("ui", help="MLflow UI over the project's tracking store")
+    p = add_command(sub, "ui", "MLflow UI over the project's tracking store", cmd_ui)
     p.add_argument("--uri", default="", help="tracking/backend store URI (default sqlite:///./mlflow.db)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=5000)
-    p.set_defaults(func=cmd_ui)
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    p.add_argument("--port", type=port, default=5000, help="TCP port")

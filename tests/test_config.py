@@ -1,9 +1,12 @@
+import json
+import os
+
 import pytest
 import yaml
 from pydantic import ValidationError
 
 from helpers import ROOT
-from tal_core.config import Config, ConfigError, flatten, load_config, parse_overrides, unflatten
+from tal_core.config import Config, ConfigError, flatten, load_config, parse_overrides, save_config, unflatten
 
 
 def test_base_yaml_documents_every_default():
@@ -62,3 +65,16 @@ def test_shipped_configs_validate(name):
     from search.space import load_sweep
 
     load_sweep(ROOT / "configs" / name)
+
+
+def test_tracking_credentials_move_to_mlflow_environment_variables(monkeypatch, tmp_path):
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    cfg = load_config(None, {"tracking.uri": "http://bob:s3cret@127.0.0.1:5000/?access_token=tok123&x=1"})
+    assert cfg.tracking.uri == "http://127.0.0.1:5000/?x=1"
+    assert os.environ["MLFLOW_TRACKING_USERNAME"] == "bob" and os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
+    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "tok123"
+    save_config(cfg, tmp_path / "config.yaml")
+    written = (tmp_path / "config.yaml").read_text() + json.dumps(cfg.flat())
+    assert "s3cret" not in written and "tok123" not in written and "bob" not in written
+    assert load_config(None, {"tracking.uri": "sqlite:///x.db"}).tracking.uri == "sqlite:///x.db"

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,10 +151,17 @@ def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None 
 def import_activitynet(src_json: str | Path, videos_dir: str | Path, out: str | Path,
                        view: str = "front") -> ImportReport:
     src_json, videos_dir, out = Path(src_json), Path(videos_dir), Path(out)
-    raw = json.loads(src_json.read_text())
+    raw = _read_json(src_json)
+    database_raw = raw.get("database") if isinstance(raw, dict) else None
+    if not isinstance(database_raw, dict):
+        raise DatasetError(f"{src_json}: 'database' must be an object mapping video ids to entries")
     report = ImportReport()
     database, actions = {}, set()
-    for vid, entry in (raw.get("database") or {}).items():
+    for vid, entry in database_raw.items():
+        problem = _activitynet_problem(vid, entry)
+        if problem:
+            report.problems.append(f"{src_json}: database.{vid}: {problem}; skipped")
+            continue
         video = next((p for p in (videos_dir / f"{vid}.mp4", videos_dir / f"v_{vid}.mp4") if p.is_file()), None)
         subset = ANET_SUBSETS.get(str(entry.get("subset", "")).lower())
         if video is None or subset is None:
@@ -173,6 +181,37 @@ def import_activitynet(src_json: str | Path, videos_dir: str | Path, out: str | 
         report.segments += len(anns)
     _write(out, database, actions, set(), [view])
     return report
+
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _activitynet_problem(vid: str, entry) -> str | None:
+    """Why an ActivityNet entry cannot be imported (None when it can): ids become file names, so only plain
+    names pass (no '/', no '..'); duration and segments must be numbers."""
+    if not SAFE_ID.match(vid) or vid in (".", ".."):
+        return "video id is not a plain file name (letters, digits, '_', '-', '.')"
+    if not isinstance(entry, dict):
+        return "entry must be an object"
+    duration = entry.get("duration")
+    if not isinstance(duration, int | float) or isinstance(duration, bool) or not duration > 0:
+        return f"duration must be a positive number, got {duration!r}"
+    for i, ann in enumerate(entry.get("annotations") or []):
+        seg = ann.get("segment") if isinstance(ann, dict) else None
+        if not (isinstance(seg, list) and len(seg) == 2 and all(isinstance(x, int | float) for x in seg)):
+            return f"annotations[{i}].segment must be [start, end] numbers, got {seg!r}"
+        if not isinstance(ann.get("label"), str):
+            return f"annotations[{i}].label must be a string"
+    return None
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DatasetError(f"{path}: not valid JSON ({error})") from None
 
 
 def _write(out: Path, database: dict, actions: set, scenes: set, views: list) -> None:
