@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tal_core.binning import binned
 from tal_core.config import EvalConfig
-from tal_core.decode import decode_cells
+from tal_core.decode import decode_videos
 from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
@@ -42,16 +43,21 @@ class Evaluator:
         return [np.tensordot(weights, v.probs, axes=1) for v in self.videos]
 
     def detections(self, fused: list[np.ndarray]) -> Segments:
-        rows = []
-        for video, probs in zip(self.videos, fused, strict=True):
-            seg = decode_cells(video.starts, video.ends, probs, self.eval_cfg)
-            rows.extend(zip([video.video_id] * len(seg), [self.actions[k - 1] for k in seg.label],
-                            seg.start, seg.end, seg.score, strict=True))
-        return Segments.from_rows(rows)
+        decoded = decode_videos([(v.starts, v.ends, p) for v, p in zip(self.videos, fused, strict=True)],
+                                self.eval_cfg)
+        names = np.array(self.actions, dtype=object)
+        counts = [len(seg) for seg in decoded]
+        video = np.repeat(np.array([v.video_id for v in self.videos], dtype=object), counts)
+        if not sum(counts):
+            return Segments.from_rows([])
+        label = names[np.concatenate([seg.label for seg in decoded]) - 1]
+        return Segments(video, label, *(np.concatenate([getattr(seg, f) for seg in decoded])
+                                         for f in ("start", "end", "score")))
 
     def score_fused(self, fused: list[np.ndarray]):
         self.calls += 1
-        return average_precision(self.gt, self.detections(fused), self.thresholds)
+        truth, found = binned(self.gt, self.detections(fused), self.eval_cfg.bin_seconds)
+        return average_precision(truth, found, self.thresholds)
 
     def score(self, weights: np.ndarray) -> float:
         return self.score_fused(self.fused(np.asarray(weights, dtype=np.float64))).mean

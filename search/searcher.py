@@ -19,13 +19,20 @@ logger = logging.getLogger(__name__)
 
 class BudgetAwareOptunaSearch(OptunaSearch):
     def __init__(self, *args, full_budget: int, **kwargs):
+        """``full_budget``: the epochs of a trial whose ``train.epochs`` is not searched; a trial that samples
+        ``train.epochs`` has that many as its own full budget."""
         super().__init__(*args, **kwargs)
         self.full_budget = full_budget
+
+    def budget_of(self, trial_id: str) -> int:
+        ot_trial = self._ot_trials.get(trial_id)
+        params = ot_trial.params if ot_trial is not None else {}
+        return int(params.get("train.epochs", self.full_budget))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         value = (result or {}).get(self.metric)
         reached = int((result or {}).get("epoch", (result or {}).get("training_iteration", 0)))
-        if error or value is None or reached >= self.full_budget or trial_id in self._completed_trials:
+        if error or value is None or reached >= self.budget_of(trial_id) or trial_id in self._completed_trials:
             super().on_trial_complete(trial_id, result, error)
             return
         ot_trial = self._ot_trials[trial_id]

@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
 import time
 import uuid
@@ -23,7 +24,14 @@ from tal_core.config import ConfigError
 from tal_core.data.annotations import DatasetSpec, load_dataset
 from tal_core.data.video import FrameCache
 from tal_core.io import write_json_atomic, write_text_atomic
-from tal_core.tracking import check_reachable, finish_children, finish_parent, resolve_uri, start_parent_run
+from tal_core.tracking import (
+    check_reachable,
+    end_unfinished_runs,
+    finish_children,
+    finish_parent,
+    resolve_uri,
+    start_parent_run,
+)
 
 from .space import SweepSpec, load_sweep
 
@@ -91,7 +99,8 @@ def _searcher(spec: SweepSpec, sweep_dir: Path, study_name: str, epochs: int):
     else:
         sampler = optuna.samplers.TPESampler(seed=spec.base.search.seed, n_startup_trials=max(2, len(spec.params)))
     return BudgetAwareOptunaSearch(space=spec.optuna_space(), metric=spec.base.search.metric, mode="max",
-                                   sampler=sampler, storage=storage, study_name=study_name, full_budget=epochs)
+                                   sampler=sampler, storage=storage, study_name=study_name,
+                                   full_budget=spec.base.train.epochs)
 
 
 def _scheduler(spec: SweepSpec, epochs: int):
@@ -104,15 +113,40 @@ def _scheduler(spec: SweepSpec, epochs: int):
                          reduction_factor=spec.base.search.reduction_factor)
 
 
+@contextlib.contextmanager
+def terminated_as_interrupt():
+    """SIGTERM ends the sweep as Ctrl-C does (a KeyboardInterrupt in the main thread), so that its runs are
+    marked and its Ray cluster stopped; Tune's own SIGINT handler is off for the same reason."""
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _shutdown_ray() -> None:
+    import ray
+
+    with contextlib.suppress(Exception):
+        ray.shutdown()
+
+
 def _init_ray(address: str | None) -> bool:
-    """Connects to (or starts) Ray; True when this process started a local cluster."""
+    """Connects to (or starts) Ray; True when this process started a local cluster. A local cluster listens
+    on loopback only (its node address is 127.0.0.1)."""
     import ray
 
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
+    local = {"_node_ip_address": "127.0.0.1", "dashboard_host": "127.0.0.1"} if address is None else {}
     # No runtime_env: the workers Ray prestarts for this job can then host the trial actors at once.
-    context = ray.init(address=address, log_to_driver=False, configure_logging=False)
+    context = ray.init(address=address, log_to_driver=False, configure_logging=False, **local)
     url = getattr(context, "dashboard_url", None)
     log(f"Ray {'cluster ' + address if address else 'local'}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
         + (f"; dashboard http://{url}" if url else ""))
@@ -147,9 +181,19 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     log(f"MLflow {uri} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}")
 
     local_cluster = _init_ray(address)
-    with contextlib.redirect_stdout(sys.stderr):  # Tune's progress tables are logs, not the result
-        results = _run_tuner(spec, sweep_dir, state, storage, resume, str(cache.cache_dir), local_cluster)
-    state["trials"] = trial_outcomes(results, max_epochs(spec))
+    try:
+        with terminated_as_interrupt(), contextlib.redirect_stdout(sys.stderr):  # Tune's tables are logs
+            results = _run_tuner(spec, sweep_dir, state, storage, resume, str(cache.cache_dir), local_cluster)
+    except BaseException as error:
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        ended = end_unfinished_runs(uri, state["parent_run_id"], status)
+        log(f"sweep {status.lower()}: MLflow parent run and {ended} unfinished trial run(s) marked {status}; "
+            f"finish it with --resume")
+        raise
+    finally:
+        if local_cluster:
+            _shutdown_ray()
+    state["trials"] = trial_outcomes(results, spec.base.train.epochs, sweep_dir)
     state["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json_atomic(state_path, state)
 
@@ -206,22 +250,28 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
     return tuner.fit()
 
 
-def trial_outcomes(results, epochs: int) -> dict[str, dict]:
+def trial_outcomes(results, base_epochs: int, sweep_dir: Path) -> dict[str, dict]:
+    """Per trial: status against its own budget (its sampled ``train.epochs``, else the base config's), epochs
+    reached, and its best epoch's val mAP (the figure its predictions, the leaderboard and MLflow's best_* hold)."""
     outcomes = {}
     for result in results:
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or Path(result.path).name.split("_")[-2]
         # the epoch the trial reached (Tune's training_iteration restarts its count when Train restarts workers)
         done = int(metrics.get("epoch", metrics.get("training_iteration", 0)))
+        budget = int((result.config or {}).get("train.epochs", base_epochs))
         if result.error is not None:
             status = "FAILED"
-        elif done < epochs:
+        elif done < budget:
             status = "STOPPED_EARLY"
         else:
             status = "FINISHED"
-        outcomes[trial_id] = {"trial_id": trial_id, "status": status, "epochs": done,
+        best_path = sweep_dir / "trials" / trial_id / "metrics.json"
+        best = json.loads(best_path.read_text()) if best_path.is_file() else {}
+        outcomes[trial_id] = {"trial_id": trial_id, "status": status, "epochs": done, "budget": budget,
                               "error": _error_tail(result.error),
-                              "val_mAP": metrics.get("val_mAP"), "time_total_s": metrics.get("time_total_s"),
+                              "val_mAP": best.get("val_mAP"), "best_epoch": best.get("best_epoch"),
+                              "last_val_mAP": metrics.get("val_mAP"), "time_total_s": metrics.get("time_total_s"),
                               "worker_start_s": metrics.get("worker_start_s"),
                               "first_step_s": metrics.get("first_step_s")}
     return outcomes

@@ -54,8 +54,14 @@ def worker_loop(loop_config: dict) -> None:
     def on_first_step():
         timing["first_step_s"] = time.time() - started
 
+    best: dict[str, float] = {}
+
     def on_epoch(epoch: int, metrics: dict, out: Path) -> None:
         report = {mlflow_name(k): float(v) for k, v in metrics.items() if k in REPORTED or k.startswith("val_mAP@")}
+        if metrics["val_mAP"] > best.get("best_val_mAP", -1.0):  # the best epoch so far, under its own names
+            best.update({f"best_{mlflow_name(k)}": float(v) for k, v in metrics.items() if k.startswith("val_")})
+            best["best_epoch"] = float(epoch)
+        report.update(best)
         report.update({k: v for k, v in timing.items() if v is not None})
         if world_rank == 0:
             with tempfile.TemporaryDirectory() as tmp:

@@ -77,6 +77,7 @@ class EvalConfig(_Section):
     nms_tiou: float = Field(0.45, gt=0, le=1, description="1-D NMS overlap above which the lower-scored segment is dropped")
     max_segments_per_video: int = Field(200, ge=1, description="keep at most this many segments per video (highest scores)")
     batch_size: int = Field(0, ge=0, le=8192, description="intervals per evaluation batch (0 = twice train.batch_size)")
+    bin_seconds: float = Field(0.0, ge=0, description="score as BinEgo-360 does: split truth and detections over bins of this length, each bin a video (0 = off)")
     scene_prior: bool = Field(False, description="rescale action probabilities by their frequency in the predicted scene")
     smooth: Literal["median", "mean"] = Field("median", description="median (keeps steps, drops isolated cells) | mean (length-weighted moving average)")
     smooth_seconds: float = Field(0.0, ge=0, description="window (seconds) of that filter over cell probabilities before decoding (0 = off)")

@@ -98,14 +98,17 @@ def filter_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: E
     return smoother(starts, ends, probs, cfg.smooth_seconds)
 
 
-def _candidates(probs: np.ndarray, thresholds, contrast: bool = True) -> tuple[np.ndarray, ...]:
+def _candidates(probs: np.ndarray, thresholds, contrast: bool = True, blocks=((0, None),)) -> tuple[np.ndarray, ...]:
     """(action index, first interval, stop interval, score) of every candidate run.
 
     Scores: mean probability over the run, times its boundary contrast when thresholds are used
-    and ``contrast`` is on."""
+    and ``contrast`` is on. ``blocks`` ((start, length) of each video laid end to end): running sums restart
+    at each, so a video's scores do not depend on the videos decoded with it."""
     actions = probs[:, 1:].T  # (K, M)
     cumulative = np.zeros((actions.shape[0], actions.shape[1] + 1))
-    np.cumsum(actions, axis=1, out=cumulative[:, 1:])
+    for start, length in blocks:
+        stop = actions.shape[1] if length is None else start + length
+        np.cumsum(actions[:, start:stop], axis=1, out=cumulative[:, start + 1:stop + 1])
     argmax = probs.argmax(axis=1)
     masks = [argmax[None, :] == np.arange(1, probs.shape[1])[:, None]]
     masks += [actions >= thr for thr in thresholds]
@@ -158,16 +161,41 @@ def _unique_runs(label, first, stop, score):
 
 def decode_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: EvalConfig) -> DecodedSegments:
     """Segments of one video from its cells (start, end) and (cells, K + 1) probabilities."""
+    return decode_videos([(starts, ends, probs)], cfg)[0]
+
+
+def decode_videos(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: EvalConfig) -> list[DecodedSegments]:
+    """``decode_cells`` of many videos at once: their cells are laid end to end with one background cell
+    between videos (no run crosses it, and it reads as "outside the video" for the boundary contrast), so
+    finding and scoring candidate runs is a handful of numpy calls for all videos; only NMS runs per video."""
+    if not videos:
+        return []
     thresholds = cfg.thresholds if cfg.decode == "multithreshold" else ()
-    probs = filter_cells(np.asarray(starts, np.float64), np.asarray(ends, np.float64),
-                         np.asarray(probs, dtype=np.float64), cfg)
-    label, first, stop, score = _candidates(probs, thresholds, cfg.boundary_contrast)
-    if cfg.decode == "merge":
-        keep = np.argsort(-score, kind="stable")[: cfg.max_segments_per_video]
-    else:
+    filtered = [filter_cells(np.asarray(s, np.float64), np.asarray(e, np.float64), np.asarray(p, np.float64), cfg)
+                for s, e, p in videos]
+    lengths = np.array([len(p) for p in filtered])
+    offsets = np.concatenate([[0], np.cumsum(lengths + 1)])[:-1]
+    stacked = np.zeros((int(lengths.sum()) + len(videos), filtered[0].shape[1]))
+    stacked[:, 0] = 1.0
+    for offset, probs in zip(offsets, filtered, strict=True):
+        stacked[offset:offset + len(probs)] = probs
+    label, first, stop, score = _candidates(stacked, thresholds, cfg.boundary_contrast,
+                                            list(zip(offsets.tolist(), lengths.tolist(), strict=True)))
+    if cfg.decode != "merge":
         label, first, stop, score = _unique_runs(label, first, stop, score)
-        keep = nms_1d(starts[first], ends[stop - 1], score, label, cfg.nms_tiou, cfg.max_segments_per_video)
-    return DecodedSegments(label[keep], starts[first[keep]], ends[stop[keep] - 1], score[keep])
+    video_of = np.searchsorted(offsets, first, side="right") - 1
+    order = np.argsort(video_of, kind="stable")  # keeps each video's candidates in their found order
+    bounds = np.searchsorted(video_of[order], np.arange(len(videos) + 1))
+    decoded = []
+    for v, (starts, ends, _) in enumerate(videos):
+        mine = order[bounds[v]:bounds[v + 1]]
+        lab, fst, stp, sco = label[mine], first[mine] - offsets[v], stop[mine] - offsets[v], score[mine]
+        if cfg.decode == "merge":
+            keep = np.argsort(-sco, kind="stable")[: cfg.max_segments_per_video]
+        else:
+            keep = nms_1d(starts[fst], ends[stp - 1], sco, lab, cfg.nms_tiou, cfg.max_segments_per_video)
+        decoded.append(DecodedSegments(lab[keep], starts[fst[keep]], ends[stp[keep] - 1], sco[keep]))
+    return decoded
 
 
 def apply_scene_prior(probs: np.ndarray, scene_probs: np.ndarray, prior: np.ndarray) -> np.ndarray:

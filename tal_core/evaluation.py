@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .binning import binned
 from .config import Config, EvalConfig
 from .data.annotations import DatasetSpec
 from .data.dataset import IntervalDataset
-from .decode import apply_scene_prior, decode_cells
+from .decode import apply_scene_prior, decode_videos
 from .formats import detections_to_segments, ground_truth_segments, segments_to_detections
 from .metrics import average_precision, scene_accuracy
 from .predictions import IntervalPredictions
@@ -16,20 +17,22 @@ from .predictions import IntervalPredictions
 def decode_predictions(pred: IntervalPredictions, eval_cfg: EvalConfig,
                        scene_prior: np.ndarray | None = None) -> dict[str, list[dict]]:
     """ActivityNet-style detections of every video in ``pred``."""
-    detections = {}
-    for v, video_id in enumerate(pred.video_ids):
+    videos = []
+    for v in range(len(pred.video_ids)):
         starts, ends, probs = pred.video(v)
         if scene_prior is not None and eval_cfg.scene_prior:
             probs = apply_scene_prior(probs, pred.scene_probs[v], scene_prior)
-        detections[video_id] = segments_to_detections(decode_cells(starts, ends, probs, eval_cfg),
-                                                      pred.actions)
-    return detections
+        videos.append((starts, ends, probs))
+    return {video_id: segments_to_detections(seg, pred.actions)
+            for video_id, seg in zip(pred.video_ids, decode_videos(videos, eval_cfg), strict=True)}
 
 
 def detection_metrics(spec: DatasetSpec, subset: str, detections: dict[str, list[dict]],
-                      thresholds, prefix: str = "val_") -> tuple[dict[str, float], dict[str, float]]:
-    """({val_mAP, val_mAP@t...}, per-class AP) of ``detections`` against the subset's ground truth."""
-    result = average_precision(ground_truth_segments(spec, subset), detections_to_segments(detections), thresholds)
+                      thresholds, prefix: str = "val_", bin_seconds: float = 0.0) -> tuple[dict[str, float], dict[str, float]]:
+    """({val_mAP, val_mAP@t...}, per-class AP) of ``detections`` against the subset's ground truth (scored over
+    ``bin_seconds`` bins as the challenge does, when set)."""
+    truth, found = binned(ground_truth_segments(spec, subset), detections_to_segments(detections), bin_seconds)
+    result = average_precision(truth, found, thresholds)
     metrics = {f"{prefix}mAP": result.mean}
     metrics.update({f"{prefix}mAP@{t:g}": float(m) for t, m in zip(result.thresholds, result.map_per_threshold,
                                                                   strict=True)})
@@ -59,6 +62,7 @@ def evaluate(spec: DatasetSpec, pred: IntervalPredictions, cfg: Config, subset: 
              scene_prior: np.ndarray | None = None):
     """(metrics, per-class AP, detections) of predictions on a labelled subset."""
     detections = decode_predictions(pred, cfg.eval, scene_prior)
-    metrics, per_class = detection_metrics(spec, subset, detections, cfg.eval.tiou_thresholds)
+    metrics, per_class = detection_metrics(spec, subset, detections, cfg.eval.tiou_thresholds,
+                                           bin_seconds=cfg.eval.bin_seconds)
     metrics["val_scene_acc"] = scene_metrics(spec, pred)
     return metrics, per_class, detections

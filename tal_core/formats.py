@@ -11,7 +11,7 @@ import numpy as np
 
 from .data.annotations import DatasetSpec
 from .errors import UserError
-from .io import write_atomic, write_json_atomic
+from .io import parse_json, write_atomic, write_json_atomic
 from .metrics import Segments
 
 
@@ -48,7 +48,7 @@ def read_detections(path: str | Path) -> Segments:
 
 def _results_of(path: Path) -> dict:
     try:
-        raw = json.loads(path.read_text())
+        raw = parse_json(path.read_bytes())
     except FileNotFoundError:
         raise FormatError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -125,14 +125,40 @@ def detections_to_segments(detections: dict[str, list[dict]]) -> Segments:
     ])
 
 
-def submission_rows(detections: dict[str, list[dict]], durations: dict[str, float], actions, bin_seconds=10.0):
-    """BinEgo-360 rows: one per 10-second bin of each video, detections clipped to the bin.
+def class_ids(actions, label_map: dict[str, int] | None = None) -> dict[str, int]:
+    """Submission class id of each action: the organisers' map (name -> id) when given, else 1-based taxonomy
+    order (0 is background in the organisers' kit)."""
+    if label_map is None:
+        return {name: k + 1 for k, name in enumerate(actions)}
+    missing = [name for name in actions if name not in label_map]
+    if missing:
+        raise FormatError(f"label map lacks actions of the taxonomy: {missing[:5]}")
+    return {name: int(label_map[name]) for name in actions}
+
+
+def read_label_map(path: str | Path) -> dict[str, int]:
+    """The organisers' JSON object, action name -> class id."""
+    path = Path(path)
+    try:
+        raw = parse_json(path.read_bytes())
+    except FileNotFoundError:
+        raise FormatError(f"{path}: label map not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise FormatError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in raw.values()):
+        raise FormatError(f"{path}: a label map is a JSON object of action name -> integer id")
+    return raw
+
+
+def submission_rows(detections: dict[str, list[dict]], durations: dict[str, float], actions, bin_seconds=10.0,
+                    label_map: dict[str, int] | None = None):
+    """BinEgo-360 rows: one per bin ``k = 0 .. ceil(duration / bin) - 1`` of each video, detections clipped to
+    the bin, best first.
 
     Row id ``{video_id}_{bin_start}_{bin_end}`` (integer seconds), predictions as
-    ``[class_id, start, end, score]`` with class ids = position in taxonomy.actions.
-    Segments that fall outside a bin are left out of it; start/end are in video seconds.
+    ``[class_id, start, end, score]`` (``class_ids``), start/end in absolute video seconds.
     """
-    class_id = {name: k for k, name in enumerate(actions)}
+    class_id = class_ids(actions, label_map)
     rows = []
     for video in sorted(durations):
         bins = max(1, math.ceil(round(durations[video] / bin_seconds, 9)))
@@ -147,6 +173,19 @@ def submission_rows(detections: dict[str, list[dict]], durations: dict[str, floa
             preds.sort(key=lambda p: -p[3])
             rows.append((f"{video}_{int(lo)}_{int(hi)}", preds))
     return rows
+
+
+def read_submission(path: str | Path, actions, label_map: dict[str, int] | None = None) -> dict[str, list[dict]]:
+    """A submission CSV back into detections (per recording: the bin suffix of each row id is dropped)."""
+    name_of = {cid: name for name, cid in class_ids(actions, label_map).items()}
+    detections: dict[str, list[dict]] = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            video = row["id"].rsplit("_", 2)[0]
+            items = detections.setdefault(video, [])
+            for cid, start, end, score in json.loads(row["prediction"]):
+                items.append({"label": name_of[cid], "score": score, "segment": [start, end]})
+    return detections
 
 
 def write_submission(rows, path: str | Path) -> Path:

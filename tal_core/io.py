@@ -65,3 +65,16 @@ def read_jsonl(path: str | Path) -> list[dict]:
                 break
             raise UserError(f"{path}: line {number} is not JSON ({error.msg})") from None
     return records
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON from bytes, fast (orjson) where the text is strict JSON; the standard parser otherwise, so that
+    NaN/Infinity literals still parse (and are then named by the checks) and errors carry line and column."""
+    try:
+        import orjson
+    except ImportError:  # optional speed-up
+        return json.loads(data)
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)

@@ -3,6 +3,7 @@ artifacts uploaded from the driver), the ensemble's run, and downloads of a swee
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -152,6 +153,21 @@ def _log_full_config(client: MlflowClient, run, trial_dir: Path) -> None:
     params = [Param(k, str(v)[:6000]) for k, v in sorted(flat.items()) if k not in present]
     for start in range(0, len(params), 100):
         client.log_batch(run.info.run_id, params=params[start : start + 100])
+
+
+def end_unfinished_runs(uri: str, parent_id: str, status: str) -> int:
+    """Mark the sweep's parent run and its children that are still RUNNING as ``status`` (KILLED or FAILED):
+    a sweep that stops on an exception or a signal leaves no run RUNNING forever. Returns how many children."""
+    client = MlflowClient(uri)
+    ended = 0
+    with contextlib.suppress(Exception):
+        for run in child_runs(uri, parent_id):
+            if run.info.status == "RUNNING":
+                client.set_terminated(run.info.run_id, status)
+                ended += 1
+    with contextlib.suppress(Exception):
+        client.set_terminated(parent_id, status)
+    return ended
 
 
 def finish_parent(uri: str, parent_id: str, summary: dict, sweep_dir: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from tal_core.errors import UserError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 def _emit(result) -> None:
@@ -75,6 +76,7 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     import numpy as np
 
+    from tal_core.binning import binned
     from tal_core.data.annotations import load_ground_truth
     from tal_core.formats import ground_truth_segments, read_detections
     from tal_core.metrics import average_precision
@@ -90,17 +92,21 @@ def cmd_evaluate(args) -> None:
     if elsewhere.any():
         print(f"warning: {int(elsewhere.sum())} prediction(s) for {len(set(detections.video[elsewhere]))} video(s) "
               f"not in subset '{args.subset}' of {args.gt}: scored as false positives", file=sys.stderr)
-    _emit(average_precision(truth, detections, args.tiou).to_json())
+    _emit(average_precision(*binned(truth, detections, args.bins), args.tiou).to_json())
 
 
 def cmd_submit(args) -> None:
     from tal_core.data.annotations import load_ground_truth
-    from tal_core.formats import read_detections_dict, submission_rows, write_submission
+    from tal_core.formats import read_detections_dict, read_label_map, submission_rows, write_submission
 
     spec = load_ground_truth(args.gt)
     detections = read_detections_dict(args.pred)
     durations = {v.video_id: v.duration for v in spec.videos.values() if v.subset == args.subset}
-    path = write_submission(submission_rows(detections, durations, spec.taxonomy.actions), args.out)
+    if not durations:
+        raise UserError(f"{args.gt}: subset '{args.subset}' holds no videos")
+    label_map = read_label_map(args.label_map) if args.label_map else None
+    rows = submission_rows(detections, durations, spec.taxonomy.actions, args.bins, label_map)
+    path = write_submission(rows, args.out)
     _emit(str(path))
 
 
@@ -126,6 +132,20 @@ def tiou(text: str) -> float:
     value = float(text)
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"a tIoU threshold must lie in (0, 1], got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -178,12 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pred", type=Path, required=True, help="detections JSON (ActivityNet result format)")
     p.add_argument("--subset", default="val", help="subset of the ground truth to score (e.g. validation)")
     p.add_argument("--tiou", type=tiou, nargs="+", default=[0.5, 0.75, 0.95], help="tIoU thresholds")
+    p.add_argument("--bins", type=non_negative, default=0.0,
+                   help="score as BinEgo-360 does: truth and detections split over bins of this many seconds, each "
+                        "bin a video of its own (0 = off; the challenge uses 10)")
 
     p = add_command(sub, "submit", "BinEgo-360 submission CSV from detections", cmd_submit)
     p.add_argument("--gt", type=Path, required=True, help="annotations.json (for durations and class ids)")
     p.add_argument("--pred", type=Path, required=True, help="detections JSON")
     p.add_argument("--out", type=Path, required=True, help="CSV file to write")
     p.add_argument("--subset", default="test", help="subset whose videos get rows")
+    p.add_argument("--label-map", type=Path, default=None,
+                   help="the organisers' JSON action name -> class id (default: 1-based taxonomy order)")
+    p.add_argument("--bins", type=positive_float, default=10.0, help="bin length in seconds (one row per bin)")
 
     _add_search_commands(sub)
     return parser
@@ -213,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except OSError as error:
         if error.filename is None:
             raise

@@ -93,3 +93,22 @@ def test_boundary_contrast_can_be_switched_off():
                                                   seg.score.tolist(), strict=True)}
     # plain mean probability: the confident fragment [1, 2) (0.8) now outranks the whole run (0.75)
     assert found[(1, 1.0, 2.0)] == pytest.approx(0.8) and (1, 1.0, 3.0) not in found
+
+
+@pytest.mark.parametrize("cfg", [EvalConfig(), EvalConfig(decode="merge"), EvalConfig(smooth_seconds=1.0),
+                                 EvalConfig(boundary_contrast=False, max_segments_per_video=3)])
+def test_many_videos_decode_as_each_alone(cfg):
+    from tal_core.decode import decode_videos
+
+    rng = np.random.default_rng(0)
+    videos = []
+    for length in (1, 7, 30, 12):
+        starts = np.sort(rng.choice(np.arange(100) * 0.25, size=length, replace=False))
+        ends = np.append(starts[1:], starts[-1] + 0.5)
+        videos.append((starts, ends, rng.dirichlet(np.ones(4) * 0.3, size=length)))
+    together = decode_videos(videos, cfg)
+    for video, seg in zip(videos, together, strict=True):
+        alone = decode_videos([video], cfg)[0]
+        for field in ("label", "start", "end", "score"):
+            assert np.array_equal(getattr(seg, field), getattr(alone, field))
+    assert sum(len(s) for s in together) > 10

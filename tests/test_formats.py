@@ -38,11 +38,33 @@ def test_submission_bins_clip_detections(tmp_path):
                                                                          "segment": [1.0, 2.0]}]}
     rows = submission_rows(dets, {"v": 25.0}, ("a", "b"))
     assert [r[0] for r in rows] == ["v_0_10", "v_10_20", "v_20_30"]
-    assert rows[0][1] == [[1, 8.0, 10.0, 0.9], [0, 1.0, 2.0, 0.5]]
-    assert rows[1][1] == [[1, 10.0, 12.0, 0.9]] and rows[2][1] == []
+    assert rows[0][1] == [[2, 8.0, 10.0, 0.9], [1, 1.0, 2.0, 0.5]]  # 1-based taxonomy order, best first
+    assert rows[1][1] == [[2, 10.0, 12.0, 0.9]] and rows[2][1] == []
     path = write_submission(rows, tmp_path / "s.csv")
     parsed = list(csv.DictReader(open(path)))
-    assert json.loads(parsed[1]["prediction"]) == [[1, 10.0, 12.0, 0.9]]
+    assert json.loads(parsed[1]["prediction"]) == [[2, 10.0, 12.0, 0.9]]
+    organisers = submission_rows(dets, {"v": 25.0}, ("a", "b"), label_map={"a": 7, "b": 3})
+    assert organisers[0][1] == [[3, 8.0, 10.0, 0.9], [7, 1.0, 2.0, 0.5]]
+    with pytest.raises(FormatError, match="label map lacks"):
+        submission_rows(dets, {"v": 25.0}, ("a", "b"), label_map={"a": 7})
+
+
+def test_a_submission_scores_as_its_detections_under_challenge_binning(tmp_path):
+    from tal_core.binning import binned
+    from tal_core.formats import detections_to_segments, read_submission
+    from tal_core.metrics import average_precision
+
+    truth = detections_to_segments({"r": [{"label": "a", "score": 1, "segment": [3.0, 14.0]},
+                                          {"label": "b", "score": 1, "segment": [21.0, 26.5]}]})
+    dets = {"r": [{"label": "a", "score": 0.8, "segment": [3.0, 14.0]},
+                  {"label": "b", "score": 0.6, "segment": [20.0, 26.0]},
+                  {"label": "a", "score": 0.3, "segment": [40.0, 45.0]}]}
+    path = write_submission(submission_rows(dets, {"r": 50.0}, ("a", "b"), label_map={"a": 5, "b": 9}),
+                            tmp_path / "s.csv")
+    back = read_submission(path, ("a", "b"), label_map={"a": 5, "b": 9})
+    direct = average_precision(*binned(truth, detections_to_segments(dets), 10.0))
+    again = average_precision(*binned(truth, detections_to_segments(back), 10.0))
+    assert again.mean == pytest.approx(direct.mean) and 0 < direct.mean < 1
 
 
 def test_many_valid_detections_read_in_columns(tmp_path):

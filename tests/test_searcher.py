@@ -29,3 +29,20 @@ def test_space_builds_optuna_distributions(tmp_path):
     space = spec.optuna_space()
     assert isinstance(space["train.lr"], od.FloatDistribution) and space["train.lr"].log
     assert spec.config_for({"model.shift_fraction": 0.25}).model.shift_fraction == 0.25
+
+
+def test_a_trial_that_completes_its_own_sampled_budget_is_complete(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
+    searcher = BudgetAwareOptunaSearch(space={"train.epochs": od.CategoricalDistribution([2, 6])},
+                                       metric="val_mAP", mode="max", storage=storage, study_name="s",
+                                       sampler=optuna.samplers.TPESampler(seed=0), full_budget=4)
+    epochs = {}
+    for trial_id in "abcd":
+        epochs[trial_id] = searcher.suggest(trial_id)["train.epochs"]
+        searcher.on_trial_complete(trial_id, {"val_mAP": 0.4, "epoch": float(epochs[trial_id])})
+    assert set(epochs.values()) == {2, 6}  # both budgets drawn
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    searcher.suggest("e")
+    searcher.on_trial_complete("e", {"val_mAP": 0.1, "epoch": 1.0})
+    assert optuna.load_study(study_name="s", storage=storage).trials[-1].state == optuna.trial.TrialState.PRUNED

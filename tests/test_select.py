@@ -56,3 +56,8 @@ def test_nested_figure_is_an_out_of_fold_score_of_the_whole_recipe():
     plain = cross_validate(ev, 4, 0, lambda e: fit_weights(e, 4))
     assert 0.0 <= nested <= 1.0 and nested > ev.single_scores().max()
     assert abs(nested - plain) < 0.2
+
+
+def test_nested_figure_with_two_videos():
+    ev = evaluator(videos=2)
+    assert 0.0 <= nested_cross_validate(ev, 5, 0, max_steps=2) <= 1.0

@@ -53,3 +53,33 @@ def test_dashboard_shows_sweep_runs_and_metrics(ui, tmp_path):
     child = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")[0]
     run_page = page_text(f"{url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}", tmp_path / "p2")
     assert child.info.run_name in run_page and "val_mAP" in run_page
+
+
+def test_sigterm_to_ui_stops_the_whole_server(tmp_path):
+    """SIGTERM to the `talsearch ui` process alone: the MLflow server and its workers stop and free the port."""
+    import os
+    import signal
+    import socket
+    import time
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "talsearch.cli", "ui", "--uri", f"sqlite:///{tmp_path}/m.db",
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            cwd=tmp_path, start_new_session=True)
+    try:
+        wait_for_port(port)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                time.sleep(0.5)
+            except OSError:
+                break
+        else:
+            pytest.fail(f"port {port} still answers after the ui was stopped")
+        left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert left == []
+    finally:
+        stop_process_group(proc)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..io import write_json_atomic
+from ..io import parse_json, write_json_atomic
 
 BACKGROUND = "background"
 SUBSETS = ("train", "val", "test")
@@ -80,10 +80,12 @@ def safe_relative_path(root: Path, relative: str) -> Path | None:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return parse_json(path.read_bytes())
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
-    except json.JSONDecodeError as error:
+    except IsADirectoryError:
+        raise DatasetError(f"{path}: is a folder, not an annotations file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DatasetError(f"{path}: not valid JSON ({error})") from None
 
 
