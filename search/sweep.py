@@ -167,7 +167,7 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     sweep_dir.mkdir(parents=True, exist_ok=True)
     uri = resolve_uri(spec.base.tracking.uri)
     experiment_id = check_reachable(uri, spec.base.tracking.experiment)
-    cache = FrameCache(decode_timeout_s=spec.base.data.decode_timeout_s)
+    cache = FrameCache(decode_timeout_s=spec.base.data.decode_timeout_s, decoder=spec.base.data.decoder)
     warm_cache(spec, dataset, cache)
 
     state = json.loads(state_path.read_text()) if resume else {

@@ -74,7 +74,7 @@ def worker_loop(loop_config: dict) -> None:
     (run_dir / f"worker_{world_rank}.json").write_text(json.dumps(
         {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}))
     resume_from = _resume_file(run_dir, world_rank)
-    cache = FrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s)
+    cache = FrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s, cfg.data.decoder)
     fit(cfg, spec, run_dir, RunCallbacks(on_epoch=on_epoch, on_first_step=on_first_step), resume_from=resume_from,
         cache=cache)
 

@@ -37,6 +37,7 @@ class DataConfig(_Section):
     decode_fps: float = Field(8.0, gt=0, le=120, description="frame rate videos are decoded at into the frame cache")
     on_bad_video: Literal["error", "skip"] = Field("error", description="error | skip: what to do with an unreadable video")
     decode_timeout_s: float = Field(120.0, ge=0, description="a decoder call making no progress this long is an unreadable video (0 = no limit)")
+    decoder: Literal["auto", "decord", "pyav"] = Field("auto", description="video decoder: auto (decord where it imports, else PyAV) / decord / pyav")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0 = load in the training process)")
 
 

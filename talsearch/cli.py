@@ -95,6 +95,12 @@ def cmd_evaluate(args) -> None:
     _emit(average_precision(*binned(truth, detections, args.bins), args.tiou).to_json())
 
 
+def cmd_weights(args) -> None:
+    from tal_core.model.weights import weights_report
+
+    _emit(weights_report())
+
+
 def cmd_submit(args) -> None:
     from tal_core.data.annotations import load_ground_truth
     from tal_core.formats import read_detections_dict, read_label_map, submission_rows, write_submission
@@ -210,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-map", type=Path, default=None,
                    help="the organisers' JSON action name -> class id (default: 1-based taxonomy order)")
     p.add_argument("--bins", type=positive_float, default=10.0, help="bin length in seconds (one row per bin)")
+
+    add_command(sub, "weights", "the ImageNet weight files each backbone needs offline, and whether they are "
+                                "present and pass torchvision's hash check", cmd_weights)
 
     _add_search_commands(sub)
     return parser

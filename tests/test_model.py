@@ -73,3 +73,24 @@ def test_loss_weights_scale_their_terms():
     assert torch.isclose(only_action.total, 2 * base.action)
     heavy_bg = multitask_loss(action_logits, scene_logits, action, scene, LossConfig(background_weight=5.0))
     assert not torch.isclose(heavy_bg.action, base.action)
+
+
+def test_imagenet_weights_load_offline_from_the_torch_hub_cache(tmp_path, monkeypatch):
+    import torchvision
+
+    from tal_core.model.weights import weights_file, weights_report
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("TALSEARCH_OFFLINE", "1")
+    needed = weights_file("resnet18")
+    assert needed.path == tmp_path / "hub" / "checkpoints" / needed.url.rsplit("/", 1)[-1]
+    with pytest.raises(ConfigError, match=needed.path.name):  # nothing cached, no download: names the file
+        build_backbone("resnet18", 2, 0.0, "blockres", pretrained="imagenet")
+    reference = torchvision.models.resnet18(weights=None)
+    needed.path.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), needed.path)
+    net, _ = build_backbone("resnet18", 2, 0.0, "blockres", pretrained="imagenet")
+    assert torch.equal(net.state_dict()["conv1.weight"], reference.state_dict()["conv1.weight"])
+    report = {row["backbone"]: row for row in weights_report()}
+    assert report["resnet18"]["present"] and report["resnet18"]["hash_ok"] is False  # not torchvision's file
+    assert report["resnet50"]["present"] is False

@@ -84,3 +84,21 @@ def test_source_frame_indices_resample():
     assert source_frame_indices(10, 10.0, 5.0).tolist() == [1, 3, 5, 7, 9]
     assert source_frame_indices(4, 4.0, 8.0).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
     assert source_frame_indices(30, 30.0, 30.0).tolist() == list(range(30))
+
+
+def test_pyav_and_decord_give_the_same_frames(video, tmp_path):
+    by_decord = decode_frames(video, 8, 32, decoder="decord")
+    by_pyav = decode_frames(video, 8, 32, decoder="pyav")
+    assert by_decord.shape == by_pyav.shape
+    difference = np.abs(by_decord.astype(np.int16) - by_pyav.astype(np.int16))
+    assert difference.mean() < 3.0 and np.percentile(difference, 99) <= 24  # scaler rounding, not other frames
+    cache = FrameCache(tmp_path / "c", decoder="pyav")
+    assert np.array_equal(cache.load(video, 8, 32), by_pyav)
+    assert cache.path_for(video, 8, 32) != FrameCache(tmp_path / "c").path_for(video, 8, 32, "decord")
+
+
+def test_pyav_reports_a_broken_file_by_name(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+    with pytest.raises(VideoDecodeError, match="broken.mp4"):
+        FrameCache(tmp_path / "c", decoder="pyav").ensure(broken, 8, 24)

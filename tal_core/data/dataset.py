@@ -79,7 +79,7 @@ class IntervalDataset(Dataset):
                  cache: FrameCache | None = None, seed: int = 0, phases: int = 1):
         self.spec, self.data, self.train, self.seed = spec, data, train, seed
         self.phases = 1 if train else phases
-        self.cache = cache or FrameCache(decode_timeout_s=data.decode_timeout_s)
+        self.cache = cache or FrameCache(decode_timeout_s=data.decode_timeout_s, decoder=data.decoder)
         self.epoch = 0
         self.videos: list[VideoIntervals] = []
         self.cache_files: list[str] = []
@@ -96,7 +96,7 @@ class IntervalDataset(Dataset):
     def _prepare(self, video: Video):
         try:
             return self.cache.ensure(self.spec.video_path(video, self.data.view), self.data.decode_fps,
-                                     self.data.image_size)
+                                     self.data.image_size, self.data.decoder)
         except VideoDecodeError as error:
             if self.data.on_bad_video == "skip":
                 warnings.warn(f"skipping video '{video.video_id}': {error}", stacklevel=2)

@@ -95,8 +95,28 @@ def _open_reader(path: Path, size: int, timeout_s: float | None):
         raise VideoDecodeError(f"{path}: cannot open video ({str(error).splitlines()[0][:200]})") from None
 
 
-def iter_decoded(path: Path, decode_fps: float, size: int, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S):
-    """Yield (indices, uint8 frames) chunks, decoding the file once from start to end."""
+DECODERS = ("decord", "pyav")
+
+
+def resolve_decoder(name: str = "auto") -> str:
+    """``data.decoder``: auto = decord where it imports (it has no wheels for some platforms), else PyAV."""
+    if name != "auto":
+        if name not in DECODERS:
+            raise ValueError(f"unknown decoder {name!r}")
+        return name
+    try:
+        import decord  # noqa: F401
+    except ImportError:
+        return "pyav"
+    return "decord"
+
+
+def iter_decoded(path: Path, decode_fps: float, size: int, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
+                 decoder: str = "auto"):
+    """Yield (first index, total, uint8 frames) chunks, decoding the file once from start to end."""
+    if resolve_decoder(decoder) == "pyav":
+        yield from _iter_pyav(path, decode_fps, size, timeout_s)
+        return
     reader = _open_reader(path, size, timeout_s)
     try:
         indices = source_frame_indices(len(reader), reader.get_avg_fps(), decode_fps)
@@ -116,6 +136,47 @@ def iter_decoded(path: Path, decode_fps: float, size: int, timeout_s: float | No
         yield begin, len(indices), resize_frames(frames, size)
 
 
+def _iter_pyav(path: Path, decode_fps: float, size: int, timeout_s: float | None):
+    """The same frames as decord's path (source frame at each cached cell's centre, scaled to ``decode_side`` by
+    ffmpeg, then resized), read with PyAV. Every call into the decoder runs under the watchdog."""
+    import itertools
+
+    import av
+
+    if not path.is_file():
+        raise VideoDecodeError(f"{path}: video file not found")
+    try:
+        container = within(timeout_s, path, "opening it", av.open, str(path))
+    except VideoDecodeError:
+        raise
+    except Exception as error:  # av.error.* for broken containers
+        raise VideoDecodeError(f"{path}: cannot open video ({str(error).splitlines()[0][:200]})") from None
+    side = decode_side(size)
+    try:
+        stream = container.streams.video[0]
+        source_fps = float(stream.average_rate or stream.guessed_rate or 0)
+        frames, decoded = [], container.decode(stream)
+        while True:
+            chunk = within(timeout_s, path, f"decoding frame {len(frames)}",
+                           lambda: list(itertools.islice(decoded, DECODE_CHUNK)))
+            if not chunk:
+                break
+            frames += [f.to_ndarray(format="rgb24", width=side, height=side) for f in chunk]
+    except VideoDecodeError:
+        raise
+    except Exception as error:
+        raise VideoDecodeError(f"{path}: decoding failed ({str(error).splitlines()[0][:200]})") from None
+    finally:
+        container.close()
+    try:
+        indices = source_frame_indices(len(frames), source_fps, decode_fps)
+    except ValueError as error:
+        raise VideoDecodeError(f"{path}: {error}") from None
+    for begin in range(0, len(indices), DECODE_CHUNK):
+        chunk = indices[begin : begin + DECODE_CHUNK]
+        yield begin, len(indices), resize_frames(np.stack([frames[i] for i in chunk]), size)
+
+
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, size, size, 3) uint8, bilinear with antialiasing.
 
@@ -129,9 +190,9 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def decode_frames(path: str | Path, decode_fps: float, size: int,
-                 timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S) -> np.ndarray:
+                  timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S, decoder: str = "auto") -> np.ndarray:
     """All frames at ``decode_fps``, resized to size x size, as one uint8 array (no cache)."""
-    parts = [frames for _, _, frames in iter_decoded(Path(path), decode_fps, size, timeout_s)]
+    parts = [frames for _, _, frames in iter_decoded(Path(path), decode_fps, size, timeout_s, decoder)]
     return np.concatenate(parts)
 
 
@@ -141,7 +202,7 @@ def _write_to_disk(handle, frames: np.ndarray) -> None:
     os.fdatasync(handle.fileno())
 
 
-def cache_key(path: Path, decode_fps: float, size: int) -> str:
+def cache_key(path: Path, decode_fps: float, size: int, decoder: str = "decord") -> str:
     stat = path.stat()
     ident = {
         "path": str(path.resolve()),
@@ -150,6 +211,7 @@ def cache_key(path: Path, decode_fps: float, size: int) -> str:
         "fps": round(float(decode_fps), 6),
         "size": int(size),
         "version": CACHE_VERSION,
+        **({"decoder": decoder} if decoder != "decord" else {}),
     }
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
     return f"{path.stem}-{size}px-{decode_fps:g}fps-{digest}"
@@ -170,24 +232,26 @@ class FrameCache:
     """Decoded frames of videos, memory-mapped from ``cache_dir``."""
 
     def __init__(self, cache_dir: str | Path | None = None,
-                 decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S):
+                 decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S, decoder: str = "auto"):
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.decode_timeout_s = decode_timeout_s
+        self.decoder = decoder  # data.decoder; ensure() may name another
 
-    def path_for(self, video: Path, decode_fps: float, size: int) -> Path:
+    def path_for(self, video: Path, decode_fps: float, size: int, decoder: str | None = None) -> Path:
         if not video.is_file():
             raise VideoDecodeError(f"{video}: video file not found")
-        return self.cache_dir / f"{cache_key(video, decode_fps, size)}.npy"
+        return self.cache_dir / f"{cache_key(video, decode_fps, size, resolve_decoder(decoder or self.decoder))}.npy"
 
-    def ensure(self, video: str | Path, decode_fps: float, size: int) -> Path:
+    def ensure(self, video: str | Path, decode_fps: float, size: int, decoder: str | None = None) -> Path:
         """Decode ``video`` into the cache unless a complete entry exists; return its path."""
         video = Path(video)
-        target = self.path_for(video, decode_fps, size)
+        decoder = resolve_decoder(decoder or self.decoder)
+        target = self.path_for(video, decode_fps, size, decoder)
         if target.exists():
             return target
         with _file_lock(target.with_suffix(".lock")):
             if not target.exists():  # another process may have finished it meanwhile
-                self._build(video, decode_fps, size, target)
+                self._build(video, decode_fps, size, target, decoder)
         return target
 
     def ensure_many(self, jobs: list[tuple[Path, float, int]], workers: int = 0,
@@ -212,7 +276,7 @@ class FrameCache:
             raise first_error
         return done
 
-    def _build(self, video: Path, decode_fps: float, size: int, target: Path) -> None:
+    def _build(self, video: Path, decode_fps: float, size: int, target: Path, decoder: str = "decord") -> None:
         """Decode into a temporary .npy written sequentially (header, then chunks), then rename it.
 
         A writer thread writes and flushes each chunk to disk while the next one decodes, so the final fsync
@@ -222,7 +286,7 @@ class FrameCache:
         try:
             with open(tmp, "wb") as handle, ThreadPoolExecutor(1, thread_name_prefix="cache-writer") as writer:
                 pending = None
-                for begin, total, frames in iter_decoded(video, decode_fps, size, self.decode_timeout_s):
+                for begin, total, frames in iter_decoded(video, decode_fps, size, self.decode_timeout_s, decoder):
                     if pending is not None:
                         pending.result()  # chunks land in order; at most one waits in memory
                     if begin == 0:
@@ -236,6 +300,6 @@ class FrameCache:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def load(self, video: str | Path, decode_fps: float, size: int) -> np.ndarray:
+    def load(self, video: str | Path, decode_fps: float, size: int, decoder: str | None = None) -> np.ndarray:
         """Memory-mapped (N, H, W, 3) uint8 frames, decoding first if needed."""
-        return np.load(self.ensure(video, decode_fps, size), mmap_mode="r")
+        return np.load(self.ensure(video, decode_fps, size, decoder), mmap_mode="r")

@@ -45,8 +45,12 @@ RESIDUAL_BLOCKS = ("BasicBlock", "Bottleneck", "TinyBlock")  # torchvision's Res
 def _torchvision_net(name: str, pretrained: str) -> nn.Module:
     import torchvision  # imported only when asked: it costs seconds at every worker start
 
-    weights = "DEFAULT" if pretrained == "imagenet" else None
-    return getattr(torchvision.models, name)(weights=weights)
+    net = getattr(torchvision.models, name)(weights=None)
+    if pretrained == "imagenet":
+        from .weights import imagenet_state_dict
+
+        net.load_state_dict(imagenet_state_dict(name))
+    return net
 
 
 def insert_shift(net: nn.Module, n_segment: int, fraction: float, place: str) -> int:
