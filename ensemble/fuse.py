@@ -10,6 +10,7 @@ import numpy as np
 from tal_core.binning import binned
 from tal_core.config import EvalConfig
 from tal_core.decode import decode_videos
+from tal_core.formats import to_recording_time
 from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
@@ -19,9 +20,10 @@ class Evaluator:
     """Scores fused probabilities of the aligned val videos against their ground truth."""
 
     def __init__(self, videos: list[AlignedVideo], gt: Segments, actions: tuple[str, ...], eval_cfg: EvalConfig,
-                 metric_thresholds=None):
+                 metric_thresholds=None, placements: dict | None = None):
         self.videos, self.gt, self.actions, self.eval_cfg = videos, gt, actions, eval_cfg
         self.thresholds = tuple(metric_thresholds or eval_cfg.tiou_thresholds)
+        self.placements = placements or {}  # clip -> (recording, offset), for challenge binning
         self.calls = 0
         self._singles: np.ndarray | None = None
 
@@ -30,7 +32,7 @@ class Evaluator:
         gt = Segments(self.gt.video[keep], self.gt.label[keep], self.gt.start[keep], self.gt.end[keep],
                       self.gt.score[keep])
         return Evaluator([v for v in self.videos if v.video_id in video_ids], gt, self.actions, self.eval_cfg,
-                         self.thresholds)
+                         self.thresholds, self.placements)
 
     def single_scores(self) -> np.ndarray:
         """val mAP of each member alone (computed once per evaluator: every procedure starts from them)."""
@@ -56,7 +58,12 @@ class Evaluator:
 
     def score_fused(self, fused: list[np.ndarray]):
         self.calls += 1
-        truth, found = binned(self.gt, self.detections(fused), self.eval_cfg.bin_seconds)
+        found = self.detections(fused)
+        if self.eval_cfg.bin_seconds:  # the challenge bins recording time
+            truth, found = to_recording_time(self.gt, self.placements), to_recording_time(found, self.placements)
+        else:
+            truth = self.gt
+        truth, found = binned(truth, found, self.eval_cfg.bin_seconds)
         return average_precision(truth, found, self.thresholds)
 
     def score(self, weights: np.ndarray) -> float:

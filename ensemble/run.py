@@ -13,6 +13,7 @@ from tal_core.config import load_config, parse_overrides, read_yaml
 from tal_core.data.annotations import load_ground_truth
 from tal_core.formats import (
     ground_truth_segments,
+    placements_of,
     segments_to_detection_dict,
     submission_rows,
     write_detections,
@@ -65,7 +66,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     gt = ground_truth_segments(spec, None)
     keep = np.isin(gt.video.astype(str), [v.video_id for v in videos])
     gt = type(gt)(gt.video[keep], gt.label[keep], gt.start[keep], gt.end[keep], gt.score[keep])
-    evaluator = Evaluator(videos, gt, candidates[0].val.actions, cfg.eval)
+    evaluator = Evaluator(videos, gt, candidates[0].val.actions, cfg.eval, placements=placements_of(spec))
     procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, max_steps, selection)
     nested = nested_cross_validate(evaluator, folds, seed, max_steps) if selection == "cv" else oof[procedure]
     best_single = int(np.argmax(evaluator.single_scores()))
@@ -113,7 +114,8 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
         test_dets = _detections_json(test_eval, test_eval.fused(weights / weights.sum()))
         write_detections(test_dets, out / "detections" / "test.json")
         durations = {v: spec.videos[v].duration for v in test_dets if v in spec.videos}
-        write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions), out / "submission.csv")
+        write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions, cfg.eval.bin_seconds or 10.0,
+                                         placements=placements_of(spec)), out / "submission.csv")
     _plots(out, members, fitted.history)
     single = [c.run_id for c in candidates].index(metrics["best_single"]["run_id"])
     _compare_plots(out, evaluator, {"best single": np.eye(len(candidates))[single], "ensemble": fitted.weights}, spec)

@@ -151,28 +151,49 @@ def read_label_map(path: str | Path) -> dict[str, int]:
 
 
 def submission_rows(detections: dict[str, list[dict]], durations: dict[str, float], actions, bin_seconds=10.0,
-                    label_map: dict[str, int] | None = None):
+                    label_map: dict[str, int] | None = None,
+                    placements: dict[str, tuple[str, float]] | None = None):
     """BinEgo-360 rows: one per bin ``k = 0 .. ceil(duration / bin) - 1`` of each video, detections clipped to
     the bin, best first.
 
-    Row id ``{video_id}_{bin_start}_{bin_end}`` (integer seconds), predictions as
-    ``[class_id, start, end, score]`` (``class_ids``), start/end in absolute video seconds.
+    Row id ``{recording}_{bin_start}_{bin_end}`` (integer seconds), predictions as
+    ``[class_id, start, end, score]`` (``class_ids``), start/end in absolute recording seconds. ``placements``:
+    video -> (recording, offset) for clips that point into a recording; their times and bins are the
+    recording's (bins shared by several clips hold all their detections).
     """
     class_id = class_ids(actions, label_map)
-    rows = []
+    placements = placements or {}
+    rows: dict[str, list] = {}
     for video in sorted(durations):
-        bins = max(1, math.ceil(round(durations[video] / bin_seconds, 9)))
+        recording, offset = placements.get(video, (video, 0.0))
+        first = math.floor(round(offset / bin_seconds, 9))
+        last = max(first + 1, math.ceil(round((offset + durations[video]) / bin_seconds, 9)))
         items = detections.get(video, [])
-        for b in range(bins):
+        for b in range(first, last):
             lo, hi = b * bin_seconds, (b + 1) * bin_seconds
-            preds = []
+            preds = rows.setdefault(f"{recording}_{lo:g}_{hi:g}", [])
             for d in items:
-                start, end = max(d["segment"][0], lo), min(d["segment"][1], hi)
+                start, end = max(d["segment"][0] + offset, lo), min(d["segment"][1] + offset, hi)
                 if end > start and d["label"] in class_id:
                     preds.append([class_id[d["label"]], round(start, 3), round(end, 3), round(float(d["score"]), 6)])
-            preds.sort(key=lambda p: -p[3])
-            rows.append((f"{video}_{int(lo)}_{int(hi)}", preds))
-    return rows
+    for preds in rows.values():
+        preds.sort(key=lambda p: -p[3])
+    return list(rows.items())
+
+
+def placements_of(spec: DatasetSpec) -> dict[str, tuple[str, float]]:
+    """video -> (recording, offset) of the clips in a data set (videos that point into a longer recording)."""
+    return {v.video_id: (v.recording_id, v.offset) for v in spec.videos.values() if v.offset or v.recording}
+
+
+def to_recording_time(segments: Segments, placements: dict[str, tuple[str, float]]) -> Segments:
+    """Clips' segments as their recordings' (video id -> recording, times + offset); others unchanged."""
+    if not placements or not len(segments):
+        return segments
+    videos = segments.video.astype(object)
+    offset = np.array([placements.get(v, (v, 0.0))[1] for v in videos])
+    recording = np.array([placements.get(v, (v, 0.0))[0] for v in videos], dtype=object)
+    return Segments(recording, segments.label, segments.start + offset, segments.end + offset, segments.score)
 
 
 def read_submission(path: str | Path, actions, label_map: dict[str, int] | None = None) -> dict[str, list[dict]]:

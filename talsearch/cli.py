@@ -38,8 +38,10 @@ def cmd_synth(args) -> None:
 
 def cmd_import_360x(args) -> None:
     from tal_core.data.importers import import_360x
+    from tal_core.formats import read_label_map
 
-    _report_import(import_360x(args.src, args.out, args.scenes), args.out)
+    label_map = read_label_map(args.label_map) if args.label_map else None
+    _report_import(import_360x(args.src, args.out, args.scenes, args.cut, label_map), args.out)
 
 
 def cmd_import_activitynet(args) -> None:
@@ -78,7 +80,7 @@ def cmd_evaluate(args) -> None:
 
     from tal_core.binning import binned
     from tal_core.data.annotations import load_ground_truth
-    from tal_core.formats import ground_truth_segments, read_detections
+    from tal_core.formats import ground_truth_segments, placements_of, read_detections, to_recording_time
     from tal_core.metrics import average_precision
 
     spec = load_ground_truth(args.gt)
@@ -92,6 +94,9 @@ def cmd_evaluate(args) -> None:
     if elsewhere.any():
         print(f"warning: {int(elsewhere.sum())} prediction(s) for {len(set(detections.video[elsewhere]))} video(s) "
               f"not in subset '{args.subset}' of {args.gt}: scored as false positives", file=sys.stderr)
+    if args.bins:  # the challenge bins recording time: clips go back into their recordings first
+        placements = placements_of(spec)
+        truth, detections = to_recording_time(truth, placements), to_recording_time(detections, placements)
     _emit(average_precision(*binned(truth, detections, args.bins), args.tiou).to_json())
 
 
@@ -103,7 +108,13 @@ def cmd_weights(args) -> None:
 
 def cmd_submit(args) -> None:
     from tal_core.data.annotations import load_ground_truth
-    from tal_core.formats import read_detections_dict, read_label_map, submission_rows, write_submission
+    from tal_core.formats import (
+        placements_of,
+        read_detections_dict,
+        read_label_map,
+        submission_rows,
+        write_submission,
+    )
 
     spec = load_ground_truth(args.gt)
     detections = read_detections_dict(args.pred)
@@ -111,7 +122,7 @@ def cmd_submit(args) -> None:
     if not durations:
         raise UserError(f"{args.gt}: subset '{args.subset}' holds no videos")
     label_map = read_label_map(args.label_map) if args.label_map else None
-    rows = submission_rows(detections, durations, spec.taxonomy.actions, args.bins, label_map)
+    rows = submission_rows(detections, durations, spec.taxonomy.actions, args.bins, label_map, placements_of(spec))
     path = write_submission(rows, args.out)
     _emit(str(path))
 
@@ -186,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", type=Path, help="folder with one annotation JSON per recording and the view videos")
     p.add_argument("out", type=Path, help="data-set folder to write")
     p.add_argument("--scenes", type=Path, default=None, help="CSV recording,scene[,subset] (default SRC/scenes.csv)")
+    p.add_argument("--cut", type=positive_float, default=None,
+                   help="the organisers' clips: the first 6 cuts of this many seconds (the kit uses 10), subsets by "
+                        "cut (0-3 train, 4 val, 5 test), each pointing into its recording (offset)")
+    p.add_argument("--label-map", type=Path, default=None,
+                   help="the organisers' JSON action name -> class id: orders the taxonomy by id")
 
     p = add_command(sub, "import-activitynet", "ActivityNet JSON + videos -> data-set format", cmd_import_activitynet)
     p.add_argument("src", type=Path, help="ActivityNet annotation JSON")

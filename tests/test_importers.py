@@ -47,3 +47,47 @@ def test_import_activitynet(tiny_data, tmp_path):
     assert report.videos == 1 and "missing" in report.problems[0]
     spec = load_dataset(tmp_path / "out")
     assert spec.videos["abc"].subset == "val" and spec.videos["abc"].segments[0].label == "jump"
+
+
+def test_import_360x_cuts_the_kits_clips_pointing_into_the_recording(tiny_data, tmp_path):
+    import numpy as np
+
+    from tal_core.config import DataConfig
+    from tal_core.data.dataset import IntervalDataset
+
+    src = tmp_path / "src"
+    (src / "rec1").mkdir(parents=True)
+    shutil.copy(tiny_data / "videos" / "vid0000" / "front.mp4", src / "rec1" / "front_view.mp4")
+    (src / "rec1" / "rec1.json").write_text(json.dumps({"metadata": {
+        "a": {"z": [0.5, 2.2], "av": {"1": "walking"}},      # cut 0: 0.5-1; cut 1: 1-2; cut 2: 0.2 s dropped
+        "b": {"z": [3.25, 4.5], "av": {"1": "pouring"}}}}))  # cut 3: 0.25-1 (relative); cut 4: 0-0.5
+    (src / "scenes.csv").write_text("recording,scene\nrec1,kitchen\n")
+    report = import_360x(src, tmp_path / "out", cut=1.0, label_map={"pouring": 3, "walking": 1, "eating": 4})
+    spec = load_dataset(tmp_path / "out")
+    assert spec.taxonomy.actions == ("walking", "pouring", "eating")  # ordered by the organisers' ids
+    assert sorted(spec.videos) == [f"rec1_{i}_{i + 1}" for i in range(6)] and report.videos == 6
+    subsets = [spec.videos[f"rec1_{i}_{i + 1}"].subset for i in range(6)]
+    assert subsets == ["train", "train", "train", "train", "val", "test"]
+    clip = spec.videos["rec1_3_4"]
+    assert clip.offset == 3.0 and clip.recording == "rec1" and clip.duration == 1.0
+    assert [(s.start, s.end, s.label) for s in clip.segments] == [(0.25, 1.0, "pouring")]
+    assert [(s.start, s.end) for s in spec.videos["rec1_0_1"].segments] == [(0.5, 1.0)]
+    assert spec.videos["rec1_2_3"].segments == () and spec.videos["rec1_5_6"].segments == ()
+    assert len({v.views["front"] for v in spec.videos.values()}) == 1  # one file, not a copy per clip
+    # the clip's frames are the recording's frames from its offset on
+    data = DataConfig(image_size=32, frames_per_interval=4, interval_seconds=1.0, decode_fps=8.0)
+    clips = IntervalDataset(spec, "train", data, train=False)
+    index = [v.video.video_id for v in clips.videos].index("rec1_3_4")
+    recording_frames = clips.frames_of(index)
+    item = next(i for i, (v, _, _) in enumerate(clips.index.tolist()) if v == index)
+    frames, _, frame_labels, _, _ = clips[item]
+    assert np.array_equal(frames.permute(0, 2, 3, 1).numpy(), recording_frames[[25, 27, 29, 31]])
+    assert frame_labels.tolist() == [0, 2, 2, 2]  # 3.125 s is before the segment's 3.25 s
+
+
+def test_clip_submissions_and_bins_use_recording_time(tmp_path):
+    from tal_core.formats import submission_rows
+
+    dets = {"rec_40_50": [{"label": "a", "score": 0.9, "segment": [1.0, 4.0]}]}
+    rows = submission_rows(dets, {"rec_40_50": 10.0}, ("a",), placements={"rec_40_50": ("rec", 40.0)})
+    assert rows == [("rec_40_50", [[1, 41.0, 44.0, 0.9]])]

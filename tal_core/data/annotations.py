@@ -36,6 +36,12 @@ class Video:
     scene: str | None
     views: dict[str, str]
     segments: tuple[Segment, ...] = ()
+    offset: float = 0.0  # where this video starts in its view files (a clip of a longer recording), seconds
+    recording: str | None = None  # the recording a clip belongs to: bins and submissions use its time
+
+    @property
+    def recording_id(self) -> str:
+        return self.recording or self.video_id
 
 
 @dataclass(frozen=True)
@@ -162,7 +168,15 @@ def _parse_video(root: Path, vid: str, entry: Any, taxonomy: Taxonomy, problems:
         elif check_files and not path.is_file():
             problems.append(f"{where}.views.{view}: video file missing: {rel}")
     segments = _parse_segments(vid, entry, float(duration), taxonomy, problems)
-    return Video(vid, str(subset), float(duration), scene, dict(views), segments)
+    offset = entry.get("offset", 0.0)
+    if not isinstance(offset, int | float) or isinstance(offset, bool) or not offset >= 0:
+        problems.append(f"{where}.offset: must be a number of seconds >= 0, got {offset!r}")
+        offset = 0.0
+    recording = entry.get("recording")
+    if recording is not None and not (isinstance(recording, str) and recording):
+        problems.append(f"{where}.recording: must be a non-empty string, got {recording!r}")
+        recording = None
+    return Video(vid, str(subset), float(duration), scene, dict(views), segments, float(offset), recording)
 
 
 def _duplicate_ids(path: Path) -> list[str]:
@@ -252,6 +266,8 @@ def dataset_to_json(spec: DatasetSpec) -> dict:
     database = {}
     for v in spec.videos.values():
         entry: dict[str, Any] = {"subset": v.subset, "duration": v.duration, "scene": v.scene, "views": v.views}
+        if v.offset or v.recording:
+            entry.update(offset=v.offset, recording=v.recording_id)
         if v.subset != "test" or v.segments:
             entry["annotations"] = [{"segment": [s.start, s.end], "label": s.label} for s in v.segments]
         database[v.video_id] = entry

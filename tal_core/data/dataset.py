@@ -130,10 +130,11 @@ class IntervalDataset(Dataset):
         video_index, interval_index, phase = (int(x) for x in self.index[item])
         vi = self.videos[video_index]
         frames = self.frames_of(video_index)
-        start, end = vi.starts[interval_index], vi.ends[interval_index]
+        offset = vi.video.offset  # a clip's times start this far into its view files
+        start, end = vi.starts[interval_index] + offset, vi.ends[interval_index] + offset
         positions = self.positions(start, end, len(frames), item, phase)
         clip = torch.from_numpy(np.ascontiguousarray(frames[positions])).permute(0, 3, 1, 2)
-        frame_labels = label_at_times(frame_times(positions, self.data.decode_fps), vi.segment_table,
+        frame_labels = label_at_times(frame_times(positions, self.data.decode_fps) - offset, vi.segment_table,
                                       self.spec.taxonomy)
         return clip, int(vi.labels[interval_index]), torch.from_numpy(frame_labels), vi.scene, item
 

@@ -98,7 +98,40 @@ def _find_views(src: Path, recording: str, annotation_file: Path) -> dict[str, P
     return found
 
 
-def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None = None) -> ImportReport:
+KIT_CUTS = 6  # the organisers' kit: the first 60 s of a recording in six cuts
+KIT_SUBSETS = ("train", "train", "train", "train", "val", "test")  # by cut index
+MIN_SEGMENT_SECONDS = 0.5
+
+
+def cut_entries(recording: str, entry: dict, segments: list[dict], cut: float) -> dict[str, dict]:
+    """The kit's clips of one recording: cut i covers [i * cut, (i + 1) * cut) of its first ``KIT_CUTS`` cuts
+    (a shorter recording has fewer), video id ``{recording}_{start}_{end}``, subset by cut (0-3 train, 4 val,
+    5 test); each points into the recording's files with ``offset``; segments are clipped to the cut, made
+    relative to it, and dropped when shorter than 0.5 s."""
+    clips = {}
+    for index in range(KIT_CUTS):
+        start = index * cut
+        end = min(start + cut, entry["duration"])
+        if end - start < MIN_SEGMENT_SECONDS:
+            break
+        pieces = []
+        for s in segments:
+            lo, hi = max(s["segment"][0], start), min(s["segment"][1], end)
+            if hi - lo >= MIN_SEGMENT_SECONDS:
+                pieces.append({"segment": [round(lo - start, 6), round(hi - start, 6)], "label": s["label"]})
+        clip = {"subset": KIT_SUBSETS[index], "duration": round(end - start, 6), "scene": entry["scene"],
+                "views": entry["views"], "offset": start, "recording": recording}
+        if clip["subset"] != "test":
+            clip["annotations"] = pieces
+        clips[f"{recording}_{start:g}_{start + cut:g}"] = clip
+    return clips
+
+
+def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None = None, cut: float | None = None,
+                label_map: dict[str, int] | None = None) -> ImportReport:
+    """One video per recording, or with ``cut`` (the kit's 10) the kit's clips (``cut_entries``).
+    ``label_map`` (the organisers' name -> id) orders the taxonomy by id, so that default submission class ids
+    (1-based taxonomy order) are theirs."""
     src, out = Path(src), Path(out)
     table = read_scene_table(Path(scenes_csv) if scenes_csv else src / "scenes.csv")
     report = ImportReport()
@@ -139,12 +172,19 @@ def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None 
         entry = {"subset": subset, "duration": duration, "scene": row["scene"].strip(), "views": rel_views}
         if subset != "test":
             entry["annotations"] = kept
-        database[recording] = entry
+        entries = cut_entries(recording, entry, kept, cut) if cut else {recording: entry}
+        database.update(entries)
         actions.update(s["label"] for s in kept)
         scenes.add(row["scene"].strip())
-        report.videos += 1
-        report.segments += len(kept)
-    _write(out, database, actions, scenes, sorted({v for e in database.values() for v in e["views"]}))
+        report.videos += len(entries)
+        report.segments += sum(len(e.get("annotations", [])) for e in entries.values())
+    order = None
+    if label_map is not None:
+        unmapped = sorted(actions - set(label_map))
+        if unmapped:
+            report.problems.append(f"labels not in the label map (appended after its classes): {unmapped}")
+        order = [name for name, _ in sorted(label_map.items(), key=lambda item: item[1])] + unmapped
+    _write(out, database, actions, scenes, sorted({v for e in database.values() for v in e["views"]}), order)
     return report
 
 
@@ -214,7 +254,8 @@ def _read_json(path: Path):
         raise DatasetError(f"{path}: not valid JSON ({error})") from None
 
 
-def _write(out: Path, database: dict, actions: set, scenes: set, views: list) -> None:
+def _write(out: Path, database: dict, actions: set, scenes: set, views: list, order: list | None = None) -> None:
     actions.discard(BACKGROUND)
-    taxonomy = {"actions": sorted(actions), "scenes": sorted(scenes), "views": views}
+    ordered = [a for a in order if a != BACKGROUND] if order is not None else sorted(actions)
+    taxonomy = {"actions": ordered, "scenes": sorted(scenes), "views": views}
     write_annotations({"taxonomy": taxonomy, "database": database}, out)
