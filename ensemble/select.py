@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
+from tqdm import tqdm
 
 from tal_core.errors import UserError
 
@@ -148,7 +150,9 @@ def cross_validate(evaluator: Evaluator, k: int, seed: int, fit) -> float:
 def choose_by_cv(evaluator: Evaluator, k: int, seed: int, max_steps: int, selection: str = "cv"):
     """Out-of-fold mAP of every procedure; the chosen one (best OOF, or the one named) fitted on all of val."""
     found = procedures(max_steps)
-    oof = {name: cross_validate(evaluator, k, seed, fit) for name, fit in found.items()}
+    oof = {name: cross_validate(evaluator, k, seed, fit)
+           for name, fit in tqdm(found.items(), desc="cross-validation", unit="procedure", file=sys.stderr,
+                                 disable=None, leave=False)}
     name = best_procedure(oof, list(found)) if selection == "cv" else selection
     if name not in found:
         raise UserError(f"ensemble selection {selection!r}: choose cv or one of {sorted(found)}")

@@ -20,6 +20,7 @@ from .errors import TrackingUnreachableError, UserError
 from .run_plots import detection_plots
 
 TRIAL_ID_TAG = "talsearch.trial_id"
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
 def trial_run_name(trial_id: str, values: dict, searched: list[str]) -> str:
@@ -80,9 +81,12 @@ def check_reachable(uri: str, experiment: str) -> str:
     mlflow.set_tracking_uri(uri)
     try:
         found = mlflow.get_experiment_by_name(experiment)
-        if found:
-            return found.experiment_id
-        return mlflow.create_experiment(experiment, artifact_location=artifact_location(uri))
+        experiment_id = found.experiment_id if found else mlflow.create_experiment(
+            experiment, artifact_location=artifact_location(uri))
+        if not found or EXPERIMENT_KIND_TAG not in found.tags:
+            # MLflow 3 opens an experiment of unknown kind on its GenAI overview; ours is model training
+            MlflowClient(uri).set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
+        return experiment_id
     except Exception as error:
         raise TrackingUnreachableError(f"MLflow tracking store {uri} is not reachable: {str(error).splitlines()[0]}") from None
 

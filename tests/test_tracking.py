@@ -39,3 +39,21 @@ def test_sweep_against_real_mlflow_server(tiny_sweep, mlflow_server):
     plots = {a.path for a in client.list_artifacts(child.info.run_id, "plots")}
     assert {"plots/map_vs_tiou.png", "plots/per_class_ap.png", "plots/timeline.png"} <= plots
     assert not (out.parent / "mlflow.db").exists()
+
+
+def test_experiments_open_on_the_runs_table(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from tal_core.tracking import check_reachable
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+    experiment_id = check_reachable(uri, "kinds")
+    assert MlflowClient(uri).get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert check_reachable(uri, "kinds") == experiment_id
+
+
+def test_redact_uri_hides_credentials():
+    from tal_core.tracking import redact_uri
+
+    assert redact_uri("http://bob:pw@host:5000/?token=abc") == "http://***@host:5000/?token=***"
+    assert redact_uri("sqlite:////tmp/m.db") == "sqlite:////tmp/m.db"

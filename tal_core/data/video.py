@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..errors import VideoDecodeError  # noqa: F401  (re-exported: raised by every reader)
 
@@ -264,7 +266,9 @@ class FrameCache:
         with ThreadPoolExecutor(min(workers, max(1, len(jobs))), thread_name_prefix="cache-build") as pool:
             futures = {pool.submit(self.ensure, *job): job for job in jobs}
             first_error = None
-            for future, job in futures.items():
+            bar = tqdm(futures.items(), total=len(futures), desc="frame cache", unit="video", file=sys.stderr,
+                       disable=None, leave=False)  # a bar on a terminal, silent in logs
+            for future, job in bar:
                 try:
                     done[job] = future.result()
                 except VideoDecodeError as error:
