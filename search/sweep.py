@@ -137,14 +137,15 @@ def _shutdown_ray() -> None:
 
 
 def _init_ray(address: str | None) -> bool:
-    """Connects to (or starts) Ray; True when this process started a local cluster. A local cluster listens
-    on loopback only (its node address is 127.0.0.1)."""
+    """Connects to (or starts) Ray; True when this process started a local cluster. Its dashboard listens on
+    127.0.0.1. (Forcing the node address to 127.0.0.1 so that gcs_server and raylet listen on loopback only made
+    Ray Train's controller die after a trial's workers finished on Ray 2.60: not done.)"""
     import ray
 
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    local = {"_node_ip_address": "127.0.0.1", "dashboard_host": "127.0.0.1"} if address is None else {}
+    local = {"dashboard_host": "127.0.0.1"} if address is None else {}
     # No runtime_env: the workers Ray prestarts for this job can then host the trial actors at once.
     context = ray.init(address=address, log_to_driver=False, configure_logging=False, **local)
     url = getattr(context, "dashboard_url", None)
