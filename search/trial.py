@@ -55,8 +55,14 @@ def worker_loop(loop_config: dict) -> None:
         timing["first_step_s"] = time.time() - started
 
     best: dict[str, float] = {}
+    last_report = [0.0]
 
     def on_epoch(epoch: int, metrics: dict, out: Path) -> None:
+        # Reports closer together than the controller's polling can reach Tune's function trainable two at a
+        # time, and on Ray 2.60 its result queue then blocks the trial forever (seen with sub-second epochs):
+        # keep at least two polling intervals between reports (no cost for epochs longer than that).
+        time.sleep(max(0.0, last_report[0] + 2 * cfg.search.poll_interval_s - time.time()))
+        last_report[0] = time.time()
         report = {mlflow_name(k): float(v) for k, v in metrics.items() if k in REPORTED or k.startswith("val_mAP@")}
         if metrics["val_mAP"] > best.get("best_val_mAP", -1.0):  # the best epoch so far, under its own names
             best.update({f"best_{mlflow_name(k)}": float(v) for k, v in metrics.items() if k.startswith("val_")})
