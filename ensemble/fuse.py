@@ -14,6 +14,7 @@ from tal_core.formats import to_recording_time
 from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
+from .parallel import MIN_ITEMS, map_scores, workers
 
 
 class Evaluator:
@@ -38,7 +39,8 @@ class Evaluator:
         """val mAP of each member alone (computed once per evaluator: every procedure starts from them)."""
         if self._singles is None:
             members = self.videos[0].probs.shape[0]
-            self._singles = np.array([self.score(np.eye(members)[m]) for m in range(members)])
+            self._singles = np.array(map_scores(lambda m: self.score(np.eye(members)[m]), range(members)))
+            self.calls += members if workers() > 1 and members >= MIN_ITEMS else 0  # counted in the workers
         return self._singles
 
     def fused(self, weights: np.ndarray) -> list[np.ndarray]:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from tal_core.errors import UserError
 
 from .fuse import Evaluator
+from .parallel import MIN_ITEMS, map_scores, workers
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,14 @@ def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: in
     best_counts, best_score = counts.copy(), evaluator.score_fused([r / counts.sum() for r in running]).mean
     history = [best_score]
     for _ in range(max_steps):
-        step_scores = np.full(members, -np.inf)
         total = counts.sum() + 1
-        for m in range(members):
-            step_scores[m] = evaluator.score_fused([(r + v.probs[m]) / total
-                                                    for r, v in zip(running, evaluator.videos, strict=True)]).mean
+
+        def with_member(m: int, running=running, total=total) -> float:
+            return evaluator.score_fused([(r + v.probs[m]) / total
+                                          for r, v in zip(running, evaluator.videos, strict=True)]).mean
+
+        step_scores = np.array(map_scores(with_member, range(members)))
+        evaluator.calls += members if workers() > 1 and members >= MIN_ITEMS else 0  # counted in the workers
         pick = int(np.argmax(step_scores))
         counts[pick] += 1
         running = [r + v.probs[pick] for r, v in zip(running, evaluator.videos, strict=True)]

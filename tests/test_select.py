@@ -61,3 +61,13 @@ def test_nested_figure_is_an_out_of_fold_score_of_the_whole_recipe():
 def test_nested_figure_with_two_videos():
     ev = evaluator(videos=2)
     assert 0.0 <= nested_cross_validate(ev, 5, 0, max_steps=2) <= 1.0
+
+
+def test_forked_candidate_scoring_gives_the_sequential_result(monkeypatch):
+    from ensemble import parallel
+
+    sequential = fit_weights(evaluator(), 3)
+    monkeypatch.setattr(parallel, "MIN_ITEMS", 1)
+    monkeypatch.setenv("TALSEARCH_ENSEMBLE_WORKERS", "2")
+    forked = fit_weights(evaluator(), 3)
+    assert np.array_equal(forked.weights, sequential.weights) and forked.score == sequential.score
