@@ -95,9 +95,27 @@ def with_member_decoding(cfg, best: Candidate, config, overrides):
     return cfg.with_overrides(member_eval)
 
 
+OUTPUTS = ("ensemble.json", "metrics.json", "submission.csv", "detections", "weights.png", "map_vs_size.png",
+           "per_class_ap_single_vs_ensemble.png", "map_vs_tiou.png", "per_class_ap.png", "timeline.png")
+
+
+def remove_previous_outputs(out: Path) -> None:
+    """A rerun into the same folder leaves nothing of the previous run (e.g. its submission when this one has
+    no test predictions)."""
+    import shutil
+
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Evaluator, metrics: dict, cfg,
                   spec, source: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    remove_previous_outputs(out)
     members = [{"run_id": c.run_id, "weight": float(w), "val_mAP": c.val_map, "source": c.source,
                 "interval_seconds": c.val.meta.get("interval_seconds"), "view": c.val.meta.get("view"),
                 "params": c.params}

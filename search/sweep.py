@@ -23,7 +23,7 @@ from pathlib import Path
 from tal_core.config import ConfigError
 from tal_core.data.annotations import DatasetSpec, load_dataset
 from tal_core.data.video import FrameCache
-from tal_core.io import write_json_atomic, write_text_atomic
+from tal_core.io import clean_temporaries, write_json_atomic, write_text_atomic
 from tal_core.tracking import (
     check_reachable,
     end_unfinished_runs,
@@ -166,6 +166,8 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     if resume and not state_path.exists():
         raise ConfigError(f"{sweep_dir} holds no sweep to resume (no sweep.json)")
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    if (sweep_dir / "trials").is_dir():
+        clean_temporaries(sweep_dir / "trials")  # left by trials of a killed driver
     uri = resolve_uri(spec.base.tracking.uri)
     experiment_id = check_reachable(uri, spec.base.tracking.experiment)
     cache = FrameCache(decode_timeout_s=spec.base.data.decode_timeout_s, decoder=spec.base.data.decoder)

@@ -29,7 +29,7 @@ from .data.video import FrameCache
 from .distributed import is_distributed, rank, select_device
 from .errors import UserError
 from .formats import write_detections
-from .io import write_json_atomic
+from .io import clean_temporaries, write_json_atomic
 from .model.multitask import MultiTaskTSM
 from .predictions import save_predictions
 
@@ -190,6 +190,8 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
     """Train ``cfg.train.epochs`` epochs; returns the best epoch's metrics."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if rank() == 0:
+        clean_temporaries(run_dir)  # left by a killed run
     run = Run(cfg, spec, run_dir, cache)
     if resume_from is not None and Path(resume_from).is_file():
         run.resume_from(Path(resume_from))  # before anything is written: a failed resume changes nothing

@@ -165,3 +165,17 @@ def test_frame_and_interval_members_fuse_exactly(tmp_path):
     # the frame member knows the quarter-second boundaries: it wins at tIoU 0.95 where the 1 s grid cannot
     frame_alone = result["best_single"]
     assert frame_alone["run_id"] == "frame" and frame_alone["val_mAP@0.95"] == pytest.approx(1.0)
+
+
+def test_rerun_into_the_same_folder_leaves_nothing_of_the_previous_run(tmp_path):
+    truth = make_data(tmp_path, n_videos=4)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "m1", truth, 1.0, {"a", "b"}, 0.05, 1)
+    out = tmp_path / "out"
+    (out / "detections").mkdir(parents=True)
+    (out / "submission.csv").write_text("stale")
+    (out / "detections" / "test.json").write_text("stale")
+    run_ensemble(str(sweep), tmp_path / "data", out, overrides=["eval.decode=merge",
+                                                                f"tracking.uri=sqlite:///{tmp_path}/m.db"], folds=2)
+    assert not (out / "submission.csv").exists() and not (out / "detections" / "test.json").exists()
+    assert (out / "ensemble.json").exists() and (out / "detections" / "val.json").exists()

@@ -65,3 +65,13 @@ def test_nan_loss_stops_with_a_clear_error():
                torch.tensor([0, 1]))]
     with pytest.raises(NonFiniteLossError, match="nan"):
         train_one_epoch(model, loader, opt, sched, LossConfig(), torch.device("cpu"), amp=False)
+
+
+def test_a_run_cleans_the_temporaries_a_killed_run_left(tiny_data, tmp_path):
+    spec = load_dataset(tiny_data)
+    (tmp_path / "predictions").mkdir(parents=True)
+    leftovers = [tmp_path / ".metrics.json.4242.tmp", tmp_path / "predictions" / ".val.4242.tmp.npz"]
+    for path in leftovers:
+        path.write_text("half")
+    fit(load_config(None, TINY_OVERRIDES), spec, tmp_path)
+    assert not any(p.exists() for p in leftovers) and (tmp_path / "metrics.json").exists()

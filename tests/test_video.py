@@ -102,3 +102,17 @@ def test_pyav_reports_a_broken_file_by_name(tmp_path):
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
     with pytest.raises(VideoDecodeError, match="broken.mp4"):
         FrameCache(tmp_path / "c", decoder="pyav").ensure(broken, 8, 24)
+
+
+def test_a_held_cache_lock_times_out_naming_the_lock_file(tmp_path):
+    import fcntl
+
+    from tal_core.data.video import _file_lock
+
+    lock = tmp_path / "entry.lock"
+    with open(lock, "a") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(VideoDecodeError, match="entry.lock"), _file_lock(lock, timeout_s=0.5):
+            pass
+    with _file_lock(lock, timeout_s=0.5):  # released: taken at once
+        pass

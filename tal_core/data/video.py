@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,7 @@ from ..errors import VideoDecodeError  # noqa: F401  (re-exported: raised by eve
 CACHE_VERSION = 2  # 2: cached frame i shows the source frame at the centre of its cell
 DECODE_CHUNK = 64
 DEFAULT_DECODE_TIMEOUT_S = 120.0
+LOCK_TIMEOUT_S = 3600.0  # how long to wait for another process building the same cache entry
 
 
 def default_cache_dir() -> Path:
@@ -220,10 +222,21 @@ def cache_key(path: Path, decode_fps: float, size: int, decoder: str = "decord")
 
 
 @contextmanager
-def _file_lock(path: Path):
+def _file_lock(path: Path, timeout_s: float = LOCK_TIMEOUT_S):
+    """An exclusive lock on ``path``, waited for at most ``timeout_s`` (the kernel drops it when its holder dies,
+    so a lock file left behind never blocks)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise VideoDecodeError(f"{path}: another process has held this frame-cache lock for over "
+                                           f"{timeout_s:g} s (building the same entry); is it stuck?") from None
+                time.sleep(0.2)
         try:
             yield
         finally:
