@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tal_core.binning import binned
+from tal_core.binning import binned_predictions, binned_truth
 from tal_core.config import EvalConfig
 from tal_core.decode import decode_videos
-from tal_core.formats import to_recording_time
 from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
-from .parallel import MIN_ITEMS, map_scores, workers
+from .parallel import map_scores
 
 
 class Evaluator:
@@ -27,6 +26,7 @@ class Evaluator:
         self.placements = placements or {}  # clip -> (recording, offset), for challenge binning
         self.calls = 0
         self._singles: np.ndarray | None = None
+        self.scored_truth = binned_truth(gt, eval_cfg.bin_seconds, self.placements)  # once, not per evaluation
 
     def subset(self, video_ids: set[str]) -> Evaluator:
         keep = np.array([v in video_ids for v in self.gt.video], dtype=bool)
@@ -39,9 +39,17 @@ class Evaluator:
         """val mAP of each member alone (computed once per evaluator: every procedure starts from them)."""
         if self._singles is None:
             members = self.videos[0].probs.shape[0]
-            self._singles = np.array(map_scores(lambda m: self.score(np.eye(members)[m]), range(members)))
-            self.calls += members if workers() > 1 and members >= MIN_ITEMS else 0  # counted in the workers
+            self._singles = self.score_each(lambda m: self.score(np.eye(members)[m]), range(members))
         return self._singles
+
+    def score_each(self, score_of, indices) -> np.ndarray:
+        """``score_of(i)`` for every index, on forked processes where that pays (``parallel.map_scores``); each
+        is one evaluation, counted here whichever process made it."""
+        indices = list(indices)
+        before = self.calls
+        scores = np.array(map_scores(score_of, indices))
+        self.calls = before + len(indices)
+        return scores
 
     def fused(self, weights: np.ndarray) -> list[np.ndarray]:
         return [np.tensordot(weights, v.probs, axes=1) for v in self.videos]
@@ -60,13 +68,8 @@ class Evaluator:
 
     def score_fused(self, fused: list[np.ndarray]):
         self.calls += 1
-        found = self.detections(fused)
-        if self.eval_cfg.bin_seconds:  # the challenge bins recording time
-            truth, found = to_recording_time(self.gt, self.placements), to_recording_time(found, self.placements)
-        else:
-            truth = self.gt
-        truth, found = binned(truth, found, self.eval_cfg.bin_seconds)
-        return average_precision(truth, found, self.thresholds)
+        found = binned_predictions(self.detections(fused), self.eval_cfg.bin_seconds, self.placements)
+        return average_precision(self.scored_truth, found, self.thresholds)
 
     def score(self, weights: np.ndarray) -> float:
         return self.score_fused(self.fused(np.asarray(weights, dtype=np.float64))).mean

@@ -21,7 +21,6 @@ from tqdm import tqdm
 from tal_core.errors import UserError
 
 from .fuse import Evaluator
-from .parallel import MIN_ITEMS, map_scores, workers
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,7 @@ def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: in
             return evaluator.score_fused([(r + v.probs[m]) / total
                                           for r, v in zip(running, evaluator.videos, strict=True)]).mean
 
-        step_scores = np.array(map_scores(with_member, range(members)))
-        evaluator.calls += members if workers() > 1 and members >= MIN_ITEMS else 0  # counted in the workers
+        step_scores = evaluator.score_each(with_member, range(members))
         pick = int(np.argmax(step_scores))
         counts[pick] += 1
         running = [r + v.probs[pick] for r, v in zip(running, evaluator.videos, strict=True)]

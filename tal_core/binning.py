@@ -40,8 +40,31 @@ def split_into_bins(segments: Segments, bin_seconds: float, min_piece: float = M
     return Segments(videos, segments.label[source][keep], start[keep], end[keep], segments.score[source][keep])
 
 
-def binned(gt: Segments, pred: Segments, bin_seconds: float) -> tuple[Segments, Segments]:
-    """(ground truth, predictions) as the challenge scores them; unchanged when ``bin_seconds`` is 0."""
+def binned_truth(gt: Segments, bin_seconds: float, placements: dict | None = None) -> Segments:
+    """Ground truth as the challenge scores it: in recording time, split into bins, rounded to 0.1 s."""
     if not bin_seconds:
-        return gt, pred
-    return split_into_bins(gt, bin_seconds, round_to=0.1), split_into_bins(pred, bin_seconds)
+        return gt
+    return split_into_bins(to_recording_time(gt, placements or {}), bin_seconds, round_to=0.1)
+
+
+def binned_predictions(pred: Segments, bin_seconds: float, placements: dict | None = None) -> Segments:
+    if not bin_seconds:
+        return pred
+    return split_into_bins(to_recording_time(pred, placements or {}), bin_seconds)
+
+
+def binned(gt: Segments, pred: Segments, bin_seconds: float,
+           placements: dict | None = None) -> tuple[Segments, Segments]:
+    """(ground truth, predictions) as the challenge scores them (``placements``: clip -> (recording, offset),
+    see ``formats.placements_of``); unchanged when ``bin_seconds`` is 0."""
+    return binned_truth(gt, bin_seconds, placements), binned_predictions(pred, bin_seconds, placements)
+
+
+def to_recording_time(segments: Segments, placements: dict[str, tuple[str, float]]) -> Segments:
+    """Clips' segments as their recordings' (video id -> recording, times + offset); others unchanged."""
+    if not placements or not len(segments):
+        return segments
+    videos = segments.video.astype(object)
+    offset = np.array([placements.get(v, (v, 0.0))[1] for v in videos])
+    recording = np.array([placements.get(v, (v, 0.0))[0] for v in videos], dtype=object)
+    return Segments(recording, segments.label, segments.start + offset, segments.end + offset, segments.score)

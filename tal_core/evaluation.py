@@ -14,7 +14,6 @@ from .formats import (
     ground_truth_segments,
     placements_of,
     segments_to_detections,
-    to_recording_time,
 )
 from .metrics import average_precision, scene_accuracy
 from .predictions import IntervalPredictions
@@ -37,11 +36,8 @@ def detection_metrics(spec: DatasetSpec, subset: str, detections: dict[str, list
                       thresholds, prefix: str = "val_", bin_seconds: float = 0.0) -> tuple[dict[str, float], dict[str, float]]:
     """({val_mAP, val_mAP@t...}, per-class AP) of ``detections`` against the subset's ground truth (scored over
     ``bin_seconds`` bins as the challenge does, when set)."""
-    truth, found = ground_truth_segments(spec, subset), detections_to_segments(detections)
-    if bin_seconds:  # the challenge bins recording time: clips go back into their recordings first
-        placements = placements_of(spec)
-        truth, found = to_recording_time(truth, placements), to_recording_time(found, placements)
-    truth, found = binned(truth, found, bin_seconds)
+    truth, found = binned(ground_truth_segments(spec, subset), detections_to_segments(detections), bin_seconds,
+                          placements_of(spec))
     result = average_precision(truth, found, thresholds)
     metrics = {f"{prefix}mAP": result.mean}
     metrics.update({f"{prefix}mAP@{t:g}": float(m) for t, m in zip(result.thresholds, result.map_per_threshold,

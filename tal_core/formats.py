@@ -186,15 +186,6 @@ def placements_of(spec: DatasetSpec) -> dict[str, tuple[str, float]]:
     return {v.video_id: (v.recording_id, v.offset) for v in spec.videos.values() if v.offset or v.recording}
 
 
-def to_recording_time(segments: Segments, placements: dict[str, tuple[str, float]]) -> Segments:
-    """Clips' segments as their recordings' (video id -> recording, times + offset); others unchanged."""
-    if not placements or not len(segments):
-        return segments
-    videos = segments.video.astype(object)
-    offset = np.array([placements.get(v, (v, 0.0))[1] for v in videos])
-    recording = np.array([placements.get(v, (v, 0.0))[0] for v in videos], dtype=object)
-    return Segments(recording, segments.label, segments.start + offset, segments.end + offset, segments.score)
-
 
 def read_submission(path: str | Path, actions, label_map: dict[str, int] | None = None) -> dict[str, list[dict]]:
     """A submission CSV back into detections (per recording: the bin suffix of each row id is dropped)."""

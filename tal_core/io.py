@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from .errors import UserError
 
 
 def write_atomic(path: str | Path, write: Callable[[IO], None], mode: str = "w") -> Path:
@@ -50,10 +53,6 @@ def clean_temporaries(folder: str | Path) -> int:
 def read_jsonl(path: str | Path) -> list[dict]:
     """The records of a JSON-lines file; a torn last line (a writer killed mid-line) is skipped with a warning,
     a bad line elsewhere is an error naming the file and line."""
-    import warnings
-
-    from .errors import UserError
-
     lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
     records = []
     for number, line in enumerate(lines, 1):

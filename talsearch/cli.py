@@ -80,7 +80,7 @@ def cmd_evaluate(args) -> None:
 
     from tal_core.binning import binned
     from tal_core.data.annotations import load_ground_truth
-    from tal_core.formats import ground_truth_segments, placements_of, read_detections, to_recording_time
+    from tal_core.formats import ground_truth_segments, placements_of, read_detections
     from tal_core.metrics import average_precision
 
     spec = load_ground_truth(args.gt)
@@ -94,10 +94,7 @@ def cmd_evaluate(args) -> None:
     if elsewhere.any():
         print(f"warning: {int(elsewhere.sum())} prediction(s) for {len(set(detections.video[elsewhere]))} video(s) "
               f"not in subset '{args.subset}' of {args.gt}: scored as false positives", file=sys.stderr)
-    if args.bins:  # the challenge bins recording time: clips go back into their recordings first
-        placements = placements_of(spec)
-        truth, detections = to_recording_time(truth, placements), to_recording_time(detections, placements)
-    _emit(average_precision(*binned(truth, detections, args.bins), args.tiou).to_json())
+    _emit(average_precision(*binned(truth, detections, args.bins, placements_of(spec)), args.tiou).to_json())
 
 
 def cmd_weights(args) -> None:
