@@ -29,7 +29,9 @@ from tal_core.tracking import (
     end_unfinished_runs,
     finish_children,
     finish_parent,
+    redact_uri,
     resolve_uri,
+    save_trials_view,
     start_parent_run,
 )
 
@@ -138,9 +140,11 @@ def _shutdown_ray() -> None:
 
 def _init_ray(address: str | None) -> bool:
     """Connects to (or starts) Ray; True when this process started a local cluster. Its dashboard listens on
-    127.0.0.1. (Forcing the node address to 127.0.0.1 so that gcs_server and raylet listen on loopback only made
-    Ray Train's controller die after a trial's workers finished on Ray 2.60: not done.)"""
+    127.0.0.1; its other servers listen on loopback only when the command runs in a private network namespace
+    (search.private_network; passing 127.0.0.1 as the node address does not change where Ray 2.60 listens)."""
     import ray
+
+    from .private_network import inside
 
     if ray.is_initialized():
         return False
@@ -150,7 +154,8 @@ def _init_ray(address: str | None) -> bool:
     context = ray.init(address=address, log_to_driver=False, configure_logging=False, **local)
     url = getattr(context, "dashboard_url", None)
     log(f"Ray {'cluster ' + address if address else 'local'}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
-        + (f"; dashboard http://{url}" if url else ""))
+        + (f"; dashboard http://{url}" if url else "")
+        + ("; in a private network namespace (loopback only)" if inside() else ""))
     return address is None
 
 
@@ -180,8 +185,11 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     if not resume:
         state["parent_run_id"] = start_parent_run(uri, experiment_id, sweep_dir.name, spec.base.flat(),
                                                   {p.key: p.__dict__ for p in spec.params})
+        state["mlflow_view"] = save_trials_view(uri, experiment_id, state["parent_run_id"], sweep_dir.name,
+                                                state["searched"])
         write_json_atomic(state_path, state)
-    log(f"MLflow {uri} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}")
+    log(f"MLflow {redact_uri(uri)} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}"
+        + (f"; its trials in the UI: {state['mlflow_view']}" if state.get("mlflow_view") else ""))
 
     local_cluster = _init_ray(address)
     try:

@@ -1,4 +1,5 @@
-"""``talsearch ui``: the MLflow UI over the project's tracking store, on 127.0.0.1 by default."""
+"""``talsearch ui``: the MLflow UI over the project's tracking store, or (``--optuna SWEEP``) optuna-dashboard
+over a sweep's Optuna study; on 127.0.0.1 by default."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tal_core.errors import UserError
 from tal_core.tracking import artifact_location, redact_uri, resolve_uri
+
+_OPTUNA_DASHBOARD = "import sys, optuna_dashboard; optuna_dashboard.run_server(sys.argv[1], host=sys.argv[2], port=int(sys.argv[3]))"
 
 
 def ui_command(uri: str, host: str, port: int) -> list[str]:
@@ -22,11 +26,22 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
     return command
 
 
-def run_ui(uri: str, host: str = "127.0.0.1", port: int = 5000) -> None:
+def optuna_command(sweep: str | Path, host: str, port: int) -> list[str]:
+    """optuna-dashboard over SWEEP/optuna.db (the study Optuna's sampler keeps for the sweep)."""
+    study = Path(sweep) / "optuna.db"
+    if not study.is_file():
+        raise UserError(f"{study}: no Optuna study here (is {sweep} a sweep folder?)")
+    return [sys.executable, "-c", _OPTUNA_DASHBOARD, f"sqlite:///{study.resolve()}", host, str(port)]
+
+
+def run_ui(uri: str, host: str = "127.0.0.1", port: int = 5000, optuna_sweep: str | Path | None = None) -> None:
     """Serve until Ctrl-C or SIGTERM; either stops the server's whole process group (its workers included),
     so nothing keeps the port."""
-    command = ui_command(uri, host, port)
-    print(f"MLflow UI: http://{host}:{port}  (store {redact_uri(resolve_uri(uri))}; Ctrl-C stops it)", file=sys.stderr)
+    if optuna_sweep is not None:
+        command, what = optuna_command(optuna_sweep, host, port), f"optuna-dashboard (study {optuna_sweep})"
+    else:
+        command, what = ui_command(uri, host, port), f"MLflow UI (store {redact_uri(resolve_uri(uri))})"
+    print(f"{what}: http://{host}:{port}  (Ctrl-C stops it)", file=sys.stderr)
     print(f"http://{host}:{port}")
     sys.stdout.flush()
     server = subprocess.Popen(command, cwd=Path.cwd(), start_new_session=True)

@@ -110,6 +110,7 @@ class SearchConfig(_Section):
     seed: int = Field(0, description="seeds the Optuna sampler")
     sampler: Literal["tpe", "grid"] = Field("tpe", description="tpe (Optuna's TPE) | grid (every combination of categorical values, in a seeded order)")
     poll_interval_s: float = Field(0.5, gt=0, le=60, description="how often Ray Train's controller polls a trial's workers (Ray's default: 2 s)")
+    private_network: bool = Field(True, description="a local cluster runs in a network namespace of its own: Ray reachable on loopback only (Linux; needs a local tracking store)")
 
 
 def split_credentials(uri: str) -> tuple[str, dict[str, str]]:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import re
 import socket
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -98,6 +99,25 @@ def start_parent_run(uri: str, experiment_id: str, name: str, params: dict, spac
         client.log_param(run.info.run_id, key, str(value)[:6000])
     client.log_text(run.info.run_id, json.dumps(space, indent=1, default=str), "search_space.json")
     return run.info.run_id
+
+
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # MLflow 3's saved views of the runs table (experiment tags)
+VIEW_METRICS = ("best_val_mAP", "best_val_mAP_at_0.5", "best_val_mAP_at_0.75", "best_val_mAP_at_0.95", "best_epoch",
+                "val_mAP", "epoch")
+
+
+def save_trials_view(uri: str, experiment_id: str, parent_id: str, name: str, searched: list[str]) -> str:
+    """Saves a view of the experiment's runs table for one sweep (listed under "Views"): its trials, one row
+    each (not folded under the parent run), best first, with the best epoch's metrics, the last epoch's val_mAP
+    and the searched values as columns. Returns the UI path that opens it."""
+    key = f"talsearch-{parent_id[:16]}"
+    columns = [f"metrics.`{m}`" for m in VIEW_METRICS] + [f"params.`{k}`" for k in searched]
+    state = {"searchFilter": f"tags.mlflow.parentRunId = '{parent_id}'", "orderByKey": "metrics.`best_val_mAP`",
+             "orderByAsc": False, "selectedColumns": [*columns, "attributes.`Duration`"]}
+    now_ms = int(time.time() * 1000)
+    envelope = {"name": f"{name}: trials", "createdAt": now_ms, "updatedAt": now_ms, "state": json.dumps(state)}
+    MlflowClient(uri).set_experiment_tag(experiment_id, VIEW_TAG_PREFIX + key, json.dumps(envelope))
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={key}"
 
 
 def child_runs(uri: str, parent_id: str) -> list:

@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success; 2 with one line naming the cause for a user's error (``UserError``, or a file the
     system refused: missing, a folder, no permission); anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
+    args.command_line = argv is None  # run as a program (not called from Python): it may re-run itself
     try:
         args.func(args)
     except UserError as error:

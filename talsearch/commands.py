@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 
+def _private_network(args, tracking_uri: str, enabled: bool) -> None:
+    """Re-runs this command with its local Ray cluster in a private network namespace (see
+    search.private_network) when it starts one, needs no network, and was run from the command line."""
+    from search import private_network
+
+    if private_network.inside():
+        private_network.bring_loopback_up()
+        return
+    if not getattr(args, "command_line", False) or not enabled:
+        return
+    if getattr(args, "address", None) or os.environ.get("RAY_ADDRESS"):
+        return
+    if private_network.needs_network(tracking_uri):
+        print("[talsearch] note: the local Ray cluster listens on all interfaces (tracking.uri is a server, which "
+              "a private network namespace could not reach)", file=sys.stderr)
+        return
+    private_network.reexec(sys.argv[1:])
+
+
 def cmd_sweep(args) -> None:
+    from search.space import load_sweep
     from search.sweep import run_sweep
 
+    base = load_sweep(args.config, args.set).base
+    _private_network(args, base.tracking.uri, base.search.private_network)
     out = run_sweep(args.data, args.config, args.out, args.set, args.resume, args.address, args.storage)
     print(str(out))
 
@@ -30,13 +54,14 @@ def cmd_ensemble(args) -> None:
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
+    _private_network(args, "sqlite:", True)
     run_demo(Path(args.workdir), quick=args.quick)
 
 
 def cmd_ui(args) -> None:
     from search.ui import run_ui
 
-    run_ui(args.uri, args.host, args.port)
+    run_ui(args.uri, args.host, args.port, optuna_sweep=args.optuna)
 
 
 def add_parsers(sub, add_command, config_arg, port) -> None:
@@ -71,7 +96,10 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
     p.add_argument("--workdir", default="demo_out", help="folder for the data, sweeps, ensembles and MLflow store")
     p.add_argument("--quick", action="store_true", help="a smaller sweep (for smoke tests)")
 
-    p = add_command(sub, "ui", "MLflow UI over the project's tracking store", cmd_ui)
+    p = add_command(sub, "ui", "MLflow UI over the project's tracking store (or optuna-dashboard over a sweep's "
+                               "study)", cmd_ui)
+    p.add_argument("--optuna", default=None, metavar="SWEEP",
+                   help="serve optuna-dashboard over the Optuna study of sweep folder SWEEP instead")
     p.add_argument("--uri", default="", help="tracking/backend store URI (default sqlite:///./mlflow.db)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on")
     p.add_argument("--port", type=port, default=5000, help="TCP port")

@@ -74,3 +74,56 @@ def stop_process_group(proc) -> None:
 
 ASHA_STOPS_SECOND = ("  loss.action_weight: {type: categorical, values: [0.05, 4.0]}\n"
                      "  model.output: {type: categorical, values: [interval, frame]}")
+
+
+LOOPBACK = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+
+
+def _address(hex_address: str) -> str:
+    import ipaddress
+
+    raw = bytes.fromhex(hex_address)
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw[::-1]))
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))  # /proc writes each 32-bit word host-endian
+    address = ipaddress.IPv6Address(words)
+    return f"::ffff:{address.ipv4_mapped}" if address.ipv4_mapped else str(address)
+
+
+def listening_addresses(pid: int) -> set[str]:
+    """The addresses of the TCP sockets listening in process PID's network namespace (what ``ss -ltn`` run
+    there shows), read from /proc."""
+    found = set()
+    for table in ("tcp", "tcp6"):
+        path = Path(f"/proc/{pid}/net/{table}")
+        for line in path.read_text().splitlines()[1:] if path.exists() else []:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A":
+                found.add(_address(local.split(":")[0]))
+    return found
+
+
+def network_interfaces(pid: int) -> set[str]:
+    """The network interfaces of process PID's network namespace."""
+    lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    return {line.split(":")[0].strip() for line in lines}
+
+
+def ray_server_processes(pid: int) -> dict[int, str]:
+    """Ray's gcs_server and raylet started under process PID: {pid: name}, found in /proc."""
+    parents, names = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1:text.rindex(")")]
+        child, ppid = int(stat.parent.name), int(text[text.rindex(")") + 2:].split()[1])
+        parents[child], names[child] = ppid, name
+
+    def descends(child: int) -> bool:
+        while child in parents and child != pid:
+            child = parents[child]
+        return child == pid
+
+    return {p: n for p, n in names.items() if n in ("gcs_server", "raylet") and descends(p)}

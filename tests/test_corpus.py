@@ -142,6 +142,8 @@ CASES = [
     ("import-activitynet: no database", lambda t: write(t / "in" / "a.json", {"taxonomy": []}),
      ["import-activitynet", "{tmp}/in/a.json", "{tmp}/in", "{tmp}/out"], ["a.json", "database"]),
     ("ui: port out of range", nothing, ["ui", "--port", "70000"], ["--port", "65535"]),
+    ("ui: --optuna on a folder holding no sweep", nothing, ["ui", "--optuna", "{tmp}/in", "--port", "1"],
+     ["optuna.db", "no Optuna study"]),
 ]
 
 

@@ -14,8 +14,16 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import TINY_OVERRIDES, write_sweep_file
+from helpers import (
+    LOOPBACK,
+    TINY_OVERRIDES,
+    listening_addresses,
+    network_interfaces,
+    ray_server_processes,
+    write_sweep_file,
+)
 from helpers import epochs_done as _epochs
+from search import private_network
 
 CLI = [sys.executable, "-m", "talsearch.cli"]
 SETS = [f"{k}={v}" for k, v in TINY_OVERRIDES.items()]
@@ -175,7 +183,7 @@ def test_failing_trial_is_marked_failed_and_sweep_goes_on(tiny_data, tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_sigterm_marks_runs_killed_and_stops_ray(tiny_data, tmp_path):
+def test_local_sweep_listens_on_loopback_only_and_sigterm_marks_runs_killed(tiny_data, tmp_path):
     out = tmp_path / "s"
     before = subprocess.run(["pgrep", "-c", "gcs_server"], capture_output=True, text=True).stdout.strip() or "0"
     proc = subprocess.Popen([*CLI, "sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)),
@@ -184,6 +192,13 @@ def test_sigterm_marks_runs_killed_and_stops_ray(tiny_data, tmp_path):
                             cwd=tmp_path)
     try:
         _wait_for(lambda: any(len(_epochs(d)) >= 1 for d in (out / "trials").glob("*")), 300, "one epoch")
+        ray_servers = ray_server_processes(proc.pid)
+        assert {"gcs_server", "raylet"} <= set(ray_servers.values())
+        if private_network.unshare_prefix() is not None:  # the local cluster is unreachable from outside
+            for server in ray_servers:  # in a namespace of their own whose only interface is loopback
+                assert os.readlink(f"/proc/{server}/ns/net") != os.readlink("/proc/self/ns/net")
+                assert network_interfaces(server) == {"lo"} and listening_addresses(server), ray_servers
+                assert listening_addresses(server) <= LOOPBACK | {"0.0.0.0", "::"}
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=180)
     finally:

@@ -83,3 +83,26 @@ def test_sigterm_to_ui_stops_the_whole_server(tmp_path):
         assert left == []
     finally:
         stop_process_group(proc)
+
+
+def test_optuna_dashboard_serves_the_sweeps_study(tiny_sweep):
+    """`talsearch ui --optuna SWEEP`: optuna-dashboard on 127.0.0.1 over the sweep's study, every trial in it."""
+    import urllib.request
+
+    out, _ = tiny_sweep
+    state = json.loads((out / "sweep.json").read_text())
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "talsearch.cli", "ui", "--optuna", str(out), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    try:
+        url = proc.stdout.readline().strip()
+        assert url == f"http://127.0.0.1:{port}"
+        wait_for_port(port)
+        studies = json.load(urllib.request.urlopen(f"{url}/api/studies", timeout=30))["study_summaries"]
+        (study,) = [s for s in studies if s["study_name"] == state["study_name"]]
+        trials = json.load(urllib.request.urlopen(f"{url}/api/studies/{study['study_id']}?after=0",
+                                                  timeout=30))["trials"]
+        assert len(trials) == len(state["trials"])
+        assert {p["name"] for t in trials for p in t["params"]} == set(state["searched"])
+    finally:
+        stop_process_group(proc)

@@ -1,0 +1,35 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from search import private_network
+
+
+@pytest.mark.parametrize(("uri", "remote"), [
+    ("sqlite:///tmp/mlflow.db", False), ("file:///tmp/mlruns", False), ("/tmp/mlruns", False), ("", False),
+    ("http://127.0.0.1:5000", True), ("https://mlflow.example.org", True), ("databricks://profile", True)])
+def test_only_a_tracking_server_needs_the_network(uri, remote):
+    assert private_network.needs_network(uri) is remote
+
+
+def test_marker_says_whether_inside(monkeypatch):
+    monkeypatch.delenv(private_network.MARKER, raising=False)
+    assert not private_network.inside()
+    monkeypatch.setenv(private_network.MARKER, "1")
+    assert private_network.inside()
+
+
+def test_namespace_has_only_loopback_and_it_is_up():
+    prefix = private_network.unshare_prefix()
+    if prefix is None:
+        pytest.skip("network namespaces are unavailable on this machine")
+    probe = ("import socket\nfrom search.private_network import bring_loopback_up\nbring_loopback_up()\n"
+             "server = socket.create_server(('127.0.0.1', 0))\n"
+             "socket.create_connection(server.getsockname(), timeout=5).close()\n"
+             "print(sorted(line.split(':')[0].strip() for line in open('/proc/net/dev').readlines()[2:]))\n")
+    done = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          cwd=os.getcwd())
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['lo']"
