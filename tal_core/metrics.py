@@ -120,7 +120,7 @@ def _codes(*columns: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     the distinct values. Plain dicts: no pandas import on the scoring path."""
     joined = np.concatenate([np.asarray(c, dtype=object) for c in columns]).tolist()
     index = {value: code for code, value in enumerate(dict.fromkeys(joined))}
-    codes = np.fromiter((index[value] for value in joined), dtype=np.int64, count=len(joined))
+    codes = np.fromiter(map(index.__getitem__, joined), dtype=np.int64, count=len(joined))
     splits = np.cumsum([len(c) for c in columns])[:-1]
     uniques = np.empty(len(index), dtype=object)
     uniques[:] = list(index)

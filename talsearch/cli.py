@@ -76,7 +76,11 @@ def cmd_train(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    import gc
+
     import numpy as np
+
+    gc.disable()  # a short command building ~10^6 acyclic objects: the cyclic collector would only rescan them
 
     from tal_core.binning import binned
     from tal_core.data.annotations import load_ground_truth
@@ -90,7 +94,8 @@ def cmd_evaluate(args) -> None:
         raise UserError(f"{args.gt}: subset '{args.subset}' holds no ground truth (subsets with segments: {subsets})")
     detections = read_detections(args.pred)
     scored_videos = {v.video_id for v in spec.videos.values() if v.subset == args.subset}
-    elsewhere = ~np.isin(detections.video.astype(str), list(scored_videos))
+    elsewhere = ~np.fromiter(map(scored_videos.__contains__, detections.video), dtype=bool,
+                             count=len(detections.video))
     if elsewhere.any():
         print(f"warning: {int(elsewhere.sum())} prediction(s) for {len(set(detections.video[elsewhere]))} video(s) "
               f"not in subset '{args.subset}' of {args.gt}: scored as false positives", file=sys.stderr)
@@ -178,7 +183,7 @@ def add_command(sub, name: str, help_text: str, func):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="talsearch", description=__doc__.replace("``", ""), formatter_class=_Formatter)
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = add_command(sub, "synth", "write a synthetic multi-view data set (real mp4 files)", cmd_synth)
@@ -235,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_search_commands(sub)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """--version, looked up only when asked for (reading package metadata costs 0.1 s at every start)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(message=f"{parser.prog} {_version()}\n")
 
 
 def _version() -> str:

@@ -24,6 +24,9 @@ def test_detections_roundtrip(tmp_path):
     ('{"results": {"v": [{"label": "a", "score": 1, "segment": [1, 2]}, {"label": "a", "score": 1, "segment": [3, 2]}]}}',
      "results.v[1].segment is reversed"),
     ('{"results": {"v": [{"label": true, "score": 1, "segment": [1, 2]}]}}', "results.v[0].label"),
+    ('{"results": {"v": [{"label": "a", "score": 1, "segment": [1, 1e999]}]}}', "results.v[0].segment must be finite"),
+    ('{"results": {"v": [{"label": "a", "segment": [1, 2]}]}}', "results.v[0].score"),
+    ('{"results": {"v": {"label": "a", "score": 1, "segment": [1, 2]}}}', "results.v must be a list"),
 ])
 def test_bad_detections_name_file_and_field(tmp_path, content, needle):
     path = tmp_path / "bad.json"
@@ -73,3 +76,20 @@ def test_many_valid_detections_read_in_columns(tmp_path):
     table = read_detections(write_detections(items, tmp_path / "d.json"))
     assert len(table) == 500 and set(table.label.tolist()) == {"a", "3"}
     assert table.start[:3].tolist() == [0.0, 1.0, 2.0] and table.end[1] == 1.5 and table.video[11] == "v1"
+
+
+def test_typed_reader_and_checked_walk_agree(tmp_path, monkeypatch):
+    """The fast path (typed decoder) and the fallback (parse, then check columns) read the same table."""
+    from tal_core import formats
+
+    items = {f"v{i}": [{"label": "a" if k % 3 else k, "score": k, "segment": [k / 4, k / 4 + 1], "extra": [1]}
+                       for k in range(7)] for i in range(5)}
+    items["empty"] = []
+    path = write_detections(items, tmp_path / "d.json")
+    fast = read_detections(path)
+    assert formats._typed_columns(path) is not None
+    monkeypatch.setattr(formats, "_typed_columns", lambda path: None)
+    slow = read_detections(path)
+    for column in ("video", "label", "start", "end", "score"):
+        assert getattr(fast, column).tolist() == getattr(slow, column).tolist(), column
+    assert fast.label.dtype == object and set(fast.label.tolist()) == {"a", "0", "3", "6"}

@@ -18,6 +18,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def page_text(url: str, profile) -> str:
     dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--window-size=2400,1400",
                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
                           f"--user-data-dir={profile}", "--virtual-time-budget=20000", "--dump-dom", url],
                          capture_output=True, text=True, timeout=180).stdout
@@ -53,6 +54,25 @@ def test_dashboard_shows_sweep_runs_and_metrics(ui, tmp_path):
     child = client.search_runs([experiment.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")[0]
     run_page = page_text(f"{url}/#/experiments/{experiment.experiment_id}/runs/{child.info.run_id}", tmp_path / "p2")
     assert child.info.run_name in run_page and "val_mAP" in run_page
+
+
+def _js_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (make test installs it where apt exists)")
+def test_sweep_view_lists_each_trial_with_its_best_val_map(ui, tmp_path):
+    """The runs-table view the sweep saves: every trial on a row of its own with its best-epoch val_mAP."""
+    url, state, store = ui
+    client = MlflowClient(store)
+    trials = client.search_runs([client.get_run(state["parent_run_id"]).info.experiment_id],
+                                f"tags.mlflow.parentRunId = '{state['parent_run_id']}'")
+    page = page_text(f"{url}/{state['mlflow_view']}", tmp_path / "p3")
+    assert "sweep: trials" in page and "best_val_mAP" in page
+    assert f"{len(trials)} matching runs" in page and len(trials) == len(state["trials"])
+    for trial in trials:
+        assert trial.info.run_name in page
+        assert _js_number(trial.data.metrics["best_val_mAP"]) in page, trial.info.run_name
 
 
 def test_sigterm_to_ui_stops_the_whole_server(tmp_path):

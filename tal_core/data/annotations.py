@@ -179,8 +179,12 @@ def _parse_video(root: Path, vid: str, entry: Any, taxonomy: Taxonomy, problems:
     return Video(vid, str(subset), float(duration), scene, dict(views), segments, float(offset), recording)
 
 
-def _duplicate_ids(path: Path) -> list[str]:
-    """json.loads silently keeps the last duplicate key; find them in the raw text."""
+def _duplicate_ids(path: Path, kept: int) -> list[str]:
+    """json.loads silently keeps the last duplicate key; find them in the raw text. Every video entry holds one
+    "subset" key: when the text holds as many as the ``kept`` entries, no video id was repeated (no second
+    parse; anything else, e.g. "subset" inside a label, takes the full scan)."""
+    if path.read_bytes().count(b'"subset"') == kept:
+        return []
     duplicates: list[str] = []
 
     def hook(pairs):
@@ -214,7 +218,7 @@ def _build(path: Path, raw: Any, check_files: bool, ground_truth: bool = False) 
     if not isinstance(database, dict):
         problems.append("'database' must be an object mapping video ids to entries")
         database = {}
-    problems += [f"database: duplicate video id {vid!r}" for vid in _duplicate_ids(path)]
+    problems += [f"database: duplicate video id {vid!r}" for vid in _duplicate_ids(path, len(database))]
     videos = {}
     for vid, entry in database.items():
         video = _parse_video(root, vid, entry, taxonomy, problems, check_files, ground_truth)
