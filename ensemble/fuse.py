@@ -9,7 +9,7 @@ import numpy as np
 
 from tal_core.binning import binned_predictions, binned_truth
 from tal_core.config import EvalConfig
-from tal_core.decode import decode_videos
+from tal_core.decode import decode_flat
 from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
@@ -27,6 +27,8 @@ class Evaluator:
         self.calls = 0
         self._singles: np.ndarray | None = None
         self.scored_truth = binned_truth(gt, eval_cfg.bin_seconds, self.placements)  # once, not per evaluation
+        self._video_ids = np.array([v.video_id for v in videos], dtype=object)
+        self._action_names = np.array(actions, dtype=object)
 
     def subset(self, video_ids: set[str]) -> Evaluator:
         keep = np.array([v in video_ids for v in self.gt.video], dtype=bool)
@@ -55,16 +57,11 @@ class Evaluator:
         return [np.tensordot(weights, v.probs, axes=1) for v in self.videos]
 
     def detections(self, fused: list[np.ndarray]) -> Segments:
-        decoded = decode_videos([(v.starts, v.ends, p) for v, p in zip(self.videos, fused, strict=True)],
-                                self.eval_cfg)
-        names = np.array(self.actions, dtype=object)
-        counts = [len(seg) for seg in decoded]
-        video = np.repeat(np.array([v.video_id for v in self.videos], dtype=object), counts)
-        if not sum(counts):
+        video, label, start, end, score = decode_flat(
+            [(v.starts, v.ends, p) for v, p in zip(self.videos, fused, strict=True)], self.eval_cfg)
+        if not len(video):
             return Segments.from_rows([])
-        label = names[np.concatenate([seg.label for seg in decoded]) - 1]
-        return Segments(video, label, *(np.concatenate([getattr(seg, f) for seg in decoded])
-                                         for f in ("start", "end", "score")))
+        return Segments(self._video_ids[video], self._action_names[label - 1], start, end, score)
 
     def score_fused(self, fused: list[np.ndarray]):
         self.calls += 1

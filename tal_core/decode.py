@@ -40,14 +40,14 @@ class DecodedSegments:
 
 
 def runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs of True along the last axis of a 2-D mask: (row, first, last + 1)."""
-    rows = mask.shape[0]
-    padded = np.zeros((rows, mask.shape[1] + 2), dtype=np.int8)
+    """Runs of True along the last axis of a 2-D mask: (row, first, last + 1). Each row is padded with False
+    on both sides, so its edges alternate rise, fall: one scan finds them all."""
+    rows, width = mask.shape
+    padded = np.zeros((rows, width + 2), dtype=bool)
     padded[:, 1:-1] = mask
-    edges = np.diff(padded, axis=1)
-    row_up, first = np.nonzero(edges == 1)
-    _, stop = np.nonzero(edges == -1)
-    return row_up, first, stop
+    edges = np.flatnonzero(padded[:, 1:] != padded[:, :-1])
+    rise, fall = edges[0::2], edges[1::2]
+    return rise // (width + 1), rise % (width + 1), fall % (width + 1)
 
 
 def _run_scores(cumulative: np.ndarray, rows: np.ndarray, first: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -98,6 +98,24 @@ def filter_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: E
     return smoother(starts, ends, probs, cfg.smooth_seconds)
 
 
+def _block_cumsum(actions: np.ndarray, blocks) -> np.ndarray:
+    """(K, M + 1) running sums along cells that restart at each block (column b + 1 holds the sum of the block's
+    cells up to b): the blocks are cut out into one zero-padded (blocks, K, longest) array and summed in one
+    call, adding in the same order as one block alone."""
+    classes, cells = actions.shape
+    spans = [(start, cells - start if length is None else length) for start, length in blocks]
+    firsts = np.array([start for start, _ in spans], dtype=np.int64)
+    lengths = np.array([length for _, length in spans], dtype=np.int64)
+    block_of = np.repeat(np.arange(len(spans)), lengths)
+    position = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    columns = firsts[block_of] + position  # the cells the blocks cover, block by block
+    padded = np.zeros((len(spans), classes, int(lengths.max(initial=0))))
+    padded[block_of, :, position] = actions[:, columns].T
+    cumulative = np.zeros((classes, cells + 1))
+    cumulative[:, columns + 1] = np.cumsum(padded, axis=2)[block_of, :, position].T
+    return cumulative
+
+
 def _candidates(probs: np.ndarray, thresholds, contrast: bool = True, blocks=((0, None),)) -> tuple[np.ndarray, ...]:
     """(action index, first interval, stop interval, score) of every candidate run.
 
@@ -105,10 +123,7 @@ def _candidates(probs: np.ndarray, thresholds, contrast: bool = True, blocks=((0
     and ``contrast`` is on. ``blocks`` ((start, length) of each video laid end to end): running sums restart
     at each, so a video's scores do not depend on the videos decoded with it."""
     actions = probs[:, 1:].T  # (K, M)
-    cumulative = np.zeros((actions.shape[0], actions.shape[1] + 1))
-    for start, length in blocks:
-        stop = actions.shape[1] if length is None else start + length
-        np.cumsum(actions[:, start:stop], axis=1, out=cumulative[:, start + 1:stop + 1])
+    cumulative = _block_cumsum(actions, blocks)
     argmax = probs.argmax(axis=1)
     masks = [argmax[None, :] == np.arange(1, probs.shape[1])[:, None]]
     masks += [actions >= thr for thr in thresholds]
@@ -122,32 +137,72 @@ def _candidates(probs: np.ndarray, thresholds, contrast: bool = True, blocks=((0
 
 
 def nms_1d(start, end, score, label, iou_threshold: float, keep_max: int) -> np.ndarray:
-    """Indices kept by greedy per-label NMS, in descending score order (at most keep_max).
+    """Indices kept by greedy per-label NMS, in descending score order (ties: lower index first), at most
+    keep_max."""
+    return nms_grouped(np.zeros(len(score), dtype=np.int64), np.asarray(start, np.float64),
+                       np.asarray(end, np.float64), np.asarray(score, np.float64), np.asarray(label), iou_threshold,
+                       keep_max)
 
-    Plain Python floats: per video there are tens of candidates, where numpy's per-call cost dominates.
-    """
-    order = np.lexsort((np.arange(len(score)), -np.asarray(score))).tolist()
-    starts, ends, labels = np.asarray(start).tolist(), np.asarray(end).tolist(), np.asarray(label).tolist()
-    kept: list[int] = []
-    kept_by_label: dict[int, list[int]] = {}
-    for i in order:
-        s_i, e_i = starts[i], ends[i]
-        same = kept_by_label.setdefault(labels[i], [])
-        if any(_iou(s_i, e_i, starts[j], ends[j]) > iou_threshold for j in same):
-            continue
-        kept.append(i)
-        same.append(i)
-        if len(kept) >= keep_max:
+
+def nms_grouped(video, start, end, score, label, iou_threshold: float, keep_max: int) -> np.ndarray:
+    """Greedy per-label NMS inside each video, for all videos at once: the indices kept, by video, then
+    descending score (ties: lower index first), at most keep_max per video.
+
+    Greedy NMS visits a (video, label)'s candidates best first and keeps one unless a kept one overlaps it by
+    more than ``iou_threshold``. Only intersecting pairs can suppress, so those are found (few: runs nest), and
+    "kept = not suppressed by a kept earlier one" is iterated to its fixed point, which is the greedy answer
+    (each pass settles one more step of every suppression chain)."""
+    count = len(score)
+    index = np.arange(count)
+    visit = np.lexsort((index, -score, label, video))  # greedy's order within each (video, label)
+    priority = np.empty(count, dtype=np.int64)
+    priority[visit] = index
+    first, second = _intersecting_pairs(video * (int(label.max(initial=0)) + 1) + label, start, end)
+    earlier = np.where(priority[first] < priority[second], first, second)
+    later = np.where(priority[first] < priority[second], second, first)
+    inter = np.minimum(end[later], end[earlier]) - np.maximum(start[later], start[earlier])
+    union = (end[later] - start[later]) + (end[earlier] - start[earlier]) - inter
+    iou = np.divide(inter, union, out=np.zeros(len(inter)), where=(inter > 0) & (union > 0))
+    earlier, later = earlier[iou > iou_threshold], later[iou > iou_threshold]
+    kept = np.ones(count, dtype=bool)
+    while True:
+        suppressed = np.zeros(count, dtype=bool)
+        suppressed[later[kept[earlier]]] = True
+        if np.array_equal(kept, ~suppressed):
             break
-    return np.array(kept, dtype=np.int64)
+        kept = ~suppressed
+    survivors = index[kept]
+    survivors = survivors[np.lexsort((survivors, -score[survivors], video[survivors]))]
+    return survivors[_rank_in_group(video[survivors]) < keep_max]
 
 
-def _iou(s1: float, e1: float, s2: float, e2: float) -> float:
-    inter = min(e1, e2) - max(s1, s2)
-    if inter <= 0:
-        return 0.0
-    union = (e1 - s1) + (e2 - s2) - inter
-    return inter / union if union > 0 else 0.0
+def _intersecting_pairs(group, start, end) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs of segments of the same group that intersect. Sorted by (group, start), a segment's
+    intersecting followers come right after it: step d pairs each still-open segment with the one d places
+    on, and a segment closes at its first follower that starts after its end (or belongs to another group)."""
+    order = np.lexsort((start, group))
+    g, s, e = group[order], start[order], end[order]
+    firsts, seconds = [], []
+    open_ = np.arange(max(len(order) - 1, 0))
+    step = 1
+    while len(open_):
+        follower = open_ + step
+        open_, follower = open_[follower < len(order)], follower[follower < len(order)]
+        hit = (g[follower] == g[open_]) & (s[follower] < e[open_])
+        open_ = open_[hit]
+        firsts.append(open_)
+        seconds.append(follower[hit])
+        step += 1
+    if not firsts:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return order[np.concatenate(firsts)], order[np.concatenate(seconds)]
+
+
+def _rank_in_group(sorted_groups: np.ndarray) -> np.ndarray:
+    """0, 1, 2 ... within each run of equal values of a sorted array."""
+    count = len(sorted_groups)
+    starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]) if count else np.empty(0, int)
+    return np.arange(count) - np.repeat(starts, np.diff(np.r_[starts, count]))
 
 
 def _unique_runs(label, first, stop, score):
@@ -165,11 +220,22 @@ def decode_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: E
 
 
 def decode_videos(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: EvalConfig) -> list[DecodedSegments]:
-    """``decode_cells`` of many videos at once: their cells are laid end to end with one background cell
-    between videos (no run crosses it, and it reads as "outside the video" for the boundary contrast), so
-    finding and scoring candidate runs is a handful of numpy calls for all videos; only NMS runs per video."""
+    """``decode_cells`` of many videos at once (``decode_flat``, split per video)."""
+    video, label, start, end, score = decode_flat(videos, cfg)
+    bounds = np.searchsorted(video, np.arange(len(videos) + 1))
+    return [DecodedSegments(label[a:b], start[a:b], end[a:b], score[a:b])
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+
+
+def decode_flat(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: EvalConfig) -> tuple[np.ndarray, ...]:
+    """The segments of many videos as flat arrays (video index, action index 1..K, start, end, score), by video,
+    best first within each. The videos' cells are laid end to end with one background cell between videos (no
+    run crosses it, and it reads as "outside the video" for the boundary contrast), so finding, scoring and
+    suppressing candidate runs is a fixed number of numpy calls for all videos together; each video's segments
+    are exactly those it gets decoded alone."""
+    empty = np.empty(0)
     if not videos:
-        return []
+        return np.empty(0, np.int64), np.empty(0, np.int64), empty, empty, empty
     thresholds = cfg.thresholds if cfg.decode == "multithreshold" else ()
     filtered = [filter_cells(np.asarray(s, np.float64), np.asarray(e, np.float64), np.asarray(p, np.float64), cfg)
                 for s, e, p in videos]
@@ -183,19 +249,18 @@ def decode_videos(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: 
                                             list(zip(offsets.tolist(), lengths.tolist(), strict=True)))
     if cfg.decode != "merge":
         label, first, stop, score = _unique_runs(label, first, stop, score)
-    video_of = np.searchsorted(offsets, first, side="right") - 1
-    order = np.argsort(video_of, kind="stable")  # keeps each video's candidates in their found order
-    bounds = np.searchsorted(video_of[order], np.arange(len(videos) + 1))
-    decoded = []
-    for v, (starts, ends, _) in enumerate(videos):
-        mine = order[bounds[v]:bounds[v + 1]]
-        lab, fst, stp, sco = label[mine], first[mine] - offsets[v], stop[mine] - offsets[v], score[mine]
-        if cfg.decode == "merge":
-            keep = np.argsort(-sco, kind="stable")[: cfg.max_segments_per_video]
-        else:
-            keep = nms_1d(starts[fst], ends[stp - 1], sco, lab, cfg.nms_tiou, cfg.max_segments_per_video)
-        decoded.append(DecodedSegments(lab[keep], starts[fst[keep]], ends[stp[keep] - 1], sco[keep]))
-    return decoded
+    video = np.searchsorted(offsets, first, side="right") - 1
+    order = np.argsort(video, kind="stable")  # each video's candidates in their found order
+    video, label, first, stop, score = video[order], label[order], first[order], stop[order], score[order]
+    cell_starts = np.concatenate([np.append(np.asarray(s, np.float64), 0.0) for s, _, _ in videos])
+    cell_ends = np.concatenate([np.append(np.asarray(e, np.float64), 0.0) for _, e, _ in videos])
+    start, end = cell_starts[first], cell_ends[stop - 1]
+    if cfg.decode == "merge":
+        keep = np.lexsort((np.arange(len(score)), -score, video))
+        keep = keep[_rank_in_group(video[keep]) < cfg.max_segments_per_video]
+    else:
+        keep = nms_grouped(video, start, end, score, label, cfg.nms_tiou, cfg.max_segments_per_video)
+    return video[keep], label[keep], start[keep], end[keep], score[keep]
 
 
 def apply_scene_prior(probs: np.ndarray, scene_probs: np.ndarray, prior: np.ndarray) -> np.ndarray:

@@ -157,7 +157,8 @@ def average_precision(gt: Segments, pred: Segments, thresholds=(0.5, 0.75, 0.95)
     gt_s[gt_group, slot], gt_e[gt_group, slot], gt_valid[gt_group, slot] = gt.start, gt.end, True
 
     # score order within each class: descending, ties by input position (stable)
-    order = np.lexsort((np.arange(len(p_score)), -p_score, pred_class))
+    order = np.argsort(-p_score, kind="stable")
+    order = order[np.argsort(pred_class[order], kind="stable")]
     pred_key = pred_class[order] * n_videos + pred_video[order]
     pos = np.searchsorted(keys, pred_key)
     found = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == pred_key)

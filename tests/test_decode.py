@@ -112,3 +112,38 @@ def test_many_videos_decode_as_each_alone(cfg):
         for field in ("label", "start", "end", "score"):
             assert np.array_equal(getattr(seg, field), getattr(alone, field))
     assert sum(len(s) for s in together) > 10
+
+
+def _greedy_nms(start, end, score, label, threshold, keep_max):
+    """Reference: textbook greedy NMS, one candidate at a time."""
+    kept = []
+    for i in sorted(range(len(score)), key=lambda i: (-score[i], i)):
+        inter = [min(end[i], end[j]) - max(start[i], start[j]) for j in kept if label[j] == label[i]]
+        unions = [(end[i] - start[i]) + (end[j] - start[j]) - x for j, x in
+                  zip([j for j in kept if label[j] == label[i]], inter, strict=True)]
+        if any(x > 0 and u > 0 and x / u > threshold for x, u in zip(inter, unions, strict=True)):
+            continue
+        kept.append(i)
+        if len(kept) >= keep_max:
+            break
+    return kept
+
+
+def test_grouped_nms_is_greedy_nms_of_each_video():
+    from tal_core.decode import nms_grouped
+
+    rng = np.random.default_rng(7)
+    for _ in range(100):
+        n = int(rng.integers(0, 60))
+        video = np.sort(rng.integers(0, 4, n))
+        start = np.round(rng.uniform(0, 10, n), 1)
+        end = start + np.round(rng.uniform(0.1, 4, n), 1)
+        score, label = np.round(rng.uniform(0, 1, n), 1), rng.integers(1, 4, n)  # rounded: ties
+        threshold, keep_max = float(rng.choice([0.01, 0.3, 0.5, 0.8])), int(rng.integers(1, 15))
+        kept = nms_grouped(video, start, end, score, label, threshold, keep_max).tolist()
+        expected = []
+        for v in range(4):
+            mine = np.flatnonzero(video == v)
+            expected += [int(mine[i]) for i in _greedy_nms(start[mine], end[mine], score[mine], label[mine],
+                                                         threshold, keep_max)]
+        assert kept == expected
