@@ -9,7 +9,7 @@ import numpy as np
 
 from tal_core.binning import binned_predictions, binned_truth
 from tal_core.config import EvalConfig
-from tal_core.decode import decode_flat
+from tal_core.decode import CellLayout, decode_flat
 from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
@@ -29,6 +29,7 @@ class Evaluator:
         self.scored_truth = binned_truth(gt, eval_cfg.bin_seconds, self.placements)  # once, not per evaluation
         self._video_ids = np.array([v.video_id for v in videos], dtype=object)
         self._action_names = np.array(actions, dtype=object)
+        self._layout = CellLayout([(v.starts, v.ends) for v in videos])  # the same cells at every evaluation
 
     def subset(self, video_ids: set[str]) -> Evaluator:
         keep = np.array([v in video_ids for v in self.gt.video], dtype=bool)
@@ -58,7 +59,7 @@ class Evaluator:
 
     def detections(self, fused: list[np.ndarray]) -> Segments:
         video, label, start, end, score = decode_flat(
-            [(v.starts, v.ends, p) for v, p in zip(self.videos, fused, strict=True)], self.eval_cfg)
+            [(v.starts, v.ends, p) for v, p in zip(self.videos, fused, strict=True)], self.eval_cfg, self._layout)
         if not len(video):
             return Segments.from_rows([])
         return Segments(self._video_ids[video], self._action_names[label - 1], start, end, score)

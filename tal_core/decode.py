@@ -98,32 +98,61 @@ def filter_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: E
     return smoother(starts, ends, probs, cfg.smooth_seconds)
 
 
-def _block_cumsum(actions: np.ndarray, blocks) -> np.ndarray:
-    """(K, M + 1) running sums along cells that restart at each block (column b + 1 holds the sum of the block's
-    cells up to b): the blocks are cut out into one zero-padded (blocks, K, longest) array and summed in one
-    call, adding in the same order as one block alone."""
-    classes, cells = actions.shape
-    spans = [(start, cells - start if length is None else length) for start, length in blocks]
-    firsts = np.array([start for start, _ in spans], dtype=np.int64)
-    lengths = np.array([length for _, length in spans], dtype=np.int64)
-    block_of = np.repeat(np.arange(len(spans)), lengths)
-    position = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    columns = firsts[block_of] + position  # the cells the blocks cover, block by block
-    padded = np.zeros((len(spans), classes, int(lengths.max(initial=0))))
-    padded[block_of, :, position] = actions[:, columns].T
-    cumulative = np.zeros((classes, cells + 1))
-    cumulative[:, columns + 1] = np.cumsum(padded, axis=2)[block_of, :, position].T
-    return cumulative
+class CellLayout:
+    """Many videos' cells laid end to end with one background cell between consecutive videos (no run crosses
+    it, and it reads as "outside the video" for the boundary contrast): where each video's cells sit, their
+    times, and the index arrays of the per-video running sums. Depends on the cells only, so an ensemble's
+    evaluator builds it once for all its evaluations."""
+
+    def __init__(self, cells: list[tuple[np.ndarray, np.ndarray]]):
+        self.lengths = np.array([len(starts) for starts, _ in cells], dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths + 1)])[:-1].astype(np.int64)
+        self.size = int(self.lengths.sum()) + len(cells)
+        self.starts = np.zeros(self.size)
+        self.ends = np.zeros(self.size)
+        block_of = np.repeat(np.arange(len(cells)), self.lengths)
+        self.position = np.arange(int(self.lengths.sum())) - np.repeat(np.cumsum(self.lengths) - self.lengths,
+                                                                      self.lengths)
+        self.columns = self.offsets[block_of] + self.position  # every video cell, video by video
+        self.longest = int(self.lengths.max(initial=0))
+        self.padded_index = block_of * self.longest + self.position
+        if len(cells):
+            self.starts[self.columns] = np.concatenate([np.asarray(s, np.float64) for s, _ in cells])
+            self.ends[self.columns] = np.concatenate([np.asarray(e, np.float64) for _, e in cells])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def stack(self, probs: list[np.ndarray]) -> np.ndarray:
+        stacked = np.zeros((self.size, probs[0].shape[1]))
+        stacked[:, 0] = 1.0
+        stacked[self.columns] = np.concatenate(probs)
+        return stacked
+
+    def video_of(self, cell: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.offsets, cell, side="right") - 1
+
+    def running_sums(self, actions: np.ndarray) -> np.ndarray:
+        """(K, cells + 1) running sums of (K, cells) ``actions`` that restart at each video (column c + 1: the
+        sum of the video's cells up to c). The videos are cut out into one zero-padded (K, videos, longest)
+        array and summed in one call, adding in the same order as one video alone."""
+        classes = actions.shape[0]
+        padded = np.zeros((classes, len(self) * self.longest))
+        padded[:, self.padded_index] = actions[:, self.columns]
+        summed = np.cumsum(padded.reshape(classes, len(self), self.longest), axis=2)
+        cumulative = np.zeros((classes, self.size + 1))
+        cumulative[:, self.columns + 1] = summed.reshape(classes, -1)[:, self.padded_index]
+        return cumulative
 
 
-def _candidates(probs: np.ndarray, thresholds, contrast: bool = True, blocks=((0, None),)) -> tuple[np.ndarray, ...]:
-    """(action index, first interval, stop interval, score) of every candidate run.
+def _candidates(probs: np.ndarray, layout: CellLayout, thresholds, contrast: bool = True) -> tuple[np.ndarray, ...]:
+    """(action index, first cell, stop cell, score) of every candidate run in the stacked ``probs``.
 
     Scores: mean probability over the run, times its boundary contrast when thresholds are used
-    and ``contrast`` is on. ``blocks`` ((start, length) of each video laid end to end): running sums restart
-    at each, so a video's scores do not depend on the videos decoded with it."""
+    and ``contrast`` is on. Running sums restart at each video, so a video's scores do not depend on the
+    videos decoded with it."""
     actions = probs[:, 1:].T  # (K, M)
-    cumulative = _block_cumsum(actions, blocks)
+    cumulative = layout.running_sums(actions)
     argmax = probs.argmax(axis=1)
     masks = [argmax[None, :] == np.arange(1, probs.shape[1])[:, None]]
     masks += [actions >= thr for thr in thresholds]
@@ -227,34 +256,28 @@ def decode_videos(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: 
             for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
 
 
-def decode_flat(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: EvalConfig) -> tuple[np.ndarray, ...]:
+def decode_flat(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: EvalConfig,
+                layout: CellLayout | None = None) -> tuple[np.ndarray, ...]:
     """The segments of many videos as flat arrays (video index, action index 1..K, start, end, score), by video,
-    best first within each. The videos' cells are laid end to end with one background cell between videos (no
-    run crosses it, and it reads as "outside the video" for the boundary contrast), so finding, scoring and
-    suppressing candidate runs is a fixed number of numpy calls for all videos together; each video's segments
-    are exactly those it gets decoded alone."""
-    empty = np.empty(0)
+    best first within each. All videos are decoded together on one ``CellLayout`` (pass it when decoding the
+    same cells again): finding, scoring and suppressing candidate runs is a fixed number of numpy calls, and
+    each video's segments are exactly those it gets decoded alone."""
     if not videos:
+        empty = np.empty(0)
         return np.empty(0, np.int64), np.empty(0, np.int64), empty, empty, empty
+    layout = layout or CellLayout([(s, e) for s, e, _ in videos])
     thresholds = cfg.thresholds if cfg.decode == "multithreshold" else ()
-    filtered = [filter_cells(np.asarray(s, np.float64), np.asarray(e, np.float64), np.asarray(p, np.float64), cfg)
-                for s, e, p in videos]
-    lengths = np.array([len(p) for p in filtered])
-    offsets = np.concatenate([[0], np.cumsum(lengths + 1)])[:-1]
-    stacked = np.zeros((int(lengths.sum()) + len(videos), filtered[0].shape[1]))
-    stacked[:, 0] = 1.0
-    for offset, probs in zip(offsets, filtered, strict=True):
-        stacked[offset:offset + len(probs)] = probs
-    label, first, stop, score = _candidates(stacked, thresholds, cfg.boundary_contrast,
-                                            list(zip(offsets.tolist(), lengths.tolist(), strict=True)))
+    if cfg.smooth_seconds > 0:
+        videos = [(s, e, filter_cells(np.asarray(s, np.float64), np.asarray(e, np.float64),
+                                      np.asarray(p, np.float64), cfg)) for s, e, p in videos]
+    stacked = layout.stack([p for _, _, p in videos])
+    label, first, stop, score = _candidates(stacked, layout, thresholds, cfg.boundary_contrast)
     if cfg.decode != "merge":
         label, first, stop, score = _unique_runs(label, first, stop, score)
-    video = np.searchsorted(offsets, first, side="right") - 1
+    video = layout.video_of(first)
     order = np.argsort(video, kind="stable")  # each video's candidates in their found order
     video, label, first, stop, score = video[order], label[order], first[order], stop[order], score[order]
-    cell_starts = np.concatenate([np.append(np.asarray(s, np.float64), 0.0) for s, _, _ in videos])
-    cell_ends = np.concatenate([np.append(np.asarray(e, np.float64), 0.0) for _, e, _ in videos])
-    start, end = cell_starts[first], cell_ends[stop - 1]
+    start, end = layout.starts[first], layout.ends[stop - 1]
     if cfg.decode == "merge":
         keep = np.lexsort((np.arange(len(score)), -score, video))
         keep = keep[_rank_in_group(video[keep]) < cfg.max_segments_per_video]
