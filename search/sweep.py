@@ -82,10 +82,15 @@ def max_epochs(spec: SweepSpec) -> int:
     return spec.base.train.epochs
 
 
-def concurrency(spec: SweepSpec, cluster_cpus: float) -> int:
-    per_trial = spec.base.search.trial_workers * spec.base.search.cpus_per_worker
-    fits = max(1, int(cluster_cpus // per_trial))
-    wanted = spec.base.search.max_concurrent or fits
+def concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
+    """Trials at once: as many as the cluster's CPUs (and GPUs, with use_gpu) hold, capped by max_concurrent
+    and num_samples."""
+    search = spec.base.search
+    fits = int(cluster.get("CPU", 1) // (search.trial_workers * search.cpus_per_worker))
+    if search.use_gpu:
+        fits = min(fits, int(cluster.get("GPU", 0) / (search.trial_workers * search.gpus_per_worker) + 1e-9))
+    fits = max(1, fits)
+    wanted = search.max_concurrent or fits
     return max(1, min(wanted, fits, spec.base.search.num_samples))
 
 
@@ -239,7 +244,7 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
                                    resume_errored=True)
         return tuner.fit()
     epochs = max_epochs(spec)
-    limit = concurrency(spec, ray.cluster_resources().get("CPU", 1))
+    limit = concurrency(spec, ray.cluster_resources())
     from ray.tune.search import ConcurrencyLimiter
 
     searcher = ConcurrencyLimiter(_searcher(spec, sweep_dir, state["study_name"], epochs), max_concurrent=limit)

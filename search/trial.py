@@ -129,6 +129,14 @@ class TrialTrainer(TorchTrainer):
         return [callback for callback in callbacks if type(callback).__name__ != "DatasetsCallback"]
 
 
+def worker_resources(cfg) -> dict[str, float]:
+    """What each Ray Train worker of a trial reserves: CPUs, and GPUs (fractions allowed) with use_gpu."""
+    resources = {"CPU": cfg.search.cpus_per_worker}
+    if cfg.search.use_gpu:
+        resources["GPU"] = cfg.search.gpus_per_worker
+    return resources
+
+
 def set_train_env(poll_interval_s: float, local: bool) -> None:
     os.environ.setdefault(POLL_ENV, str(poll_interval_s))
     if local:
@@ -148,7 +156,7 @@ def trial_fn(sampled: dict, ctx: dict) -> None:
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if cfg.search.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.search.trial_workers, use_gpu=cfg.search.use_gpu,
-                                     resources_per_worker={"CPU": cfg.search.cpus_per_worker}),
+                                     resources_per_worker=worker_resources(cfg)),
         run_config=RunConfig(name=trial_id, storage_path=ctx["storage_path"], callbacks=[TuneReportCallback()],
                              failure_config=FailureConfig(max_failures=cfg.search.max_failures)),
     )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import UserError
 from .io import write_text_atomic
@@ -99,7 +99,8 @@ class EvalConfig(_Section):
 class SearchConfig(_Section):
     num_samples: int = Field(6, ge=1, description="trials Optuna proposes")
     trial_workers: int = Field(2, ge=1, le=1024, description="Ray Train workers (DDP ranks) per trial")
-    use_gpu: bool = Field(False, description="one GPU per worker, NCCL backend (else gloo on CPU)")
+    use_gpu: bool = Field(False, description="workers train on GPUs, NCCL backend (else gloo on CPU)")
+    gpus_per_worker: float = Field(1.0, gt=0, le=16, description="GPUs each worker reserves with use_gpu; a fraction lets trials share a GPU (0.5: two single-worker trials per GPU; needs trial_workers 1)")
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker")
     max_concurrent: int = Field(0, ge=0, description="trials at once (0 = as many as the cluster's resources allow)")
     metric: str = Field("val_mAP", description="metric maximised by Optuna and ASHA (val_mAP, val_mAP_at_<tIoU>, val_scene_acc, train_*)")
@@ -111,6 +112,14 @@ class SearchConfig(_Section):
     sampler: Literal["tpe", "grid"] = Field("tpe", description="tpe (Optuna's TPE) | grid (every combination of categorical values, in a seeded order)")
     poll_interval_s: float = Field(0.5, gt=0, le=60, description="how often Ray Train's controller polls a trial's workers (Ray's default: 2 s)")
     private_network: bool = Field(True, description="a local cluster runs in a network namespace of its own: Ray reachable on loopback only (Linux; needs a local tracking store)")
+
+    @model_validator(mode="after")
+    def _one_gpu_per_rank(self) -> SearchConfig:
+        """NCCL refuses two ranks of one job on one GPU: a fractional GPU is for trials of one worker."""
+        if self.use_gpu and self.gpus_per_worker < 1 and self.trial_workers > 1:
+            raise ValueError(f"search.gpus_per_worker={self.gpus_per_worker} (a shared GPU) needs "
+                             f"search.trial_workers=1, got {self.trial_workers}: NCCL refuses two ranks on one GPU")
+        return self
 
 
 def split_credentials(uri: str) -> tuple[str, dict[str, str]]:

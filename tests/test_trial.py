@@ -35,3 +35,23 @@ def test_train_env_defaults_never_override_the_user(monkeypatch, local):
 
 def test_metric_names_fit_mlflow():
     assert mlflow_name("val_mAP@0.5") == "val_mAP_at_0.5" and mlflow_name("val_mAP") == "val_mAP"
+
+
+def test_gpu_workers_reserve_their_share_and_trials_fit_the_gpus(tmp_path):
+    from search.space import load_sweep
+    from search.sweep import concurrency
+    from search.trial import worker_resources
+    from tal_core.config import ConfigError, load_config
+
+    shared = ["search.use_gpu=true", "search.gpus_per_worker=0.5", "search.trial_workers=1",
+              "search.num_samples=8"]
+    assert worker_resources(load_config(None, shared)) == {"CPU": 1.0, "GPU": 0.5}
+    assert worker_resources(load_config(None, [])) == {"CPU": 1.0}
+    path = tmp_path / "s.yaml"
+    path.write_text("space: {train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}\n")
+    spec = load_sweep(path, shared)
+    assert concurrency(spec, {"CPU": 16, "GPU": 1}) == 2  # two trials share the one GPU
+    assert concurrency(spec, {"CPU": 16, "GPU": 2}) == 4
+    assert concurrency(load_sweep(path, ["search.num_samples=8"]), {"CPU": 16, "GPU": 1}) == 8  # CPU trials
+    with pytest.raises(ConfigError, match="gpus_per_worker=0.5 .* needs search.trial_workers=1, got 2"):
+        load_config(None, ["search.use_gpu=true", "search.gpus_per_worker=0.5", "search.trial_workers=2"])
