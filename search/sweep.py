@@ -160,7 +160,9 @@ def _init_ray(address: str | None) -> bool:
     url = getattr(context, "dashboard_url", None)
     log(f"Ray {'cluster ' + address if address else 'local'}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
         + (f"; dashboard http://{url}" if url else "")
-        + ("; in a private network namespace (loopback only)" if inside() else ""))
+        + ("; in a private network namespace (loopback only)" if inside() else
+           "; listening on all interfaces (no private network namespace: see search.private_network)"
+           if address is None else ""))
     return address is None
 
 

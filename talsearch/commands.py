@@ -21,9 +21,7 @@ def _private_network(args, tracking_uri: str, enabled: bool) -> None:
     if getattr(args, "address", None) or os.environ.get("RAY_ADDRESS"):
         return
     if private_network.needs_network(tracking_uri):
-        print("[talsearch] note: the local Ray cluster listens on all interfaces (tracking.uri is a server, which "
-              "a private network namespace could not reach)", file=sys.stderr)
-        return
+        return  # a private namespace could not reach the server (the sweep says so when Ray starts)
     private_network.reexec(sys.argv[1:])
 
 

@@ -103,6 +103,11 @@ def effect_lines(outcomes: list[dict]) -> list[str]:
     return lines
 
 
+def _view_of(sweep_dir: Path) -> str:
+    """The sweep's saved view of the MLflow runs table (its trials, best first)."""
+    return json.loads((sweep_dir / "sweep.json").read_text()).get("mlflow_view", "")
+
+
 def run_demo(workdir: Path, quick: bool = False) -> dict:
     started = time.perf_counter()
     workdir = workdir.resolve()
@@ -130,7 +135,8 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
         f"ensemble:    {ens_dir}/ensemble.json",
         f"submission:  {ens_dir}/submission.csv",
         f"MLflow:      {uri}",
-        f"dashboard:   talsearch ui --uri {uri}",
+        f"dashboard:   talsearch ui --uri {uri}   then open http://127.0.0.1:5000/{_view_of(sweep_dir)}",
+        f"study:       talsearch ui --optuna {sweep_dir}",
         f"total time:  {time.perf_counter() - started:.0f}s",
     ]
     print("\n".join(lines))
