@@ -10,10 +10,12 @@ same, gathered val metrics; rank 0 attaches the resume checkpoint.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -77,12 +79,15 @@ def worker_loop(loop_config: dict) -> None:
             ray.train.report(report)
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / f"worker_{world_rank}.json").write_text(json.dumps(
-        {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}))
+    worker = {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    (run_dir / f"worker_{world_rank}.json").write_text(json.dumps(worker))
     resume_from = _resume_file(run_dir, world_rank)
     cache = FrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s, cfg.data.decoder)
     fit(cfg, spec, run_dir, RunCallbacks(on_epoch=on_epoch, on_first_step=on_first_step), resume_from=resume_from,
         cache=cache)
+    # where a trial's time went (seconds from the trial's start), for bench_sweep's breakdown
+    timing["loop_end_s"] = time.time() - started
+    (run_dir / f"worker_{world_rank}.json").write_text(json.dumps({**worker, **timing}))
 
 
 def _resume_file(run_dir: Path, world_rank: int) -> Path | None:
@@ -115,18 +120,49 @@ def _resume_file(run_dir: Path, world_rank: int) -> Path | None:
     return local
 
 
+# What a worker imports before its first optimizer step that Ray Train's own start-up does not: our trainer
+# (torchvision, the model) and torch._dynamo, which torch.optim imports on first use (about 2 s of CPU).
+WARM_MODULES = ("tal_core.trainer", "torch._dynamo")
+
+
+def _warm_imports() -> None:
+    for name in WARM_MODULES:
+        with contextlib.suppress(Exception):  # the training function imports them again and reports any error
+            importlib.import_module(name)
+
+
+try:
+    from ray.train.v2._internal.execution.callback import WorkerCallback
+except ImportError:  # another Ray version: no warm-up, same results
+    WorkerCallback = None
+
+if WorkerCallback is not None:
+    class WarmImportsCallback(WorkerCallback):
+        """On each worker, as soon as its train context exists, imports WARM_MODULES on a background thread: the
+        imports then overlap the rest of Ray Train's start-up (process-group rendezvous, controller polling),
+        and the training function finds them done (Python's import lock makes it wait for a half-done one)."""
+
+        def after_init_train_context(self):
+            threading.Thread(target=_warm_imports, name="talsearch-warm-imports", daemon=True).start()
+
+
 class TrialTrainer(TorchTrainer):
-    """A ``TorchTrainer`` that skips Ray Data's per-run dataset-manager actor when no Ray datasets are passed.
+    """A ``TorchTrainer`` that skips Ray Data's per-run dataset-manager actor when no Ray datasets are passed,
+    and warms each worker's imports while Ray Train is still starting (``WarmImportsCallback``).
 
     Ray Train 2.60 starts that actor for every run (one more process, importing ``ray.data``, per trial); our
     workers read the frame cache themselves and never ask for a dataset shard.
     """
 
+    warm_imports = True
+
     def _create_default_callbacks(self):
         callbacks = super()._create_default_callbacks()
-        if self.datasets:
-            return callbacks
-        return [callback for callback in callbacks if type(callback).__name__ != "DatasetsCallback"]
+        if not self.datasets:
+            callbacks = [callback for callback in callbacks if type(callback).__name__ != "DatasetsCallback"]
+        if WorkerCallback is not None and self.warm_imports:
+            callbacks.append(WarmImportsCallback())
+        return callbacks
 
 
 def worker_resources(cfg) -> dict[str, float]:

@@ -55,3 +55,24 @@ def test_gpu_workers_reserve_their_share_and_trials_fit_the_gpus(tmp_path):
     assert concurrency(load_sweep(path, ["search.num_samples=8"]), {"CPU": 16, "GPU": 1}) == 8  # CPU trials
     with pytest.raises(ConfigError, match="gpus_per_worker=0.5 .* needs search.trial_workers=1, got 2"):
         load_config(None, ["search.use_gpu=true", "search.gpus_per_worker=0.5", "search.trial_workers=2"])
+
+
+def test_workers_warm_their_imports_while_ray_train_starts(tmp_path):
+    import subprocess
+    import sys
+
+    import ray.cloudpickle
+
+    from search.trial import WARM_MODULES, WarmImportsCallback
+
+    trainer = TrialTrainer(_noop, scaling_config=ScalingConfig(num_workers=2),
+                           run_config=RunConfig(name="t", storage_path=str(tmp_path)))
+    (warm,) = [c for c in trainer._create_default_callbacks() if isinstance(c, WarmImportsCallback)]
+    ray.cloudpickle.loads(ray.cloudpickle.dumps(warm))  # it travels to the workers
+    probe = ("import sys, time\nfrom search.trial import WarmImportsCallback, WARM_MODULES\n"
+             "WarmImportsCallback().after_init_train_context()\ndeadline = time.time() + 120\n"
+             "while time.time() < deadline and not all(m in sys.modules for m in WARM_MODULES):\n"
+             "    time.sleep(0.1)\nprint(all(m in sys.modules for m in WARM_MODULES))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "True", done.stderr[-2000:]
+    assert "torch._dynamo" in WARM_MODULES
