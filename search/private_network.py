@@ -19,6 +19,10 @@ import subprocess
 import sys
 
 MARKER = "TALSEARCH_PRIVATE_NETWORK"
+# Set for the command run in the namespace (and everything it starts). Ray's single-node mode makes Ray take
+# 127.0.0.1 as the node address: by default it takes what the host name resolves to, which in a container is
+# the host's outside address, absent from the namespace (Ray then waits forever for its own GCS).
+NAMESPACE_ENV = {MARKER: "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 
 
@@ -54,7 +58,7 @@ def reexec(argv: list[str]) -> None:
         print("[talsearch] warning: network namespaces are unavailable here, so the local Ray cluster listens "
               "on all interfaces (token authentication on); firewall Ray's ports", file=sys.stderr)
         return
-    os.environ[MARKER] = "1"
+    os.environ.update(NAMESPACE_ENV)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(prefix[0], [*prefix, "--", sys.executable, "-m", "talsearch.cli", *argv])

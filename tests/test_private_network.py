@@ -33,3 +33,27 @@ def test_namespace_has_only_loopback_and_it_is_up():
                           cwd=os.getcwd())
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['lo']"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_starts_in_the_namespace_even_where_the_host_name_resolves_elsewhere(tmp_path):
+    """In a container /etc/hosts maps the host name to its outside address, which the namespace lacks: Ray
+    must still start there and run a task (it takes 127.0.0.1 as the node address)."""
+    prefix = private_network.unshare_prefix()
+    if prefix is None:
+        pytest.skip("network namespaces are unavailable on this machine")
+    import socket
+
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"127.0.0.1 localhost\n10.251.0.7 {socket.gethostname()}\n")
+    probe = ("import socket, ray\nfrom search.private_network import bring_loopback_up\nbring_loopback_up()\n"
+             "assert socket.gethostbyname(socket.gethostname()) == '10.251.0.7'\n"
+             "ray.init(num_cpus=1, include_dashboard=False)\n"
+             "print(ray.get(ray.remote(lambda: 'ran').remote(), timeout=120))\nray.shutdown()\n")
+    script = f"mount --bind {hosts} /etc/hosts && exec {sys.executable} -c \"$0\""
+    done = subprocess.run([*prefix[:-1], "--mount", "--net", "sh", "-c", script, probe], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **private_network.NAMESPACE_ENV})
+    if "mount" in done.stderr and done.returncode != 0 and "ran" not in done.stdout:
+        pytest.skip(f"cannot bind-mount a hosts file here: {done.stderr.strip()[-200:]}")
+    assert done.stdout.strip().splitlines()[-1] == "ran", done.stderr[-3000:]
