@@ -56,7 +56,7 @@ def worker_loop(loop_config: dict) -> None:
     def on_first_step():
         timing["first_step_s"] = time.time() - started
 
-    best: dict[str, float] = {}
+    best = _best_so_far(run_dir)  # a resumed trial's best epoch may lie before the interruption
     last_report = [0.0]
 
     def on_epoch(epoch: int, metrics: dict, out: Path) -> None:
@@ -71,7 +71,7 @@ def worker_loop(loop_config: dict) -> None:
             best["best_epoch"] = float(epoch)
         report.update(best)
         report.update({k: v for k, v in timing.items() if v is not None})
-        if world_rank == 0:
+        if world_rank == 0 and (out / "last.pt").is_file():
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copy2(out / "last.pt", Path(tmp) / "last.pt")
                 ray.train.report(report, checkpoint=Checkpoint.from_directory(tmp))
@@ -88,6 +88,20 @@ def worker_loop(loop_config: dict) -> None:
     # where a trial's time went (seconds from the trial's start), for bench_sweep's breakdown
     timing["loop_end_s"] = time.time() - started
     (run_dir / f"worker_{world_rank}.json").write_text(json.dumps({**worker, **timing}))
+
+
+def _best_so_far(run_dir: Path) -> dict[str, float]:
+    """The best_* figures of the epochs a resumed trial already ran (from its metrics.json), or {}."""
+    path = run_dir / "metrics.json"
+    try:
+        saved = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    best = {f"best_{mlflow_name(k)}": float(v) for k, v in saved.items()
+            if k.startswith("val_") and isinstance(v, int | float) and not isinstance(v, bool)}
+    if "best_val_mAP" in best and isinstance(saved.get("best_epoch"), int | float):
+        return {**best, "best_epoch": float(saved["best_epoch"])}
+    return {}
 
 
 def _resume_file(run_dir: Path, world_rank: int) -> Path | None:

@@ -205,6 +205,10 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
             first_step.pop()()
             first_step.append(None)
 
+    if run.state.epoch >= cfg.train.epochs and run.state.history and callbacks.on_epoch is not None:
+        # resumed with nothing left to train: the caller still hears the last epoch (a Tune trial that reports
+        # nothing has no result, and Tune then stops the whole sweep)
+        callbacks.on_epoch(run.state.epoch, run.state.history[-1], run_dir)
     for epoch in range(run.state.epoch, cfg.train.epochs):
         started = time.perf_counter()
         losses = run.train_epoch(epoch, after_step)

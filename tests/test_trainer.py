@@ -75,3 +75,17 @@ def test_a_run_cleans_the_temporaries_a_killed_run_left(tiny_data, tmp_path):
         path.write_text("half")
     fit(load_config(None, TINY_OVERRIDES), spec, tmp_path)
     assert not any(p.exists() for p in leftovers) and (tmp_path / "metrics.json").exists()
+
+
+def test_a_run_resumed_with_nothing_left_reports_its_last_epoch(tiny_data, tmp_path):
+    """A trial killed after its last epoch's checkpoint is resumed with no epoch to train: its caller (Tune)
+    must still hear the final metrics (a trial reporting nothing stops the whole sweep)."""
+    spec = load_dataset(tiny_data)
+    cfg = load_config(None, TINY_OVERRIDES)
+    fit(cfg, spec, tmp_path)
+    last = json.loads((tmp_path / "history.jsonl").read_text().splitlines()[-1])
+    heard = []
+    fit(cfg, spec, tmp_path, RunCallbacks(on_epoch=lambda epoch, metrics, out: heard.append((epoch, metrics))),
+        resume_from=tmp_path / "last.pt")
+    assert heard == [(1, last)]
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 1  # nothing trained again

@@ -1,5 +1,6 @@
 """The trial's Ray Train set-up that runs without a cluster: its trainer's callbacks and environment."""
 
+import json
 import os
 
 import pytest
@@ -76,3 +77,14 @@ def test_workers_warm_their_imports_while_ray_train_starts(tmp_path):
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "True", done.stderr[-2000:]
     assert "torch._dynamo" in WARM_MODULES
+
+
+def test_a_resumed_trial_starts_from_its_best_epoch_so_far(tmp_path):
+    from search.trial import _best_so_far
+
+    assert _best_so_far(tmp_path) == {}
+    (tmp_path / "metrics.json").write_text(json.dumps({"val_mAP": 0.5, "val_mAP@0.5": 0.7, "best_epoch": 3,
+                                                        "per_class_AP": {"a": 0.5}}))
+    assert _best_so_far(tmp_path) == {"best_val_mAP": 0.5, "best_val_mAP_at_0.5": 0.7, "best_epoch": 3.0}
+    (tmp_path / "metrics.json").write_text("{torn")
+    assert _best_so_far(tmp_path) == {}
