@@ -41,6 +41,8 @@ REPORTED = ("epoch", "epoch_seconds", *SEARCHABLE_METRICS)
 
 def worker_loop(loop_config: dict) -> None:
     """Runs on every Ray Train worker (torch.distributed is already set up)."""
+    if _warming is not None:  # let the warm-up finish first: two threads importing one package tree at once
+        _warming.join()  # can deadlock on its circular imports (Python then raises in one of them)
     from tal_core.data.annotations import load_dataset
     from tal_core.data.video import FrameCache
     from tal_core.trainer import RunCallbacks, fit
@@ -139,6 +141,9 @@ def _resume_file(run_dir: Path, world_rank: int) -> Path | None:
 WARM_MODULES = ("tal_core.trainer", "torch._dynamo")
 
 
+_warming: threading.Thread | None = None  # this worker process's warm-up thread, once started
+
+
 def _warm_imports() -> None:
     for name in WARM_MODULES:
         with contextlib.suppress(Exception):  # the training function imports them again and reports any error
@@ -157,7 +162,9 @@ if WorkerCallback is not None:
         and the training function finds them done (Python's import lock makes it wait for a half-done one)."""
 
         def after_init_train_context(self):
-            threading.Thread(target=_warm_imports, name="talsearch-warm-imports", daemon=True).start()
+            global _warming
+            _warming = threading.Thread(target=_warm_imports, name="talsearch-warm-imports", daemon=True)
+            _warming.start()
 
 
 class TrialTrainer(TorchTrainer):
