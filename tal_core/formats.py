@@ -86,17 +86,25 @@ def _typed_columns(path: Path) -> Segments | None:
     items = list(chain.from_iterable(results.values()))
     if not items:
         return None
-    segments = np.fromiter(chain.from_iterable(map(attrgetter("segment"), items)), dtype=np.float64,
-                           count=2 * len(items)).reshape(len(items), 2)
-    scores = np.fromiter(map(attrgetter("score"), items), dtype=np.float64, count=len(items))
-    labels_raw = list(map(attrgetter("label"), items))
-    if not (np.isfinite(segments).all() and np.isfinite(scores).all() and (segments[:, 0] <= segments[:, 1]).all()):
+    columns = _checked_arrays(list(map(attrgetter("label"), items)), map(attrgetter("score"), items),
+                              map(attrgetter("segment"), items), len(items))
+    if columns is None:
         return None
-    labels = np.array(labels_raw, dtype=object)
-    if not all(map(str.__instancecheck__, labels_raw)):
-        labels = np.array([str(label) for label in labels_raw], dtype=object)
+    labels, segments, scores = columns
     videos = np.repeat(np.array(list(results), dtype=object), counts)
     return Segments(videos, labels, segments[:, 0].copy(), segments[:, 1].copy(), scores)
+
+
+def _checked_arrays(labels_raw: list, scores_raw, segments_raw, count: int):
+    """(labels as strings, (n, 2) segments, scores) from values of the right types, or None when a value fails
+    the checks (a non-finite number, a reversed segment)."""
+    segments = np.fromiter(chain.from_iterable(segments_raw), dtype=np.float64, count=2 * count).reshape(count, 2)
+    scores = np.fromiter(scores_raw, dtype=np.float64, count=count)
+    if not (np.isfinite(segments).all() and np.isfinite(scores).all() and (segments[:, 0] <= segments[:, 1]).all()):
+        return None
+    if all(map(str.__instancecheck__, labels_raw)):
+        return np.array(labels_raw, dtype=object), segments, scores
+    return np.array([str(label) for label in labels_raw], dtype=object), segments, scores
 
 
 def _results_of(path: Path) -> dict:
@@ -127,14 +135,7 @@ def _columns(items: list) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     value_types = set(map(type, scores_raw)) | set(map(type, chain.from_iterable(segments_raw)))
     if not value_types <= {int, float} or not set(map(type, labels_raw)) <= {str, int}:
         return None
-    segments = np.fromiter(chain.from_iterable(segments_raw), dtype=np.float64, count=2 * len(items))
-    segments = segments.reshape(len(items), 2)
-    scores = np.array(scores_raw, dtype=np.float64)
-    if not (np.isfinite(segments).all() and np.isfinite(scores).all() and (segments[:, 0] <= segments[:, 1]).all()):
-        return None
-    labels = np.array([str(label) for label in labels_raw] if int in set(map(type, labels_raw)) else labels_raw,
-                      dtype=object)
-    return labels, segments, scores
+    return _checked_arrays(list(labels_raw), scores_raw, segments_raw, len(items))
 
 
 def _is_number(value) -> bool:

@@ -183,7 +183,8 @@ def _duplicate_ids(path: Path, kept: int) -> list[str]:
     """json.loads silently keeps the last duplicate key; find them in the raw text. Every video entry holds one
     "subset" key: when the text holds as many as the ``kept`` entries, no video id was repeated (no second
     parse; anything else, e.g. "subset" inside a label, takes the full scan)."""
-    if path.read_bytes().count(b'"subset"') == kept:
+    data = path.read_bytes()
+    if data.count(b'"subset"') == kept:
         return []
     duplicates: list[str] = []
 
@@ -197,7 +198,7 @@ def _duplicate_ids(path: Path, kept: int) -> list[str]:
                 seen.add(key)
         return dict(pairs)
 
-    json.loads(path.read_text(), object_pairs_hook=hook)
+    json.loads(data, object_pairs_hook=hook)
     return duplicates
 
 
