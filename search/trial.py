@@ -26,6 +26,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from tal_core.config import from_dict, unflatten
+from tal_core.io import write_json_atomic
 
 from .reported import SEARCHABLE_METRICS, mlflow_name
 
@@ -218,3 +219,11 @@ def trial_fn(sampled: dict, ctx: dict) -> None:
                              failure_config=FailureConfig(max_failures=cfg.search.max_failures)),
     )
     trainer.fit()
+    _record_fit_time(run_dir, loop_config["trial_started"])
+
+
+def _record_fit_time(run_dir: Path, started: float) -> None:
+    """When the trial started (Unix time) and the seconds until its Train run returned, workers shut down
+    (``trial_timing.json``, for bench_sweep; a trial that cannot write it still succeeds)."""
+    with contextlib.suppress(OSError):
+        write_json_atomic(run_dir / "trial_timing.json", {"started": started, "fit_returned_s": time.time() - started})

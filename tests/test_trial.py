@@ -88,3 +88,17 @@ def test_a_resumed_trial_starts_from_its_best_epoch_so_far(tmp_path):
     assert _best_so_far(tmp_path) == {"best_val_mAP": 0.5, "best_val_mAP_at_0.5": 0.7, "best_epoch": 3.0}
     (tmp_path / "metrics.json").write_text("{torn")
     assert _best_so_far(tmp_path) == {}
+
+
+def test_a_trial_records_when_its_train_run_returned(tmp_path):
+    import time
+
+    from search.trial import _record_fit_time
+
+    started = time.time() - 12.5
+    _record_fit_time(tmp_path, started)
+    timing = json.loads((tmp_path / "trial_timing.json").read_text())
+    assert timing["started"] == started and 12.5 <= timing["fit_returned_s"] < 60
+    assert [p.name for p in tmp_path.iterdir()] == ["trial_timing.json"]  # written atomically, nothing left over
+    _record_fit_time(tmp_path / "trial_timing.json", started)  # a trial that cannot write it (its folder is a
+    assert (tmp_path / "trial_timing.json").is_file()           # file here) still succeeds
