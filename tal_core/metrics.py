@@ -89,12 +89,20 @@ def interpolated_ap(tp: np.ndarray, num_gt: int) -> np.ndarray:
     return (steps * mprec[:, 1:] * (steps != 0)).sum(axis=1)
 
 
+def _stable_order(codes: np.ndarray) -> np.ndarray:
+    """``np.argsort(codes, kind="stable")`` of non-negative integer codes; codes below 2**16 are sorted as
+    uint16, which numpy sorts by radix (3-5x faster than int64's merge sort, same order)."""
+    if len(codes) and 0 <= codes.min() and codes.max() < 2**16:
+        codes = codes.astype(np.uint16)
+    return np.argsort(codes, kind="stable")
+
+
 def _match_groups(pred_group, pred_rank, pred_s, pred_e, gt_s, gt_e, gt_valid, thresholds):
     """0/1 true positives (thresholds, predictions) by greedy matching within each group."""
     tp = np.zeros((len(thresholds), len(pred_group)), dtype=np.int8)
     locked = np.zeros((len(thresholds), *gt_s.shape), dtype=bool)
     has_gt = pred_group >= 0
-    order = np.argsort(pred_rank, kind="stable")
+    order = _stable_order(pred_rank)
     ranks = pred_rank[order]
     bounds = np.searchsorted(ranks, np.arange(ranks.max(initial=-1) + 2))
     width = gt_s.shape[1]
@@ -105,8 +113,9 @@ def _match_groups(pred_group, pred_rank, pred_s, pred_e, gt_s, gt_e, gt_valid, t
             continue
         groups = pred_group[sel]
         iou = segment_iou(pred_s[sel, None], pred_e[sel, None], gt_s[groups], gt_e[groups])
+        valid = gt_valid[groups]
         for t, thr in enumerate(thresholds):
-            free = gt_valid[groups] & ~locked[t, groups] & (iou >= thr)
+            free = valid & ~locked[t, groups] & (iou >= thr)
             score = np.where(free, iou, -1.0)[:, ::-1]  # reversed: last of equal tIoUs wins
             best = width - 1 - score.argmax(axis=1)
             hit = free.any(axis=1)
@@ -146,7 +155,7 @@ def average_precision(gt: Segments, pred: Segments, thresholds=(0.5, 0.75, 0.95)
     n_videos = int(max(gt_video.max(initial=-1), pred_video.max(initial=-1)) + 1)
     gt_key = gt_class * n_videos + gt_video
     keys, gt_group = np.unique(gt_key, return_inverse=True)
-    gt_order = np.argsort(gt_group, kind="stable")
+    gt_order = _stable_order(gt_group)
     slot = np.empty(len(gt_group), dtype=np.int64)
     starts_of_group = np.searchsorted(gt_group[gt_order], np.arange(len(keys)))
     slot[gt_order] = np.arange(len(gt_group)) - starts_of_group[gt_group[gt_order]]
@@ -158,12 +167,12 @@ def average_precision(gt: Segments, pred: Segments, thresholds=(0.5, 0.75, 0.95)
 
     # score order within each class: descending, ties by input position (stable)
     order = np.argsort(-p_score, kind="stable")
-    order = order[np.argsort(pred_class[order], kind="stable")]
+    order = order[_stable_order(pred_class[order])]
     pred_key = pred_class[order] * n_videos + pred_video[order]
     pos = np.searchsorted(keys, pred_key)
     found = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == pred_key)
     group = np.where(found, pos, -1)
-    key_order = np.argsort(pred_key, kind="stable")
+    key_order = _stable_order(pred_key)
     first = np.searchsorted(pred_key[key_order], pred_key[key_order])
     rank = np.empty(len(order), dtype=np.int64)
     rank[key_order] = np.arange(len(order)) - first
