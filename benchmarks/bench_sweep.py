@@ -114,10 +114,11 @@ def main(trials: int = 5, epochs: int = 2, floor_runs: int = 5) -> None:
     breakdown = {"worker_group_start_s": mean(lambda r: r["worker_start_s"]),
                  "setup_to_first_step_s": mean(lambda r: r["first_step_s"] - r["worker_start_s"]),
                  "between_epochs_s": mean(lambda r: r["loop_end_s"] - r["first_step_s"] - r["train_s"]),
-                 "shutdown_s": mean(lambda r: r["fit_returned_s"] - r["loop_end_s"])}
+                 "after_loop_s": mean(lambda r: r["fit_returned_s"] - r["loop_end_s"])}
     print(json.dumps({"bench": "sweep", "trials": len(rows), "epochs": epochs, "workers_per_trial": 2,
                       "wall_s": round(wall, 1), "trials_per_hour": round(3600 * len(rows) / wall, 1),
                       "first_step_s": mean(lambda r: r["first_step_s"]),
+                      "worker_group_start_s": breakdown["worker_group_start_s"],
                       "overhead_s_per_trial": round(overhead, 2),
                       "overhead_s_each": [round(value, 2) for value in overheads],
                       "ray_train_floor_s": round(plain, 2), "overhead_vs_ray_train_floor": round(overhead / plain, 3),
