@@ -64,8 +64,13 @@ def ray_train_floors_s(runs: int) -> dict[str, list[float]]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def warm_runs(values: list) -> list:
+    """All runs but the first, cold one (Ray's own agents are still starting then), when there are others."""
+    return values[1:] if len(values) > 1 else values
+
+
 def warm_median(values: list[float]) -> float:
-    return statistics.median(values[1:] if len(values) > 1 else values)
+    return statistics.median(warm_runs(values))
 
 
 def run_sweep(tmp: Path, trials: int, epochs: int) -> float:
@@ -82,16 +87,15 @@ def run_sweep(tmp: Path, trials: int, epochs: int) -> float:
 
 
 def trial_timings(sweep_dir: Path) -> list[dict]:
-    """Per trial, in start order: seconds from its start to the worker loop, the first step, the loop's end and
-    fit()'s return, and its epochs' seconds."""
-    state = json.loads((sweep_dir / "sweep.json").read_text())
+    """Per trial, in start order: seconds from its start to the worker loop, the first step, the loop's end
+    (rank 0's ``worker_0.json``) and fit()'s return (``trial_timing.json``), and its epochs' seconds."""
+    from tal_core.io import read_jsonl
+
     rows = []
-    for trial_id, outcome in state["trials"].items():
+    for trial_id in json.loads((sweep_dir / "sweep.json").read_text())["trials"]:
         trial_dir = sweep_dir / "trials" / trial_id
-        history = (trial_dir / "history.jsonl").read_text().splitlines()
-        rows.append({"train_s": sum(json.loads(line)["epoch_seconds"] for line in history),
-                     "worker_start_s": outcome["worker_start_s"], "first_step_s": outcome["first_step_s"],
-                     "loop_end_s": json.loads((trial_dir / "worker_0.json").read_text())["loop_end_s"],
+        rows.append({"train_s": sum(line["epoch_seconds"] for line in read_jsonl(trial_dir / "history.jsonl")),
+                     **json.loads((trial_dir / "worker_0.json").read_text()),
                      **json.loads((trial_dir / "trial_timing.json").read_text())})
     return sorted(rows, key=lambda row: row["started"])
 
@@ -103,7 +107,7 @@ def main(trials: int = 5, epochs: int = 2, floor_runs: int = 5) -> None:
     floors = ray_train_floors_s(floor_runs)
     overheads = [row["fit_returned_s"] - row["train_s"] for row in rows]
     overhead, plain, tuned = warm_median(overheads), warm_median(floors["plain"]), warm_median(floors["tuned"])
-    warm = rows[1:] if len(rows) > 1 else rows
+    warm = warm_runs(rows)
 
     def mean(key):
         return round(statistics.mean(key(row) for row in warm), 2)

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tal_core.config import from_dict, unflatten  # noqa: E402
+from tal_core.config import load_config  # noqa: E402
 from tal_core.data.annotations import load_dataset  # noqa: E402
 from tal_core.data.dataset import IntervalDataset  # noqa: E402
 from tal_core.data.synth import SynthSpec, synthesize  # noqa: E402
@@ -39,10 +39,10 @@ SETTINGS = {  # device -> backbone, frame size, batch, synthetic videos, loader 
 
 
 def config(setting: dict):
-    return from_dict(unflatten({"data.view": "front", "data.interval_seconds": 1.0, "data.frames_per_interval": 8,
-                                "data.decode_fps": 8.0, "data.image_size": setting["size"],
-                                "model.backbone": setting["backbone"], "model.pretrained": "none",
-                                "model.shift_fraction": 0.125, "train.batch_size": setting["batch"]}))
+    return load_config(None, {"data.view": "front", "data.interval_seconds": 1.0, "data.frames_per_interval": 8,
+                              "data.decode_fps": 8.0, "data.image_size": setting["size"],
+                              "model.backbone": setting["backbone"], "model.pretrained": "none",
+                              "model.shift_fraction": 0.125, "train.batch_size": setting["batch"]})
 
 
 def timed_epoch(model, batches, optimizer, scheduler, cfg, device) -> float:
@@ -61,9 +61,9 @@ def measure(dataset, model, cfg, device, workers: int, pin: bool) -> dict:
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
                         pin_memory=pin, drop_last=True, persistent_workers=False)
     steps = len(loader)
-    timed_epoch(model, [next(iter(loader))] * 3, optimizer, scheduler, cfg, device)  # warm-up (cuDNN, allocator)
-    epoch_s = timed_epoch(model, loader, optimizer, scheduler, cfg, device)
     on_device = [part.to(device) if torch.is_tensor(part) else part for part in next(iter(loader))]
+    timed_epoch(model, [on_device] * 3, optimizer, scheduler, cfg, device)  # warm-up (cuDNN, allocator)
+    epoch_s = timed_epoch(model, loader, optimizer, scheduler, cfg, device)
     compute_s = timed_epoch(model, [on_device] * steps, optimizer, scheduler, cfg, device)
     clips = steps * cfg.train.batch_size
     return {"loader_workers": workers, "pin_memory": pin, "steps": steps, "epoch_s": round(epoch_s, 3),
