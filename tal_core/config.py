@@ -39,6 +39,17 @@ class DataConfig(_Section):
     decode_timeout_s: float = Field(120.0, ge=0, description="a decoder call making no progress this long is an unreadable video (0 = no limit)")
     decoder: Literal["auto", "decord", "pyav"] = Field("auto", description="video decoder: auto (decord where it imports, else PyAV) / decord / pyav")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0 = load in the training process)")
+    flip_pairs: tuple[tuple[str, str], ...] | None = Field(None, description="pairs of actions that swap under a horizontal flip, e.g. [[turn_left, turn_right]]; other actions keep their label; [] = none swap; null = undeclared (augment.flip refused)")
+
+    @field_validator("flip_pairs")
+    @classmethod
+    def _distinct_pairs(cls, pairs):
+        if pairs is None:
+            return pairs
+        named = [name for pair in pairs for name in pair]
+        if len(set(named)) != len(named):
+            raise ValueError(f"an action may appear in one pair only, once (got {[list(p) for p in pairs]})")
+        return pairs
 
 
 class ModelConfig(_Section):
@@ -57,11 +68,20 @@ class LossConfig(_Section):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing of both cross-entropies")
     background_weight: float = Field(1.0, gt=0, description="class weight of background in the action loss")
     frame_weight: float = Field(1.0, ge=0, description="weight of the per-frame action cross-entropy (model.output=frame only)")
+    focal_gamma: float = Field(0.0, ge=0, le=10, description="focal loss focusing of both action terms: (1 - p)^gamma x cross-entropy (0 = plain cross-entropy)")
+    class_balanced: bool = Field(False, description="weight action classes by 1 / sqrt(their share of training labels), normalised to mean 1 (times background_weight for background)")
+
+
+class AugmentConfig(_Section):
+    crop_min_area: float = Field(1.0, gt=0, le=1, description="random resized crop (training): a clip keeps a crop of this share of the frame area or more, aspect 3/4-4/3, resized back (1 = off)")
+    colour: float = Field(0.0, ge=0, le=1, description="colour jitter (training): brightness, contrast and saturation each scaled by 1 +- up to this, per clip (0 = off)")
+    flip: float = Field(0.0, ge=0, le=1, description="probability of flipping a training clip horizontally; labels swap through data.flip_pairs, which must be declared")
+    temporal_jitter: float = Field(0.0, ge=0, le=0.5, description="a training clip's frames come from its interval shifted by up to this share of the interval either way (0 = off)")
 
 
 class TrainConfig(_Section):
     epochs: int = Field(12, ge=1, le=10_000, description="training epochs; the best epoch by val mAP is kept")
-    batch_size: int = Field(8, ge=1, le=4096, description="intervals per batch (per worker under DDP)")
+    batch_size: int = Field(8, ge=1, le=4096, description="intervals per optimizer step over all workers: each of k DDP workers takes batch_size / k (rounded up), so k workers take the steps of one process")
     lr: float = Field(3e-3, gt=0, le=10, description="AdamW learning rate (cosine schedule)")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     seed: int = Field(0, description="seeds sampling, initialisation and data order")
@@ -69,6 +89,7 @@ class TrainConfig(_Section):
     amp: bool = Field(True, description="mixed precision (used on CUDA only)")
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0 = torch's default)")
     warmup_epochs: float = Field(0.5, ge=0, le=1000, description="linear learning-rate warm-up, in epochs, before the cosine decay")
+    ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off; e.g. 0.99)")
 
 
 class EvalConfig(_Section):
@@ -163,10 +184,19 @@ class Config(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
+    augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     search: SearchConfig = SearchConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _flip_needs_pairs(self) -> Config:
+        """A flip turns left into right: it is allowed only where the data say which actions swap."""
+        if self.augment.flip > 0 and self.data.flip_pairs is None:
+            raise ValueError(f"augment.flip={self.augment.flip} needs data.flip_pairs: declare the actions that swap "
+                             "under a horizontal flip ([] when none do)")
+        return self
 
     def with_overrides(self, flat: Mapping[str, Any]) -> Config:
         return from_dict(merge_nested(self.model_dump(), unflatten(flat)))

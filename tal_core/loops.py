@@ -29,8 +29,15 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def per_rank_batch(batch_size: int) -> int:
+    """Global-batch semantics: ``train.batch_size`` is split over the DDP ranks (rounded up), so k ranks take
+    about the optimizer steps of one process on the same effective batch."""
+    return -(-batch_size // dist.get_world_size()) if is_distributed() else batch_size
+
+
 def make_loader(dataset: IntervalDataset, batch_size: int, shuffle: bool, seed: int, epoch: int,
                 num_workers: int) -> DataLoader:
+    """``batch_size`` is per rank (see ``per_rank_batch``)."""
     if is_distributed():
         sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=False)
         sampler.set_epoch(epoch)
@@ -47,10 +54,15 @@ def autocast_for(device: torch.device, enabled: bool):
     return nullcontext()
 
 
+BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple]
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, device, amp: bool,
-                    progress: bool = False, after_step: Callable[[], None] | None = None) -> dict[str, float]:
-    """One pass over ``loader`` (``after_step`` is called after every optimizer step); returns the mean
-    total/action/scene/frame losses."""
+                    progress: bool = False, after_step: Callable[[], None] | None = None,
+                    transform: BatchTransform | None = None, class_weight: torch.Tensor | None = None
+                    ) -> dict[str, float]:
+    """One pass over ``loader``; ``transform(clips, action, frame_labels)`` augments each batch on the device,
+    ``after_step`` is called after every optimizer step. Returns the mean total/action/scene/frame losses."""
     model.train()
     totals = np.zeros(4)
     seen = 0
@@ -58,9 +70,11 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
     for clips, action, frame_labels, scene, _ in batches:
         clips = clips.to(device, non_blocking=True)
         action, frame_labels, scene = action.to(device), frame_labels.to(device), scene.to(device)
+        if transform is not None:
+            clips, action, frame_labels = transform(clips, action, frame_labels)
         with autocast_for(device, amp):
             out = model(clips)
-        parts = multitask_loss(out.action, out.scene, action, scene, loss_cfg, out.frame, frame_labels)
+        parts = multitask_loss(out.action, out.scene, action, scene, loss_cfg, out.frame, frame_labels, class_weight)
         if not torch.isfinite(parts.total):
             raise NonFiniteLossError(f"training loss became {parts.total.item()} (lower train.lr?)")
         optimizer.zero_grad(set_to_none=True)

@@ -18,18 +18,42 @@ class LossParts:
     frame: torch.Tensor
 
 
+def balanced_class_weights(label_counts) -> torch.Tensor:
+    """1 / sqrt(share) per class (0 for classes never seen), normalised to mean 1 over the seen classes."""
+    counts = torch.as_tensor(label_counts, dtype=torch.float32)
+    weights = torch.where(counts > 0, counts.clamp(min=1).rsqrt(), torch.zeros_like(counts))
+    seen = counts > 0
+    return weights * seen.sum() / weights[seen].sum() if seen.any() else torch.ones_like(counts)
+
+
+def action_cross_entropy(logits, target, class_weight, cfg: LossConfig) -> torch.Tensor:
+    """Class-weighted cross-entropy with label smoothing, or its focal form (``loss.focal_gamma`` > 0):
+    each item's term times (1 - p_target)^gamma, averaged with the class weights as cross_entropy does."""
+    logits = logits.float()
+    if cfg.focal_gamma == 0:
+        return F.cross_entropy(logits, target, weight=class_weight, label_smoothing=cfg.label_smoothing)
+    per_item = F.cross_entropy(logits, target, reduction="none", label_smoothing=cfg.label_smoothing)
+    p_target = logits.softmax(dim=1).gather(1, target[:, None]).squeeze(1)
+    item_weight = class_weight[target]
+    focal = (1 - p_target).clamp(min=0) ** cfg.focal_gamma
+    return (focal * per_item * item_weight).sum() / item_weight.sum().clamp(min=1e-12)
+
+
 def multitask_loss(action_logits, scene_logits, action_target, scene_target, cfg: LossConfig,
-                   frame_logits=None, frame_target=None) -> LossParts:
+                   frame_logits=None, frame_target=None, class_weight=None) -> LossParts:
     """``loss.action_weight * CE(action) + loss.scene_weight * CE(scene) [+ loss.frame_weight * CE(frame)]``.
 
-    Background (class 0) is weighted by ``loss.background_weight`` in both action terms; intervals of
-    videos with an unknown scene (target -1) are left out of the scene term; the frame term is there
-    when ``frame_logits`` (N, T, K + 1) and ``frame_target`` (N, T) are given.
+    Action classes are weighted by ``class_weight`` (default 1; ``balanced_class_weights`` with
+    ``loss.class_balanced``) with background (class 0) times ``loss.background_weight`` in both action terms,
+    which are focal with ``loss.focal_gamma`` > 0; intervals of videos with an unknown scene (target -1) are
+    left out of the scene term; the frame term is there when ``frame_logits`` (N, T, K + 1) and
+    ``frame_target`` (N, T) are given.
     """
-    class_weight = torch.ones(action_logits.shape[1], device=action_logits.device)
-    class_weight[0] = cfg.background_weight
-    action = F.cross_entropy(action_logits.float(), action_target, weight=class_weight,
-                             label_smoothing=cfg.label_smoothing)
+    if class_weight is None:
+        class_weight = torch.ones(action_logits.shape[1], device=action_logits.device)
+    class_weight = class_weight.to(action_logits.device, torch.float32).clone()
+    class_weight[0] = class_weight[0] * cfg.background_weight
+    action = action_cross_entropy(action_logits, action_target, class_weight, cfg)
     known = scene_target >= 0
     if known.any():
         scene = F.cross_entropy(scene_logits[known].float(), scene_target[known],
@@ -39,7 +63,6 @@ def multitask_loss(action_logits, scene_logits, action_target, scene_target, cfg
     total = cfg.action_weight * action + cfg.scene_weight * scene
     frame = torch.zeros((), device=action_logits.device)
     if frame_logits is not None:
-        frame = F.cross_entropy(frame_logits.flatten(0, 1).float(), frame_target.flatten(), weight=class_weight,
-                                label_smoothing=cfg.label_smoothing)
+        frame = action_cross_entropy(frame_logits.flatten(0, 1), frame_target.flatten(), class_weight, cfg)
         total = total + cfg.frame_weight * frame
     return LossParts(total, action.detach(), scene.detach(), frame.detach())

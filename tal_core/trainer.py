@@ -21,15 +21,17 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import evaluation, loops
+from . import augment, evaluation, loops
 from .config import Config, save_config
 from .data.annotations import DatasetError, DatasetSpec
 from .data.dataset import IntervalDataset
 from .data.video import FrameCache
 from .distributed import is_distributed, rank, select_device
+from .ema import WeightEMA
 from .errors import UserError
 from .formats import write_detections
 from .io import clean_temporaries, write_json_atomic
+from .losses import balanced_class_weights
 from .model.multitask import MultiTaskTSM
 from .predictions import save_predictions
 
@@ -74,8 +76,10 @@ def build_model(cfg: Config, spec: DatasetSpec) -> MultiTaskTSM:
 
 
 def save_checkpoint(path: Path, model, optimizer=None, scheduler=None, state: RunState | None = None,
-                    cfg: Config | None = None) -> None:
+                    cfg: Config | None = None, ema: WeightEMA | None = None) -> None:
     payload = {"model": unwrap(model).state_dict()}
+    if ema is not None:
+        payload["ema"] = ema.state_dict()
     if optimizer is not None:
         payload.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict())
     if state is not None:
@@ -105,7 +109,9 @@ class Run:
         seed_everything(cfg.train.seed)
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.train_set = IntervalDataset(spec, "train", cfg.data, train=True, cache=cache, seed=cfg.train.seed)
+        self.flip_perm = augment.flip_permutation(spec.taxonomy.actions, cfg.data.flip_pairs)
+        self.train_set = IntervalDataset(spec, "train", cfg.data, train=True, cache=cache, seed=cfg.train.seed,
+                                         temporal_jitter=cfg.augment.temporal_jitter)
         phases = cfg.eval.frame_phases if cfg.model.output == "frame" else 1
         self.val_set = IntervalDataset(spec, "val", cfg.data, train=False, cache=cache, phases=phases)
         self.test_set = IntervalDataset(spec, "test", cfg.data, train=False, cache=cache, phases=phases)
@@ -115,9 +121,12 @@ class Run:
         if is_distributed():
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.model, device_ids=ids)
+        self.ema = WeightEMA(unwrap(self.model), cfg.train.ema) if cfg.train.ema > 0 else None
+        self.class_weight = self._class_weight()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.train.lr,
                                            weight_decay=cfg.train.weight_decay)
-        steps = len(loops.make_loader(self.train_set, cfg.train.batch_size, True, 0, 0, 0))
+        self.batch_size = loops.per_rank_batch(cfg.train.batch_size)
+        steps = len(loops.make_loader(self.train_set, self.batch_size, True, 0, 0, 0))
         total = loops.cosine_steps(cfg.train.epochs, steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: loops.warmup_cosine(step, total, max(1, round(steps * cfg.train.warmup_epochs))))
@@ -129,6 +138,19 @@ class Run:
                      "cells_per_interval": cfg.data.frames_per_interval * phases if cfg.model.output == "frame"
                      else 1,
                      "config": cfg.flat(), "run_id": self.run_dir.name}
+
+    def _class_weight(self) -> torch.Tensor | None:
+        if not self.cfg.loss.class_balanced:
+            return None
+        labels = np.concatenate([vi.labels for vi in self.train_set.videos])
+        return balanced_class_weights(np.bincount(labels, minlength=len(self.spec.taxonomy.actions) + 1))
+
+    def evaluated_model(self):
+        """The weights that are evaluated and saved: the moving average with ``train.ema``, else the model."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def _augment(self, clips, action, frame_labels):
+        return augment.augment_batch(clips, action, frame_labels, self.cfg.augment, self.flip_perm, self.generator)
 
     def resume_from(self, path: Path) -> None:
         """Load the resume state; a file that is not one, or one of another model, is a ``ResumeError``."""
@@ -147,20 +169,33 @@ class Run:
             raise ResumeError(f"{path} was written by a different model config than this run's "
                               f"({str(error).splitlines()[0][:200]}); resume with the run's config.yaml") from None
         self.scheduler.load_state_dict(saved["scheduler"])
+        if self.ema is not None and "ema" in saved:
+            self.ema.load_state_dict(saved["ema"])
         self.state = RunState(saved["epoch"], saved["best_metric"], saved["best_epoch"],
                               json.loads(saved["history"]))
         log(f"resumed from {path} after epoch {self.state.epoch}")
 
     def train_epoch(self, epoch: int, after_step: Callable[[], None] | None = None) -> dict:
         self.train_set.set_epoch(epoch)
-        loader = loops.make_loader(self.train_set, self.cfg.train.batch_size, True, self.cfg.train.seed, epoch,
+        loader = loops.make_loader(self.train_set, self.batch_size, True, self.cfg.train.seed, epoch,
                                     self.cfg.data.num_workers)
+        # each rank draws its own augmentations, reproducibly
+        self.generator = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch * 1009 + rank())
+
+        def step_done() -> None:
+            if self.ema is not None:
+                self.ema.update(unwrap(self.model))
+            if after_step is not None:
+                after_step()
+
+        transform = self._augment if augment.active(self.cfg.augment) else None
         return loops.train_one_epoch(self.model, loader, self.optimizer, self.scheduler, self.cfg.loss,
                                       self.device, self.cfg.train.amp, progress=rank() == 0
-                                      and sys.stderr.isatty(), after_step=after_step)
+                                      and sys.stderr.isatty(), after_step=step_done, transform=transform,
+                                      class_weight=self.class_weight)
 
     def predict(self, dataset: IntervalDataset, split: str):
-        return loops.predict(self.model, dataset, self.device, self.cfg.eval.batch_size or 2 * self.cfg.train.batch_size,
+        return loops.predict(self.evaluated_model(), dataset, self.device, self.cfg.eval.batch_size or 2 * self.cfg.train.batch_size,
                               self.cfg.train.amp, dict(self.meta, split=split), self.cfg.data.num_workers)
 
     def validate(self):
@@ -182,7 +217,7 @@ class Run:
                              out / "detections" / "test.json")
         summary = dict(metrics, best_epoch=self.state.best_epoch, per_class_AP=per_class)
         write_json_atomic(out / "metrics.json", summary)
-        save_checkpoint(out / "checkpoint.pt", self.model, cfg=self.cfg)
+        save_checkpoint(out / "checkpoint.pt", self.evaluated_model(), cfg=self.cfg)
 
 
 def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallbacks = RunCallbacks(),
@@ -221,7 +256,7 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
             run.write_best(metrics, per_class, detections, val_pred)
             best = metrics
         if rank() == 0:
-            save_checkpoint(run_dir / "last.pt", run.model, run.optimizer, run.scheduler, run.state, cfg)
+            save_checkpoint(run_dir / "last.pt", run.model, run.optimizer, run.scheduler, run.state, cfg, run.ema)
             with open(run_dir / "history.jsonl", "a") as handle:
                 handle.write(json.dumps(metrics) + "\n")
         log(_epoch_line(metrics, cfg.train.epochs))

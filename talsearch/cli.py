@@ -30,8 +30,8 @@ def _config_arg(parser: argparse.ArgumentParser) -> None:
 def cmd_synth(args) -> None:
     from tal_core.data.synth import SynthSpec, synthesize
 
-    spec = SynthSpec(videos=args.videos, seed=args.seed, fps=args.fps, size=args.size, val_share=args.val_share,
-                     test_share=args.test_share)
+    spec = SynthSpec.for_preset(args.preset, videos=args.videos, seed=args.seed, fps=args.fps, size=args.size,
+                                val_share=args.val_share, test_share=args.test_share)
     path = synthesize(args.out, spec, progress=lambda i, n: print(f"synth: video {i}/{n}", file=sys.stderr))
     _emit(str(path.parent))
 
@@ -103,9 +103,19 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_weights(args) -> None:
-    from tal_core.model.weights import weights_report
+    if args.check is None:
+        from tal_core.model.weights import weights_report
 
-    _emit(weights_report())
+        _emit(weights_report())
+        return
+    from tal_core.model.backbones import plain_backbone
+    from tal_core.model.checkpoints import match_backbone
+
+    matching = match_backbone(args.check, plain_backbone(args.backbone), args.backbone)
+    print(json.dumps(matching.report()))
+    problem = matching.first_problem()
+    if problem:
+        raise UserError(f"{args.check} ({matching.layout} layout): {problem}")
 
 
 def cmd_submit(args) -> None:
@@ -188,12 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_command(sub, "synth", "write a synthetic multi-view data set (real mp4 files)", cmd_synth)
     p.add_argument("out", type=Path, help="folder to write annotations.json and videos/ into")
-    p.add_argument("--videos", type=positive_int, default=24, help="number of videos")
+    p.add_argument("--preset", choices=("easy", "hard"), default="easy",
+                   help="easy: 5 actions, one direction-only pair, 24 videos at 8 fps | hard: 8 actions in 4 pairs "
+                        "that only temporal cues separate, views that miss actions, a still distractor, noise, a "
+                        "shaking ego camera; 50 videos (32 train / 16 val / 2 test) of 20-30 s at 16 fps")
+    p.add_argument("--videos", type=positive_int, default=None, help="number of videos (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="seeds every video's content")
-    p.add_argument("--fps", type=positive_int, default=8, help="frame rate of the written videos")
+    p.add_argument("--fps", type=positive_int, default=None, help="frame rate of the written videos (default: the "
+                                                                  "preset's, 8 or 16)")
     p.add_argument("--size", type=positive_int, default=64, help="frame height in pixels")
-    p.add_argument("--val-share", type=share, default=0.2, help="share of videos in the val subset")
-    p.add_argument("--test-share", type=share, default=0.15, help="share of videos in the test subset")
+    p.add_argument("--val-share", type=share, default=None, help="share of videos in the val subset (default: the "
+                                                                 "preset's, 0.2 or 0.32)")
+    p.add_argument("--test-share", type=share, default=None, help="share of videos in the test subset (default: "
+                                                                  "the preset's, 0.15 or 0.04)")
 
     p = add_command(sub, "import-360x", "360+x VIA-style annotations -> data-set format", cmd_import_360x)
     p.add_argument("src", type=Path, help="folder with one annotation JSON per recording and the view videos")
@@ -235,8 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the organisers' JSON action name -> class id (default: 1-based taxonomy order)")
     p.add_argument("--bins", type=positive_float, default=10.0, help="bin length in seconds (one row per bin)")
 
-    add_command(sub, "weights", "the ImageNet weight files each backbone needs offline, and whether they are "
-                                "present and pass torchvision's hash check", cmd_weights)
+    p = add_command(sub, "weights", "the ImageNet weight files each backbone needs offline, and whether they are "
+                                    "present and pass torchvision's hash check; with --check, how a checkpoint file "
+                                    "(torchvision, TSM repository or mmaction2 layout) matches a backbone", cmd_weights)
+    p.add_argument("--check", type=Path, default=None, metavar="FILE",
+                   help="print {layout, matched, missing, unexpected} for FILE; exit 2 naming the first backbone "
+                        "tensor missing or of another shape")
+    p.add_argument("--backbone", choices=("tiny", "resnet18", "resnet34", "resnet50", "mobilenet_v2"),
+                   default="resnet50", help="the backbone --check matches against")
 
     _add_search_commands(sub)
     return parser

@@ -3,7 +3,8 @@
 Frame times: cached frame i (decoded at ``fps``) owns the cell [i / fps, (i + 1) / fps) and shows the
 time at its centre, (i + 0.5) / fps (see ``video.source_frame_indices``).
 - Training samples one frame at random from each of ``frames_per_interval`` equal parts of the
-  interval's frames (TSN); each sampled frame is labelled with the action at the time it shows.
+  interval's frames (TSN), from a window moved by up to ``augment.temporal_jitter`` of the interval;
+  each sampled frame is labelled with the action at the time it shows.
 - Evaluation cuts the interval into ``frames_per_interval`` equal cells and takes, for each cell, the
   cached frame that shows the cell's centre; with ``model.output=frame`` every cell gets its own
   prediction (``cells_of``). With ``phases`` P > 1 (``eval.frame_phases``) each interval is cut into
@@ -76,8 +77,9 @@ class IntervalDataset(Dataset):
     item index)."""
 
     def __init__(self, spec: DatasetSpec, subset: str, data: DataConfig, train: bool,
-                 cache: FrameCache | None = None, seed: int = 0, phases: int = 1):
+                 cache: FrameCache | None = None, seed: int = 0, phases: int = 1, temporal_jitter: float = 0.0):
         self.spec, self.data, self.train, self.seed = spec, data, train, seed
+        self.temporal_jitter = temporal_jitter if train else 0.0
         self.phases = 1 if train else phases
         self.cache = cache or FrameCache(decode_timeout_s=data.decode_timeout_s, decoder=data.decoder)
         self.epoch = 0
@@ -143,8 +145,12 @@ class IntervalDataset(Dataset):
         fps, count = self.data.decode_fps, self.data.frames_per_interval
         if not self.train:
             return cell_centre_positions(start, end, count * self.phases, fps, available)[phase::self.phases]
+        rng = np.random.default_rng([self.seed, self.epoch, item])
+        if self.temporal_jitter:  # the clip's window moves by up to temporal_jitter of the interval
+            move = (end - start) * self.temporal_jitter * (2 * rng.random() - 1)
+            start, end = start + move, end + move
         first, span = interval_frame_span(start, end, fps, available)
-        return tsn_positions(first, span, count, np.random.default_rng([self.seed, self.epoch, item]))
+        return tsn_positions(first, span, count, rng)
 
     def cells_of(self, video_index: int) -> tuple[np.ndarray, np.ndarray]:
         """(starts, ends) of the evaluation cells of a video: ``frames_per_interval * phases`` per interval."""

@@ -8,6 +8,9 @@ during an action segment, a moving object. Views are cut from the world:
 ``slide_left`` and ``slide_right`` draw the same square and differ only in the
 direction of motion: a model without temporal modelling cannot tell them apart.
 Each scene favours some actions (its prior), so the scene head carries signal.
+
+Two presets: ``easy`` (the default above) and ``hard`` (``synth_hard.py``: eight actions in four pairs
+that only temporal cues separate, views that miss actions, a distractor, noise, a shaking ego camera).
 """
 
 from __future__ import annotations
@@ -19,12 +22,16 @@ import av
 import numpy as np
 
 from .annotations import write_annotations
+from .synth_hard import HARD_ACTIONS, draw_hard_action, hard_action_prior, lagged_gaze, plan_distractor
 
 ACTIONS = ("slide_left", "slide_right", "rise", "pulse", "blink")
 DIRECTION_ONLY = ("slide_left", "slide_right")  # the same square; only the direction of motion differs
 SCENES = ("kitchen", "office", "street", "garden")
 VIEWS = ("panoramic", "front", "ego")
 WORLD_H, WORLD_W = 96, 192
+
+
+PRESETS = ("easy", "hard")
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,40 @@ class SynthSpec:
     views: tuple[str, ...] = VIEWS
     val_share: float = 0.2
     test_share: float = 0.15
+    preset: str = "easy"
+
+    @classmethod
+    def for_preset(cls, preset: str, **given) -> SynthSpec:
+        """The preset's defaults, then ``given`` (None values are left to the preset)."""
+        if preset not in PRESETS:
+            raise ValueError(f"unknown synth preset {preset!r} (choose from {PRESETS})")
+        defaults = dict(PRESET_DEFAULTS[preset], preset=preset)
+        defaults.update({k: v for k, v in given.items() if v is not None})
+        return cls(**defaults)
+
+
+# hard: 32 train / 16 val / 2 test videos of 20-30 s at 16 fps
+PRESET_DEFAULTS = {"easy": {}, "hard": {"videos": 50, "fps": 16, "duration": (20.0, 30.0), "val_share": 0.32,
+                                        "test_share": 0.04}}
+
+
+@dataclass(frozen=True)
+class Look:
+    """How a preset draws and films its world."""
+
+    actions: tuple[str, ...]
+    length: tuple[float, float]  # action length range, seconds
+    gap: tuple[float, float]  # background gap range between actions, seconds
+    anchor_x: tuple[float, float]  # where objects sit across the world
+    noise: int  # per-pixel noise amplitude
+    shake: float  # ego camera shake (world pixels, per-frame step of a random walk)
+    ego_lag_s: float  # 0: the ego view looks at the object at once; else its gaze lags by this time constant
+    distractor: bool
+
+    def draw(self, frame: np.ndarray, action: int, elapsed: float, colour: np.ndarray, anchor) -> tuple:
+        drawer = draw_action if self.actions == ACTIONS else draw_hard_action
+        return drawer(frame, action, elapsed, colour, anchor)
+
 
 
 def scene_texture(scene_index: int) -> np.ndarray:
@@ -57,15 +98,17 @@ def synthetic_action_prior(scene_index: int) -> np.ndarray:
     return prior / prior.sum()
 
 
-def plan_segments(rng: np.random.Generator, duration: float, prior: np.ndarray) -> list[tuple[float, float, int]]:
+def plan_segments(rng: np.random.Generator, duration: float, prior: np.ndarray,
+                  length: tuple[float, float] = (2.0, 4.5), gap: tuple[float, float] = (1.0, 3.0)
+                  ) -> list[tuple[float, float, int]]:
     """Non-overlapping action segments (start, end, action) separated by background gaps."""
     segments, t = [], float(np.round(rng.uniform(0.5, 2.5) * 4) / 4)
     while True:
-        length = float(np.round(rng.uniform(2.0, 4.5) * 4) / 4)
-        if t + length > duration - 0.5:
+        span = float(np.round(rng.uniform(*length) * 4) / 4)
+        if t + span > duration - 0.5:
             return segments
-        segments.append((t, t + length, int(rng.choice(len(ACTIONS), p=prior))))
-        t = float(np.round((t + length + rng.uniform(1.0, 3.0)) * 4) / 4)
+        segments.append((t, t + span, int(rng.choice(len(prior), p=prior))))
+        t = float(np.round((t + span + rng.uniform(*gap)) * 4) / 4)
 
 
 def _draw_box(frame: np.ndarray, cy: float, cx: float, h: float, w: float, colour: np.ndarray) -> None:
@@ -99,6 +142,10 @@ def draw_action(frame: np.ndarray, action: int, elapsed: float, colour: np.ndarr
     return cy, cx
 
 
+LOOKS = {"easy": Look(ACTIONS, (2.0, 4.5), (1.0, 3.0), (70, 122), 4, 1.5, 0.0, False),
+         "hard": Look(HARD_ACTIONS, (1.5, 6.0), (0.5, 2.0), (20, 172), 12, 3.5, 0.8, True)}
+
+
 def _resize_nearest(img: np.ndarray, height: int, width: int) -> np.ndarray:
     ys = (np.arange(height) * img.shape[0] / height).astype(int)
     xs = (np.arange(width) * img.shape[1] / width).astype(int)
@@ -127,22 +174,31 @@ def object_colour(rng: np.random.Generator, texture: np.ndarray) -> np.ndarray:
             return colour.astype(np.uint8)
 
 
-def render_video(rng: np.random.Generator, duration: float, fps: int, scene: int, segments, views, size):
+def render_video(rng: np.random.Generator, duration: float, fps: int, scene: int, segments, views, size,
+                 look: Look = LOOKS["easy"]):
     """Yield per frame a dict view -> HxWx3 uint8 image."""
     texture = scene_texture(scene)
     colours = [object_colour(rng, texture) for _ in segments]
-    anchors = [(rng.uniform(38, 58), rng.uniform(70, 122)) for _ in segments]
-    jitter = np.cumsum(rng.normal(0, 1.5, size=(int(duration * fps) + 1, 2)), axis=0) * 0.5
+    anchors = [(rng.uniform(38, 58), rng.uniform(*look.anchor_x)) for _ in segments]
+    jitter = np.cumsum(rng.normal(0, look.shake, size=(int(duration * fps) + 1, 2)), axis=0) * 0.5
+    still = plan_distractor(rng, duration) if look.distractor else None
+    still_colour = object_colour(rng, texture) if still is not None else None
     focus = (WORLD_H / 2, WORLD_W / 2)
+    gaze = np.array(focus)
+    span = 4 * look.shake  # the shake's random walk is wrapped into [-span, span) pixels
     for i in range(int(round(duration * fps))):
         t = (i + 0.5) / fps
         world = texture.copy()
+        if still is not None and still[0] <= t < still[1]:
+            _draw_box(world, still[2], still[3], 14, 14, still_colour)
         for k, (start, end, action) in enumerate(segments):
             if start <= t < end:
-                focus = draw_action(world, action, t - start, colours[k], anchors[k])
-        noise = rng.integers(-4, 5, size=world.shape)
+                focus = look.draw(world, action, t - start, colours[k], anchors[k])
+        noise = rng.integers(-look.noise, look.noise + 1, size=world.shape)
         world = np.clip(world.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-        yield {view: cut_view(world, view, focus, jitter[i] % 12 - 6, size) for view in views}
+        gaze = lagged_gaze(gaze, focus, fps, look.ego_lag_s) if look.ego_lag_s else np.array(focus)
+        shake = jitter[i] % (2 * span) - span
+        yield {view: cut_view(world, view, tuple(gaze), shake, size) for view in views}
 
 
 def write_mp4s(paths: dict[str, Path], frames, fps: int) -> None:
@@ -179,6 +235,7 @@ def assign_subsets(count: int, spec: SynthSpec) -> list[str]:
 def synthesize(out: str | Path, spec: SynthSpec = SynthSpec(), progress=None) -> Path:
     """Write ``spec.videos`` videos and ``annotations.json`` under ``out``; deterministic by seed."""
     out = Path(out)
+    look = LOOKS[spec.preset]
     database = {}
     subsets = assign_subsets(spec.videos, spec)
     for index in range(spec.videos):
@@ -186,15 +243,16 @@ def synthesize(out: str | Path, spec: SynthSpec = SynthSpec(), progress=None) ->
         video_id = f"vid{index:04d}"
         scene = index % len(SCENES)
         duration = float(np.round(rng.uniform(*spec.duration) * 4) / 4)
-        segments = plan_segments(rng, duration, synthetic_action_prior(scene))
+        prior = synthetic_action_prior(scene) if spec.preset == "easy" else hard_action_prior(scene)
+        segments = plan_segments(rng, duration, prior, look.length, look.gap)
         views = {v: f"videos/{video_id}/{v}.mp4" for v in spec.views}
-        frames = render_video(rng, duration, spec.fps, scene, segments, spec.views, spec.size)
+        frames = render_video(rng, duration, spec.fps, scene, segments, spec.views, spec.size, look)
         write_mp4s({v: out / rel for v, rel in views.items()}, frames, spec.fps)
         entry = {"subset": subsets[index], "duration": duration, "scene": SCENES[scene], "views": views}
         if subsets[index] != "test":
-            entry["annotations"] = [{"segment": [s, e], "label": ACTIONS[a]} for s, e, a in segments]
+            entry["annotations"] = [{"segment": [s, e], "label": look.actions[a]} for s, e, a in segments]
         database[video_id] = entry
         if progress:
             progress(index + 1, spec.videos)
-    taxonomy = {"actions": list(ACTIONS), "scenes": list(SCENES), "views": list(spec.views)}
+    taxonomy = {"actions": list(look.actions), "scenes": list(SCENES), "views": list(spec.views)}
     return write_annotations({"taxonomy": taxonomy, "database": database}, out)

@@ -85,16 +85,19 @@ def _features(net: nn.Module, name: str) -> tuple[nn.Module, int]:
     return net, dim
 
 
-def load_local_weights(net: nn.Module, path: str) -> None:
-    """Load a local state_dict (weights_only); the classifier's keys may be missing."""
-    file = Path(path)
-    if not file.is_file():
+def load_local_weights(net: nn.Module, path: str, backbone: str) -> None:
+    """Load a local checkpoint in torchvision's, the TSM repository's or mmaction2's layout (see
+    ``checkpoints``); every backbone tensor must be there, heads are ignored."""
+    from .checkpoints import load_backbone_weights
+
+    if not Path(path).is_file():
         raise ConfigError(f"model.pretrained: weights file not found: {path}")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    state = state.get("model", state) if isinstance(state, dict) else state
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if unexpected and len(unexpected) == len(state):
-        raise ConfigError(f"model.pretrained: {path} holds no weights of this backbone")
+    load_backbone_weights(net, path, backbone)
+
+
+def plain_backbone(name: str, tiny_width: int = 32) -> nn.Module:
+    """The backbone without shift or weights: the names and shapes a checkpoint must supply."""
+    return tiny_net(tiny_width)[0] if name == "tiny" else _features(_torchvision_net(name, "none"), name)[0]
 
 
 def build_backbone(name: str, n_segment: int, fraction: float, place: str,
@@ -107,7 +110,7 @@ def build_backbone(name: str, n_segment: int, fraction: float, place: str,
     else:
         net, dim = _features(_torchvision_net(name, pretrained), name)
     if pretrained not in ("none", "imagenet"):
-        load_local_weights(net, pretrained)
+        load_local_weights(net, pretrained, name)
     if fraction > 0:
         insert_shift(net, n_segment, fraction, place)
     return net, dim

@@ -1,0 +1,83 @@
+"""Train-time augmentation on the batch, on the training device (the TSM/TSN recipe).
+
+Every frame of a clip gets the same spatial crop, flip and colour change (the clip stays one continuous view,
+so motion between its frames is untouched); clips differ. One ``grid_sample`` does crop, resize and flip for
+the whole batch. A horizontal flip turns a leftward motion into a rightward one, so it swaps the labels of
+the declared ``data.flip_pairs`` (interval and per-frame labels alike).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch.nn import functional as F
+
+from .config import AugmentConfig, ConfigError
+
+ASPECT_RANGE = (3 / 4, 4 / 3)
+
+
+def flip_permutation(actions: Sequence[str], pairs) -> torch.Tensor:
+    """Label map of a horizontal flip over classes (0 = background, 1.. = ``actions``); names are checked."""
+    perm = torch.arange(len(actions) + 1)
+    for left, right in pairs or ():
+        for name in (left, right):
+            if name not in actions:
+                raise ConfigError(f"data.flip_pairs: '{name}' is not an action of the data set ({list(actions)})")
+        a, b = actions.index(left) + 1, actions.index(right) + 1
+        perm[a], perm[b] = b, a
+    return perm
+
+
+def active(cfg: AugmentConfig) -> bool:
+    return cfg.crop_min_area < 1 or cfg.colour > 0 or cfg.flip > 0
+
+
+def _crop_theta(n: int, cfg: AugmentConfig, flips: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Affine maps (n, 2, 3) from output to input coordinates in [-1, 1]: a random crop, maybe mirrored."""
+    area = cfg.crop_min_area + (1 - cfg.crop_min_area) * torch.rand(n, generator=generator)
+    log_aspect = torch.empty(n).uniform_(math.log(ASPECT_RANGE[0]), math.log(ASPECT_RANGE[1]), generator=generator)
+    aspect = torch.exp(log_aspect)
+    width, height = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+    centre_x = (1 - width) * (2 * torch.rand(n, generator=generator) - 1)
+    centre_y = (1 - height) * (2 * torch.rand(n, generator=generator) - 1)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = torch.where(flips, -width, width)
+    theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = centre_x, height, centre_y
+    return theta
+
+
+def _colour(frames: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Brightness, contrast and saturation of each clip scaled by factors in [1 - strength, 1 + strength]."""
+    n = frames.shape[0]
+    factors = 1 + strength * (2 * torch.rand(3, n, generator=generator) - 1)
+    brightness, contrast, saturation = (f.to(frames.device).view(n, 1, 1, 1, 1) for f in factors)
+    frames = frames * brightness
+    grey = (0.299 * frames[:, :, 0:1] + 0.587 * frames[:, :, 1:2] + 0.114 * frames[:, :, 2:3])
+    frames = (frames - grey.mean(dim=(1, 2, 3, 4), keepdim=True)) * contrast + grey.mean(dim=(1, 2, 3, 4), keepdim=True)
+    grey = (0.299 * frames[:, :, 0:1] + 0.587 * frames[:, :, 1:2] + 0.114 * frames[:, :, 2:3])
+    return (grey + (frames - grey) * saturation).clamp(0, 255)
+
+
+def augment_batch(clips: torch.Tensor, action: torch.Tensor, frame_labels: torch.Tensor, cfg: AugmentConfig,
+                  flip_perm: torch.Tensor | None, generator: torch.Generator):
+    """clips (N, T, 3, H, W) uint8 -> float clips in [0, 255] and the labels after any flips."""
+    if not active(cfg):
+        return clips, action, frame_labels
+    n, t, c, h, w = clips.shape
+    frames = clips.float()
+    flips = torch.rand(n, generator=generator) < cfg.flip
+    if cfg.crop_min_area < 1 or flips.any():
+        theta = _crop_theta(n, cfg, flips, generator).to(clips.device)
+        grid = F.affine_grid(theta.repeat_interleave(t, dim=0), [n * t, c, h, w], align_corners=False)
+        frames = F.grid_sample(frames.flatten(0, 1), grid, mode="bilinear", padding_mode="border",
+                               align_corners=False).view(n, t, c, h, w)
+    if cfg.colour > 0:
+        frames = _colour(frames, cfg.colour, generator)
+    if flips.any() and flip_perm is not None:
+        perm, flipped = flip_perm.to(action.device), flips.to(action.device)
+        action = torch.where(flipped, perm[action], action)
+        frame_labels = torch.where(flipped[:, None], perm[frame_labels], frame_labels)
+    return frames, action, frame_labels
