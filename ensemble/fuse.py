@@ -65,9 +65,19 @@ class Evaluator:
         return Segments(self._video_ids[video], self._action_names[label - 1], start, end, score)
 
     def score_fused(self, fused: list[np.ndarray]):
+        return self.score_detections(self.detections(fused))
+
+    def score_detections(self, detections: Segments):
+        """mAP of detections on these videos (binned as the challenge scores when ``eval.bin_seconds``)."""
         self.calls += 1
-        found = binned_predictions(self.detections(fused), self.eval_cfg.bin_seconds, self.placements)
-        return average_precision(self.scored_truth, found, self.thresholds)
+        return average_precision(self.scored_truth, self.scored(detections), self.thresholds)
+
+    def scored(self, detections: Segments) -> Segments:
+        """Detections as they are scored (split over the challenge's bins when ``eval.bin_seconds``)."""
+        return binned_predictions(detections, self.eval_cfg.bin_seconds, self.placements)
+
+    def detections_for(self, weights: np.ndarray) -> Segments:
+        return self.detections(self.fused(np.asarray(weights, dtype=np.float64)))
 
     def score(self, weights: np.ndarray) -> float:
         return self.score_fused(self.fused(np.asarray(weights, dtype=np.float64))).mean

@@ -27,7 +27,8 @@ from tal_core.tracking import log_ensemble_run, resolve_uri
 from .align import align
 from .candidates import Candidate, CandidateError, collect
 from .fuse import Evaluator
-from .select import choose_by_cv, nested_cross_validate
+from .gain import bootstrap_gain
+from .select import choose_by_cv, nested_out_of_fold
 
 
 def log(message: str) -> None:
@@ -67,20 +68,29 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     keep = np.isin(gt.video.astype(str), [v.video_id for v in videos])
     gt = type(gt)(gt.video[keep], gt.label[keep], gt.start[keep], gt.end[keep], gt.score[keep])
     evaluator = Evaluator(videos, gt, candidates[0].val.actions, cfg.eval, placements=placements_of(spec))
-    procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, max_steps, selection)
-    nested = nested_cross_validate(evaluator, folds, seed, max_steps) if selection == "cv" else oof[procedure]
+    held_out: dict = {}
+    procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, max_steps, selection, held_out)
+    nested_detections = (nested_out_of_fold(evaluator, folds, seed, max_steps) if selection == "cv"
+                         else held_out[procedure])
+    nested = evaluator.score_detections(nested_detections).mean
+    gain = bootstrap_gain(evaluator.scored_truth, evaluator.scored(nested_detections),
+                          evaluator.scored(held_out["best_single"]), evaluator.thresholds, seed=seed)
     best_single = int(np.argmax(evaluator.single_scores()))
     ens_result = evaluator.score_fused(evaluator.fused(fitted.weights))
     single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
     metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
-                                                   "procedure": procedure},
+                                                   "procedure": procedure,
+                                                   "per_class_AP": ens_result.to_json()["per_class"]},
+               "gain": gain | {"measure": "nested out-of-fold ensemble mAP - best single's out-of-fold mAP; "
+                                          f"{round(gain['level'] * 100)}% bootstrap interval over val videos"},
                "best_single": _metrics(single_result) | {"oof_val_mAP": oof["best_single"],
                                                           "run_id": candidates[best_single].run_id},
                "oof_val_mAP_by_procedure": oof, "folds": min(folds, len(videos)),
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
-    log(f"ensemble ({procedure}) val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {oof[procedure]:.4f}) vs best "
-        f"single {metrics['best_single']['val_mAP']:.4f} (oof {oof['best_single']:.4f})")
+    log(f"ensemble ({procedure}) val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {oof[procedure]:.4f}, nested "
+        f"{nested:.4f}) vs best single {metrics['best_single']['val_mAP']:.4f} (oof {oof['best_single']:.4f}): gain "
+        f"{gain['mAP']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]")
     _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
     return {"out": str(out), **metrics}
 

@@ -19,8 +19,10 @@ import numpy as np
 from tqdm import tqdm
 
 from tal_core.errors import UserError
+from tal_core.metrics import Segments
 
 from .fuse import Evaluator
+from .gain import concat_segments
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,12 @@ def nested_cross_validate(evaluator: Evaluator, k: int, seed: int, max_steps: in
     chosen by an inner cross-validation on the outer training videos only, fitted there, and applied to the
     held-out videos. Unbiased where the plain figure of the best procedure is optimistic (it was chosen on the
     same held-out folds it is scored on)."""
+    return evaluator.score_detections(nested_out_of_fold(evaluator, k, seed, max_steps, inner_k)).mean
+
+
+def nested_out_of_fold(evaluator: Evaluator, k: int, seed: int, max_steps: int, inner_k: int = 3) -> Segments:
+    """The held-out detections behind ``nested_cross_validate`` (every val video's, each from the outer fold
+    that held it out)."""
     found = procedures(max_steps)
 
     def choose_and_fit(train: Evaluator) -> SelectionResult:
@@ -133,29 +141,39 @@ def nested_cross_validate(evaluator: Evaluator, k: int, seed: int, max_steps: in
         inner = {name: cross_validate(train, inner_k, seed + 1, fit) for name, fit in found.items()}
         return found[best_procedure(inner, list(found))](train)
 
-    return cross_validate(evaluator, k, seed, choose_and_fit)
+    return out_of_fold(evaluator, k, seed, choose_and_fit)
 
 
 def cross_validate(evaluator: Evaluator, k: int, seed: int, fit) -> float:
     """Out-of-fold mAP of a weight-choosing procedure: weights fitted on k-1 folds of val videos,
-    applied to the held-out fold; the held-out fused probabilities of all folds are scored together."""
+    applied to the held-out fold; the held-out detections of all folds are scored together."""
+    return evaluator.score_detections(out_of_fold(evaluator, k, seed, fit)).mean
+
+
+def out_of_fold(evaluator: Evaluator, k: int, seed: int, fit) -> Segments:
+    """Detections of every val video made by weights fitted without it (k folds over val videos)."""
     ids = [v.video_id for v in evaluator.videos]
     k = max(2, min(k, len(ids)))
-    held_out: dict[str, np.ndarray] = {}
+    parts = []
     for held in folds_of(ids, k, seed):
         weights = fit(evaluator.subset(set(ids) - held)).weights
-        test = evaluator.subset(held)
-        held_out.update({v.video_id: p for v, p in zip(test.videos, test.fused(weights), strict=True)})
-    return evaluator.score_fused([held_out[v.video_id] for v in evaluator.videos]).mean
+        parts.append(evaluator.subset(held).detections_for(weights))
+    return concat_segments(parts)
 
 
-def choose_by_cv(evaluator: Evaluator, k: int, seed: int, max_steps: int, selection: str = "cv"):
-    """Out-of-fold mAP of every procedure; the chosen one (best OOF, or the one named) fitted on all of val."""
+def choose_by_cv(evaluator: Evaluator, k: int, seed: int, max_steps: int, selection: str = "cv",
+                 held_out: dict | None = None):
+    """Out-of-fold mAP of every procedure; the chosen one (best OOF, or the one named) fitted on all of val.
+    ``held_out``, when given, receives each procedure's out-of-fold detections (for the gain's interval)."""
     found = procedures(max_steps)
-    oof = {name: cross_validate(evaluator, k, seed, fit)
-           for name, fit in tqdm(found.items(), desc="cross-validation", unit="procedure", file=sys.stderr,
-                                 disable=None, leave=False)}
-    name = best_procedure(oof, list(found)) if selection == "cv" else selection
-    if name not in found:
+    if selection != "cv" and selection not in found:
         raise UserError(f"ensemble selection {selection!r}: choose cv or one of {sorted(found)}")
+    oof = {}
+    for name, fit in tqdm(found.items(), desc="cross-validation", unit="procedure", file=sys.stderr, disable=None,
+                          leave=False):
+        detections = out_of_fold(evaluator, k, seed, fit)
+        oof[name] = evaluator.score_detections(detections).mean
+        if held_out is not None:
+            held_out[name] = detections
+    name = best_procedure(oof, list(found)) if selection == "cv" else selection
     return name, found[name](evaluator), oof

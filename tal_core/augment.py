@@ -39,7 +39,7 @@ def _crop_theta(n: int, cfg: AugmentConfig, flips: torch.Tensor, generator: torc
     """Affine maps (n, 2, 3) from output to input coordinates in [-1, 1]: a random crop, maybe mirrored."""
     area = cfg.crop_min_area + (1 - cfg.crop_min_area) * torch.rand(n, generator=generator)
     log_aspect = torch.empty(n).uniform_(math.log(ASPECT_RANGE[0]), math.log(ASPECT_RANGE[1]), generator=generator)
-    aspect = torch.exp(log_aspect)
+    aspect = torch.exp(log_aspect) if cfg.crop_min_area < 1 else torch.ones(n)  # a flip alone keeps the frame
     width, height = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
     centre_x = (1 - width) * (2 * torch.rand(n, generator=generator) - 1)
     centre_y = (1 - height) * (2 * torch.rand(n, generator=generator) - 1)

@@ -215,8 +215,8 @@ def log_ensemble_run(uri: str, experiment: str, out: Path, metrics: dict, sweep_
     run = client.create_run(check_reachable(uri, experiment), run_name=f"ensemble-{out.name}",
                             tags={"talsearch.kind": "ensemble", "talsearch.sweep_run_id": sweep_run_id})
     run_id = run.info.run_id
-    for prefix in ("ensemble", "best_single"):
-        for key, value in metrics[prefix].items():
+    for prefix in ("ensemble", "best_single", "gain"):
+        for key, value in metrics.get(prefix, {}).items():
             if isinstance(value, float):
                 client.log_metric(run_id, f"{prefix}_{key}".replace("@", "_at_"), value)
     client.log_artifacts(run_id, str(out), "ensemble")

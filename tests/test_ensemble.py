@@ -79,6 +79,11 @@ def test_complementary_members_beat_either_and_noise_gets_no_weight(tmp_path):
     assert result["ensemble"]["oof_val_mAP"] >= result["best_single"]["oof_val_mAP"]
     # the nested figure chooses the procedure inside each outer fold: still well above any single member
     assert result["best_single"]["oof_val_mAP"] + 0.1 < result["ensemble"]["nested_oof_val_mAP"] <= 1.0
+    # the gain is that difference, with a bootstrap interval over the val videos that stays above zero
+    gain = json.loads((tmp_path / "out" / "metrics.json").read_text())["gain"]
+    assert gain["mAP"] == pytest.approx(result["ensemble"]["nested_oof_val_mAP"] - result["best_single"]["oof_val_mAP"])
+    assert 0 < gain["low"] <= gain["mAP"] <= gain["high"] and gain["level"] == 0.9
+    assert set(result["ensemble"]["per_class_AP"]) == {"a", "b"}
     assert abs(sum(weights.values()) - 1) < 1e-9
     # the written detections reproduce the reported val mAP
     from tal_core.data.annotations import load_ground_truth
