@@ -31,7 +31,7 @@ class Candidate:
     source: str
 
 
-def _load_trial(trial_dir: Path) -> Candidate | None:
+def _load_trial(trial_dir: Path, run_id: str | None = None) -> Candidate | None:
     val_path = trial_dir / "predictions" / "val.npz"
     if not val_path.exists():
         return None
@@ -43,21 +43,41 @@ def _load_trial(trial_dir: Path) -> Candidate | None:
         raise CandidateError(f"trial {trial_dir.name}: {error}") from None
     metrics_path = trial_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    return Candidate(trial_dir.name, val, test, float(metrics.get("val_mAP", 0.0)), val.meta.get("config", {}),
-                     str(trial_dir))
+    return Candidate(run_id or trial_dir.name, val, test, float(metrics.get("val_mAP", 0.0)),
+                     val.meta.get("config", {}), str(trial_dir))
+
+
+def _load_with_snapshots(trial_dir: Path) -> list[Candidate]:
+    """A trial's best epoch, and its kept snapshots of other epochs (``<trial>@e<N>``, see train.snapshots)."""
+    best = _load_trial(trial_dir)
+    if best is None:
+        return []
+    found = [best]
+    best_epoch = _best_epoch(trial_dir)
+    for folder in sorted((trial_dir / "snapshots").glob("epoch_*")):
+        epoch = folder.name.removeprefix("epoch_")
+        if epoch.isdigit() and int(epoch) != best_epoch:
+            snapshot = _load_trial(folder, f"{trial_dir.name}@e{epoch}")
+            if snapshot is not None:
+                found.append(snapshot)
+    return found
+
+
+def _best_epoch(trial_dir: Path) -> int | None:
+    path = trial_dir / "metrics.json"
+    return json.loads(path.read_text()).get("best_epoch") if path.exists() else None
 
 
 def from_sweep_folder(sweep_dir: Path) -> list[Candidate]:
     trials = sweep_dir / "trials"
     if not trials.is_dir():
         raise CandidateError(f"{sweep_dir}: no trials folder; is this a sweep folder?")
-    found = [c for c in (_load_trial(d) for d in sorted(trials.iterdir()) if d.is_dir()) if c is not None]
-    return found
+    return [c for d in sorted(trials.iterdir()) if d.is_dir() for c in _load_with_snapshots(d)]
 
 
 def from_mlflow(parent_run_id: str, tracking_uri: str, download_to: Path) -> list[Candidate]:
     folders = download_trial_outputs(tracking_uri, parent_run_id, download_to)
-    return [c for c in (_load_trial(folder) for folder in folders) if c is not None]
+    return [c for folder in folders for c in _load_with_snapshots(folder)]
 
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -157,7 +157,7 @@ def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep
         client.set_tag(run.info.run_id, TRIAL_ID_TAG, info["trial_id"])
         client.set_tag(run.info.run_id, "talsearch.status", info["status"])
         trial_dir = sweep_dir / "trials" / info["trial_id"]
-        for sub in ("predictions", "detections"):
+        for sub in ("predictions", "detections", "snapshots"):
             if (trial_dir / sub).is_dir():
                 client.log_artifacts(run.info.run_id, str(trial_dir / sub), sub)
         _log_full_config(client, run, trial_dir)
@@ -239,5 +239,7 @@ def download_trial_outputs(uri: str, parent_run_id: str, target: Path) -> list[P
             client.download_artifacts(run.info.run_id, "metrics.json", str(folder))
         except Exception:  # a child without stored predictions (failed trial) is not a candidate
             continue
+        with contextlib.suppress(Exception):  # snapshots are optional (train.snapshots=0, older sweeps)
+            client.download_artifacts(run.info.run_id, "snapshots", str(folder))
         folders.append(folder)
     return folders

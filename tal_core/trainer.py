@@ -4,13 +4,15 @@ Outputs under the run folder (written by rank 0, refreshed at every new best epo
 so that a run stopped early still leaves its best results):
 ``metrics.json``, ``detections/val.json`` (+ ``test.json``), ``predictions/val.npz``
 (+ ``test.npz``), ``checkpoint.pt`` (best weights), ``last.pt`` (resume state),
-``config.yaml`` (resolved config), ``history.jsonl`` (one line per epoch).
+``config.yaml`` (resolved config), ``history.jsonl`` (one line per epoch), and with ``train.snapshots`` K the
+predictions and metrics of the K + 1 best epochs under ``snapshots/epoch_N/`` (extra ensemble members).
 """
 
 from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -203,9 +205,12 @@ class Run:
         metrics, per_class, detections = evaluation.evaluate(self.spec, val_pred, self.cfg, "val", self.scene_prior)
         return metrics, per_class, detections, val_pred
 
-    def write_best(self, metrics: dict, per_class: dict, detections: dict, val_pred) -> None:
-        """Called on every rank (test prediction is collective); rank 0 writes."""
-        test_pred = self.predict(self.test_set, "test") if len(self.test_set) else None
+    def predict_test(self):
+        """Test predictions (collective under DDP: every rank calls it), or None without test videos."""
+        return self.predict(self.test_set, "test") if len(self.test_set) else None
+
+    def write_best(self, metrics: dict, per_class: dict, detections: dict, val_pred, test_pred) -> None:
+        """Rank 0 writes the best epoch's outputs."""
         if rank() != 0:
             return
         out = self.run_dir
@@ -218,6 +223,25 @@ class Run:
         summary = dict(metrics, best_epoch=self.state.best_epoch, per_class_AP=per_class)
         write_json_atomic(out / "metrics.json", summary)
         save_checkpoint(out / "checkpoint.pt", self.evaluated_model(), cfg=self.cfg)
+
+    def snapshot_epochs(self) -> list[int]:
+        """The ``train.snapshots`` + 1 best epochs so far by val mAP (earlier epochs win ties)."""
+        ranked = sorted(self.state.history, key=lambda m: (-m["val_mAP"], m["epoch"]))
+        return [m["epoch"] for m in ranked[: self.cfg.train.snapshots + 1]]
+
+    def write_snapshot(self, metrics: dict, val_pred, test_pred) -> None:
+        """Rank 0 keeps this epoch's predictions under snapshots/epoch_N and drops those out of the top."""
+        if rank() != 0:
+            return
+        keep = self.snapshot_epochs()
+        folder = self.run_dir / "snapshots" / f"epoch_{metrics['epoch']}"
+        save_predictions(val_pred, folder / "predictions" / "val.npz")
+        if test_pred is not None:
+            save_predictions(test_pred, folder / "predictions" / "test.npz")
+        write_json_atomic(folder / "metrics.json", dict(metrics, best_epoch=metrics["epoch"]))
+        for old in (self.run_dir / "snapshots").glob("epoch_*"):
+            if int(old.name.removeprefix("epoch_")) not in keep:
+                shutil.rmtree(old, ignore_errors=True)
 
 
 def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallbacks = RunCallbacks(),
@@ -251,10 +275,15 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
         metrics = {"epoch": epoch + 1, **losses, **metrics, "epoch_seconds": time.perf_counter() - started}
         run.state.epoch = epoch + 1
         run.state.history.append(metrics)
-        if metrics["val_mAP"] > run.state.best_metric:
+        is_best = metrics["val_mAP"] > run.state.best_metric
+        is_snapshot = cfg.train.snapshots > 0 and epoch + 1 in run.snapshot_epochs()
+        test_pred = run.predict_test() if is_best or is_snapshot else None  # the same on every rank
+        if is_best:
             run.state.best_metric, run.state.best_epoch = metrics["val_mAP"], epoch + 1
-            run.write_best(metrics, per_class, detections, val_pred)
+            run.write_best(metrics, per_class, detections, val_pred, test_pred)
             best = metrics
+        if is_snapshot:
+            run.write_snapshot(metrics, val_pred, test_pred)
         if rank() == 0:
             save_checkpoint(run_dir / "last.pt", run.model, run.optimizer, run.scheduler, run.state, cfg, run.ema)
             with open(run_dir / "history.jsonl", "a") as handle:

@@ -89,3 +89,50 @@ def test_a_run_resumed_with_nothing_left_reports_its_last_epoch(tiny_data, tmp_p
         resume_from=tmp_path / "last.pt")
     assert heard == [(1, last)]
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 1  # nothing trained again
+
+
+def test_snapshots_keep_the_next_best_epochs_and_join_the_ensemble_candidates(tiny_data, tmp_path):
+    from ensemble.candidates import from_sweep_folder
+
+    spec = load_dataset(tiny_data)
+    run = tmp_path / "trials" / "t1"
+    cfg = load_config(None, {**TINY_OVERRIDES, "train.epochs": 4, "train.snapshots": 1, "train.lr": 0.01})
+    fit(cfg, spec, run)
+    history = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    top2 = [m["epoch"] for m in sorted(history, key=lambda m: (-m["val_mAP"], m["epoch"]))[:2]]
+    kept = sorted(int(p.name.removeprefix("epoch_")) for p in (run / "snapshots").iterdir())
+    assert kept == sorted(top2)
+    for epoch in kept:
+        saved = json.loads((run / "snapshots" / f"epoch_{epoch}" / "metrics.json").read_text())
+        assert saved["val_mAP"] == history[epoch - 1]["val_mAP"]
+        assert (run / "snapshots" / f"epoch_{epoch}" / "predictions" / "test.npz").exists()
+    best_epoch = json.loads((run / "metrics.json").read_text())["best_epoch"]
+    other = next(e for e in kept if e != best_epoch)
+    assert [c.run_id for c in from_sweep_folder(tmp_path)] == ["t1", f"t1@e{other}"]
+
+
+def test_ema_weights_are_evaluated_and_saved_and_resume(tiny_data, tmp_path):
+    spec = load_dataset(tiny_data)
+    cfg = load_config(None, {**TINY_OVERRIDES, "train.ema": 0.9, "train.epochs": 1})
+    fit(cfg, spec, tmp_path)  # one epoch: it is the best, so checkpoint.pt holds its evaluated weights
+    last = load_checkpoint(tmp_path / "last.pt")
+    assert "ema" in last and last["ema"]["updates"] > 0
+    ema_weights = last["ema"]["module"]
+    raw = last["model"]
+    assert any(not torch.equal(ema_weights[k], raw[k]) for k in raw if raw[k].is_floating_point())
+    saved = load_checkpoint(tmp_path / "checkpoint.pt")["model"]
+    assert all(torch.equal(saved[k], ema_weights[k]) for k in saved)
+    cfg2 = load_config(None, {**TINY_OVERRIDES, "train.ema": 0.9, "train.epochs": 2})
+    fit(cfg2, spec, tmp_path, resume_from=tmp_path / "last.pt")
+    assert load_checkpoint(tmp_path / "last.pt")["ema"]["updates"] > last["ema"]["updates"]
+
+
+def test_augmented_training_with_every_recipe_key_runs_and_learns_something(tiny_data, tmp_path):
+    spec = load_dataset(tiny_data)
+    cfg = load_config(None, {**TINY_OVERRIDES, "augment.crop_min_area": 0.6, "augment.colour": 0.3,
+                             "augment.flip": 0.5, "data.flip_pairs": [["slide_left", "slide_right"]],
+                             "augment.temporal_jitter": 0.25, "loss.focal_gamma": 2.0,
+                             "loss.class_balanced": True, "train.epochs": 2})
+    best = fit(cfg, spec, tmp_path)
+    history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert np.isfinite(best["train_loss"]) and history[1]["train_loss"] < history[0]["train_loss"]
