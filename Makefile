@@ -5,16 +5,22 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo test test-fast lint bench clean
+.PHONY: install constraints browser demo test test-fast lint bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,decord]'
 	@touch $(STAMP)
+
+# Pin what the current .venv holds (after an upgrade that passed make test); torch comes from TORCH_SPEC.
+constraints: install
+	@{ sed -n '1,2p' constraints.txt; $(PY) -m pip freeze --exclude-editable | \
+	  grep -v -i -E '^(tal-search|torch|torchvision|nvidia-|triton|cuda-)[=-]'; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
 
 demo: install
 	$(VENV)/bin/talsearch demo

@@ -78,9 +78,17 @@ def cmd_train(args) -> None:
 def cmd_evaluate(args) -> None:
     import gc
 
-    import numpy as np
-
+    enabled = gc.isenabled()
     gc.disable()  # a short command building ~10^6 acyclic objects: the cyclic collector would only rescan them
+    try:
+        _evaluate(args)
+    finally:
+        if enabled:  # main() may be called in-process: leave the collector as it was
+            gc.enable()
+
+
+def _evaluate(args) -> None:
+    import numpy as np
 
     from tal_core.binning import binned
     from tal_core.data.annotations import load_ground_truth

@@ -1,3 +1,4 @@
+import gc
 import json
 import subprocess
 import sys
@@ -39,8 +40,12 @@ def test_evaluate_needs_only_annotations(tmp_path, capsys):
                              "annotations": [{"segment": [0, 5], "label": "a"}]}}}
     (tmp_path / "annotations.json").write_text(json.dumps(gt))
     (tmp_path / "d.json").write_text(json.dumps({"results": {"v": [{"label": "a", "score": 1, "segment": [0, 5]}]}}))
+    assert gc.isenabled()
     assert main(["evaluate", "--gt", str(tmp_path / "annotations.json"), "--pred", str(tmp_path / "d.json")]) == 0
     assert json.loads(capsys.readouterr().out)["mAP"] == 1.0
+    assert gc.isenabled()  # evaluate turns the collector off for itself only
+    assert main(["evaluate", "--gt", str(tmp_path / "annotations.json"), "--pred", str(tmp_path / "gone.json")]) == 2
+    assert gc.isenabled()  # also when it fails
 
 
 def test_bad_config_exits_nonzero_naming_key(tiny_data, tmp_path, capsys):

@@ -116,3 +116,17 @@ def test_a_held_cache_lock_times_out_naming_the_lock_file(tmp_path):
             pass
     with _file_lock(lock, timeout_s=0.5):  # released: taken at once
         pass
+
+
+def test_auto_decoder_without_decord_uses_pyav_and_says_so_once(monkeypatch, caplog):
+    import sys
+
+    from tal_core.data import video
+
+    monkeypatch.setitem(sys.modules, "decord", None)  # as where decord has no wheel: import fails
+    video._say_pyav_once.cache_clear()
+    with caplog.at_level("WARNING"):
+        assert video.resolve_decoder("auto") == "pyav"
+        assert video.resolve_decoder("auto") == "pyav"
+    said = [r.getMessage() for r in caplog.records if "decord is not installed" in r.getMessage()]
+    assert len(said) == 1 and "tal-search[decord]" in said[0]

@@ -14,8 +14,10 @@ no progress for ``decode_timeout_s`` (decord can hang on a broken container) giv
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -111,8 +113,15 @@ def resolve_decoder(name: str = "auto") -> str:
     try:
         import decord  # noqa: F401
     except ImportError:
+        _say_pyav_once()
         return "pyav"
     return "decord"
+
+
+@functools.cache
+def _say_pyav_once() -> None:
+    logging.getLogger(__name__).warning(
+        "data.decoder=auto: decord is not installed (pip install 'tal-search[decord]'), decoding with PyAV")
 
 
 def iter_decoded(path: Path, decode_fps: float, size: int, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
