@@ -14,6 +14,9 @@ from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
 from .parallel import map_scores
+from .segment_fusion import fuse_segments
+
+FUSIONS = ("probabilities", "segments")
 
 
 class Evaluator:
@@ -30,6 +33,7 @@ class Evaluator:
         self._video_ids = np.array([v.video_id for v in videos], dtype=object)
         self._action_names = np.array(actions, dtype=object)
         self._layout = CellLayout([(v.starts, v.ends) for v in videos])  # the same cells at every evaluation
+        self._member_detections: dict[int, tuple[np.ndarray, ...]] = {}
 
     def subset(self, video_ids: set[str]) -> Evaluator:
         keep = np.array([v in video_ids for v in self.gt.video], dtype=bool)
@@ -58,8 +62,17 @@ class Evaluator:
         return [np.tensordot(weights, v.probs, axes=1) for v in self.videos]
 
     def detections(self, fused: list[np.ndarray]) -> Segments:
-        video, label, start, end, score = decode_flat(
-            [(v.starts, v.ends, p) for v, p in zip(self.videos, fused, strict=True)], self.eval_cfg, self._layout)
+        return self._named(*decode_flat([(v.starts, v.ends, p) for v, p in zip(self.videos, fused, strict=True)],
+                                        self.eval_cfg, self._layout))
+
+    def member_detections(self, member: int) -> tuple[np.ndarray, ...]:
+        """One member's own detections (integer-coded video, label, start, end, score), decoded once."""
+        if member not in self._member_detections:
+            self._member_detections[member] = decode_flat(
+                [(v.starts, v.ends, v.probs[member]) for v in self.videos], self.eval_cfg, self._layout)
+        return self._member_detections[member]
+
+    def _named(self, video, label, start, end, score) -> Segments:
         if not len(video):
             return Segments.from_rows([])
         return Segments(self._video_ids[video], self._action_names[label - 1], start, end, score)
@@ -76,8 +89,15 @@ class Evaluator:
         """Detections as they are scored (split over the challenge's bins when ``eval.bin_seconds``)."""
         return binned_predictions(detections, self.eval_cfg.bin_seconds, self.placements)
 
-    def detections_for(self, weights: np.ndarray) -> Segments:
-        return self.detections(self.fused(np.asarray(weights, dtype=np.float64)))
+    def detections_for(self, weights: np.ndarray, fusion: str = "probabilities") -> Segments:
+        """Detections of a weighted ensemble: its fused probabilities decoded, or its members' own detections
+        pooled and voted (``segment_fusion``)."""
+        weights = np.asarray(weights, dtype=np.float64)
+        if fusion == "probabilities":
+            return self.detections(self.fused(weights))
+        members = np.flatnonzero(weights > 0)
+        return self._named(*fuse_segments([self.member_detections(int(m)) for m in members], weights[members],
+                                          self.eval_cfg))
 
     def score(self, weights: np.ndarray) -> float:
         return self.score_fused(self.fused(np.asarray(weights, dtype=np.float64))).mean

@@ -35,8 +35,10 @@ def log(message: str) -> None:
     print(f"[ensemble] {message}", file=sys.stderr, flush=True)
 
 
-def _detections_json(evaluator: Evaluator, fused) -> dict[str, list[dict]]:
-    return segments_to_detection_dict(evaluator.detections(fused), [v.video_id for v in evaluator.videos])
+def _detections_json(evaluator: Evaluator, fitted) -> dict[str, list[dict]]:
+    """The detections of fitted weights (and fusion) on the evaluator's videos, as ActivityNet JSON."""
+    return segments_to_detection_dict(evaluator.detections_for(fitted.weights, fitted.fusion),
+                                      [v.video_id for v in evaluator.videos])
 
 
 def _metrics(result) -> dict:
@@ -48,7 +50,8 @@ def _metrics(result) -> dict:
 def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv") -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
-    out-of-fold val mAP; or name one ("greedy+refine", "greedy", "top3_average", "best_single")."""
+    out-of-fold val mAP; or name one ("greedy+refine", "greedy", "top3_average", "best_single",
+    "greedy+refine/segments")."""
     cfg = load_config(config, overrides)
     out = Path(out)
     spec = load_ground_truth(Path(data))
@@ -76,10 +79,10 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     gain = bootstrap_gain(evaluator.scored_truth, evaluator.scored(nested_detections),
                           evaluator.scored(held_out["best_single"]), evaluator.thresholds, seed=seed)
     best_single = int(np.argmax(evaluator.single_scores()))
-    ens_result = evaluator.score_fused(evaluator.fused(fitted.weights))
+    ens_result = evaluator.score_detections(evaluator.detections_for(fitted.weights, fitted.fusion))
     single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
     metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
-                                                   "procedure": procedure,
+                                                   "procedure": procedure, "fusion": fitted.fusion,
                                                    "per_class_AP": ens_result.to_json()["per_class"]},
                "gain": gain | {"measure": "nested out-of-fold ensemble mAP - best single's out-of-fold mAP; "
                                           f"{round(gain['level'] * 100)}% bootstrap interval over val videos"},
@@ -130,23 +133,27 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
                 "interval_seconds": c.val.meta.get("interval_seconds"), "view": c.val.meta.get("view"),
                 "params": c.params}
                for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
-    spec_json = {"sweep": source, "procedure": metrics["ensemble"]["procedure"], "members": members, "grid": "union of member interval boundaries",
+    spec_json = {"sweep": source, "procedure": metrics["ensemble"]["procedure"], "fusion": fitted.fusion,
+                 "fusions_compared": {name: oof for name, oof in metrics["oof_val_mAP_by_procedure"].items()
+                                      if name in ("greedy+refine", "greedy+refine/segments")},
+                 "members": members, "grid": "union of member interval boundaries",
                  "decode": cfg.eval.model_dump(mode="json"), "selection_history": fitted.history}
     write_json_atomic(out / "ensemble.json", spec_json)
     write_json_atomic(out / "metrics.json", metrics)
-    write_detections(_detections_json(evaluator, evaluator.fused(fitted.weights)), out / "detections" / "val.json")
+    write_detections(_detections_json(evaluator, fitted), out / "detections" / "val.json")
     chosen = [c for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
     if all(c.test is not None for c in chosen) and chosen:
         test_eval = Evaluator(align([c.test for c in chosen]), evaluator.gt, evaluator.actions, cfg.eval)
         weights = fitted.weights[fitted.weights > 0]
-        test_dets = _detections_json(test_eval, test_eval.fused(weights / weights.sum()))
+        test_dets = _detections_json(test_eval, type(fitted)(weights / weights.sum(), fitted.score, fusion=fitted.fusion))
         write_detections(test_dets, out / "detections" / "test.json")
         durations = {v: spec.videos[v].duration for v in test_dets if v in spec.videos}
         write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions, cfg.eval.bin_seconds or 10.0,
                                          placements=placements_of(spec)), out / "submission.csv")
     _plots(out, members, fitted.history)
     single = [c.run_id for c in candidates].index(metrics["best_single"]["run_id"])
-    _compare_plots(out, evaluator, {"best single": np.eye(len(candidates))[single], "ensemble": fitted.weights}, spec)
+    _compare_plots(out, evaluator, {"best single": (np.eye(len(candidates))[single], "probabilities"),
+                                    "ensemble": (fitted.weights, fitted.fusion)}, spec)
 
 
 def _plots(out: Path, members: list[dict], history: list) -> None:
@@ -157,7 +164,8 @@ def _plots(out: Path, members: list[dict], history: list) -> None:
 
 
 def _compare_plots(out: Path, evaluator: Evaluator, weights: dict[str, np.ndarray], spec) -> None:
-    per_class = {name: evaluator.score_fused(evaluator.fused(w)).to_json()["per_class"] for name, w in weights.items()}
+    per_class = {name: evaluator.score_detections(evaluator.detections_for(w, fusion)).to_json()["per_class"]
+                 for name, (w, fusion) in weights.items()}
     grouped_bar_plot(per_class, out / "per_class_ap_single_vs_ensemble.png", "per-class AP: best single vs ensemble")
     detection_plots(out, spec)
 

@@ -30,6 +30,7 @@ class SelectionResult:
     weights: np.ndarray  # (members,), sums to 1
     score: float
     history: list = field(default_factory=list)  # val mAP after each greedy step
+    fusion: str = "probabilities"  # how the members are combined: probabilities | segments (see fuse.FUSIONS)
 
 
 def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: int = 12,
@@ -107,13 +108,30 @@ def top_k_average(evaluator: Evaluator, k: int = 3) -> SelectionResult:
     return SelectionResult(weights, evaluator.score(weights))
 
 
+def with_segment_fusion(evaluator: Evaluator, chosen: SelectionResult) -> SelectionResult:
+    """The same members and weights, combined by pooling their detections (``segment_fusion``)."""
+    score = evaluator.score_detections(evaluator.detections_for(chosen.weights, "segments")).mean
+    return SelectionResult(chosen.weights, score, chosen.history, fusion="segments")
+
+
 def procedures(max_steps: int) -> dict:
-    """The ways of choosing weights that cross-validation compares (names are reported)."""
+    """The ways of choosing weights (and the fusion) that cross-validation compares (names are reported).
+    ``greedy+refine/segments`` takes greedy+refine's weights (computed once per set of videos) and fuses the
+    members' detections instead of their probabilities."""
+    fitted: dict[tuple, SelectionResult] = {}
+
+    def greedy_refine(ev: Evaluator) -> SelectionResult:
+        key = tuple(v.video_id for v in ev.videos)
+        if key not in fitted:
+            fitted[key] = fit_weights(ev, max_steps, refine=True)
+        return fitted[key]
+
     return {
-        "greedy+refine": lambda ev: fit_weights(ev, max_steps, refine=True),
+        "greedy+refine": greedy_refine,
         "greedy": lambda ev: fit_weights(ev, max_steps, refine=False),
         "top3_average": lambda ev: top_k_average(ev, 3),
         "best_single": best_single,
+        "greedy+refine/segments": lambda ev: with_segment_fusion(ev, greedy_refine(ev)),
     }
 
 
@@ -156,8 +174,8 @@ def out_of_fold(evaluator: Evaluator, k: int, seed: int, fit) -> Segments:
     k = max(2, min(k, len(ids)))
     parts = []
     for held in folds_of(ids, k, seed):
-        weights = fit(evaluator.subset(set(ids) - held)).weights
-        parts.append(evaluator.subset(held).detections_for(weights))
+        chosen = fit(evaluator.subset(set(ids) - held))
+        parts.append(evaluator.subset(held).detections_for(chosen.weights, chosen.fusion))
     return concat_segments(parts)
 
 

@@ -186,7 +186,7 @@ def nms_grouped(video, start, end, score, label, iou_threshold: float, keep_max:
     visit = np.lexsort((index, -score, label, video))  # greedy's order within each (video, label)
     priority = np.empty(count, dtype=np.int64)
     priority[visit] = index
-    first, second = _intersecting_pairs(video * (int(label.max(initial=0)) + 1) + label, start, end)
+    first, second = intersecting_pairs(video * (int(label.max(initial=0)) + 1) + label, start, end)
     earlier = np.where(priority[first] < priority[second], first, second)
     later = np.where(priority[first] < priority[second], second, first)
     inter = np.minimum(end[later], end[earlier]) - np.maximum(start[later], start[earlier])
@@ -205,7 +205,7 @@ def nms_grouped(video, start, end, score, label, iou_threshold: float, keep_max:
     return survivors[_rank_in_group(video[survivors]) < keep_max]
 
 
-def _intersecting_pairs(group, start, end) -> tuple[np.ndarray, np.ndarray]:
+def intersecting_pairs(group, start, end) -> tuple[np.ndarray, np.ndarray]:
     """Index pairs of segments of the same group that intersect. Sorted by (group, start), a segment's
     intersecting followers come right after it: step d pairs each still-open segment with the one d places
     on, and a segment closes at its first follower that starts after its end (or belongs to another group)."""

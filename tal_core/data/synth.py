@@ -143,7 +143,7 @@ def draw_action(frame: np.ndarray, action: int, elapsed: float, colour: np.ndarr
 
 
 LOOKS = {"easy": Look(ACTIONS, (2.0, 4.5), (1.0, 3.0), (70, 122), 4, 1.5, 0.0, False),
-         "hard": Look(HARD_ACTIONS, (1.5, 6.0), (0.5, 2.0), (20, 172), 12, 3.5, 0.8, True)}
+         "hard": Look(HARD_ACTIONS, (1.5, 6.0), (0.5, 2.0), (20, 172), 8, 3.5, 0.8, True)}
 
 
 def _resize_nearest(img: np.ndarray, height: int, width: int) -> np.ndarray:

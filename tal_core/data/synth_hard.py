@@ -20,7 +20,7 @@ import numpy as np
 HARD_ACTIONS = ("drift_left", "drift_right", "spin_cw", "spin_ccw", "flash_slow", "flash_fast", "grow", "shrink")
 HARD_PAIRS = (("drift_left", "drift_right"), ("spin_cw", "spin_ccw"), ("flash_slow", "flash_fast"),
               ("grow", "shrink"))
-DRIFT_SPEED, DRIFT_SPAN = 20.0, 60.0  # world pixels per second; drifts wrap around a window of DRIFT_SPAN
+DRIFT_SPEED, DRIFT_SPAN = 28.0, 64.0  # world pixels per second; drifts wrap around a window of DRIFT_SPAN
 SPIN_TURNS_PER_SECOND = 0.6
 FLASH_HZ = {"flash_slow": 2.0, "flash_fast": 5.0}
 GROW_PERIOD_S, GROW_MIN, GROW_MAX = 1.5, 8.0, 34.0
