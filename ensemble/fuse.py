@@ -13,6 +13,7 @@ from tal_core.decode import CellLayout, decode_flat
 from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
+from .calibrate import apply_temperatures, cell_labels, fit_temperatures
 from .parallel import map_scores
 from .segment_fusion import fuse_segments
 
@@ -41,6 +42,21 @@ class Evaluator:
                       self.gt.score[keep])
         return Evaluator([v for v in self.videos if v.video_id in video_ids], gt, self.actions, self.eval_cfg,
                          self.thresholds, self.placements)
+
+    def fit_temperatures(self) -> np.ndarray:
+        """Per member, the temperature that calibrates its probabilities on these videos (``calibrate``)."""
+        return fit_temperatures(self.videos, cell_labels(self.videos, self.gt, self.actions))
+
+    def with_temperatures(self, temperatures: np.ndarray | None) -> Evaluator:
+        """The same videos with each member's probabilities tempered (itself when ``temperatures`` is None)."""
+        if temperatures is None:
+            return self
+        return Evaluator(apply_temperatures(self.videos, temperatures), self.gt, self.actions, self.eval_cfg,
+                         self.thresholds, self.placements)
+
+    def detections_of(self, chosen) -> Segments:
+        """Detections of a selection result: its temperatures, weights and fusion applied to these videos."""
+        return self.with_temperatures(chosen.temperatures).detections_for(chosen.weights, chosen.fusion)
 
     def single_scores(self) -> np.ndarray:
         """val mAP of each member alone (computed once per evaluator: every procedure starts from them)."""

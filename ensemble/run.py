@@ -28,7 +28,7 @@ from .align import align
 from .candidates import Candidate, CandidateError, collect
 from .fuse import Evaluator
 from .gain import bootstrap_gain
-from .select import choose_by_cv, nested_out_of_fold
+from .select import SelectionResult, choose_by_cv, nested_out_of_fold
 
 
 def log(message: str) -> None:
@@ -37,8 +37,7 @@ def log(message: str) -> None:
 
 def _detections_json(evaluator: Evaluator, fitted) -> dict[str, list[dict]]:
     """The detections of fitted weights (and fusion) on the evaluator's videos, as ActivityNet JSON."""
-    return segments_to_detection_dict(evaluator.detections_for(fitted.weights, fitted.fusion),
-                                      [v.video_id for v in evaluator.videos])
+    return segments_to_detection_dict(evaluator.detections_of(fitted), [v.video_id for v in evaluator.videos])
 
 
 def _metrics(result) -> dict:
@@ -51,7 +50,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv") -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
     out-of-fold val mAP; or name one ("greedy+refine", "greedy", "top3_average", "best_single",
-    "greedy+refine/segments")."""
+    "greedy+refine/segments", "calibrated+greedy+refine")."""
     cfg = load_config(config, overrides)
     out = Path(out)
     spec = load_ground_truth(Path(data))
@@ -79,7 +78,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     gain = bootstrap_gain(evaluator.scored_truth, evaluator.scored(nested_detections),
                           evaluator.scored(held_out["best_single"]), evaluator.thresholds, seed=seed)
     best_single = int(np.argmax(evaluator.single_scores()))
-    ens_result = evaluator.score_detections(evaluator.detections_for(fitted.weights, fitted.fusion))
+    ens_result = evaluator.score_detections(evaluator.detections_of(fitted))
     single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
     metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
                                                    "procedure": procedure, "fusion": fitted.fusion,
@@ -129,10 +128,11 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
                   spec, source: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     remove_previous_outputs(out)
-    members = [{"run_id": c.run_id, "weight": float(w), "val_mAP": c.val_map, "source": c.source,
-                "interval_seconds": c.val.meta.get("interval_seconds"), "view": c.val.meta.get("view"),
-                "params": c.params}
-               for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
+    temperatures = fitted.temperatures if fitted.temperatures is not None else np.ones(len(candidates))
+    members = [{"run_id": c.run_id, "weight": float(w), "temperature": float(t), "val_mAP": c.val_map,
+                "source": c.source, "interval_seconds": c.val.meta.get("interval_seconds"),
+                "view": c.val.meta.get("view"), "params": c.params}
+               for c, w, t in zip(candidates, fitted.weights, temperatures, strict=True) if w > 0]
     spec_json = {"sweep": source, "procedure": metrics["ensemble"]["procedure"], "fusion": fitted.fusion,
                  "fusions_compared": {name: oof for name, oof in metrics["oof_val_mAP_by_procedure"].items()
                                       if name in ("greedy+refine", "greedy+refine/segments")},
@@ -144,16 +144,19 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
     chosen = [c for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
     if all(c.test is not None for c in chosen) and chosen:
         test_eval = Evaluator(align([c.test for c in chosen]), evaluator.gt, evaluator.actions, cfg.eval)
-        weights = fitted.weights[fitted.weights > 0]
-        test_dets = _detections_json(test_eval, type(fitted)(weights / weights.sum(), fitted.score, fusion=fitted.fusion))
+        chosen_members = fitted.weights > 0
+        weights = fitted.weights[chosen_members]
+        temperatures = None if fitted.temperatures is None else fitted.temperatures[chosen_members]
+        test_dets = _detections_json(test_eval, type(fitted)(weights / weights.sum(), fitted.score,
+                                                             fusion=fitted.fusion, temperatures=temperatures))
         write_detections(test_dets, out / "detections" / "test.json")
         durations = {v: spec.videos[v].duration for v in test_dets if v in spec.videos}
         write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions, cfg.eval.bin_seconds or 10.0,
                                          placements=placements_of(spec)), out / "submission.csv")
     _plots(out, members, fitted.history)
     single = [c.run_id for c in candidates].index(metrics["best_single"]["run_id"])
-    _compare_plots(out, evaluator, {"best single": (np.eye(len(candidates))[single], "probabilities"),
-                                    "ensemble": (fitted.weights, fitted.fusion)}, spec)
+    _compare_plots(out, evaluator, {"best single": SelectionResult(np.eye(len(candidates))[single], 0.0),
+                                    "ensemble": fitted}, spec)
 
 
 def _plots(out: Path, members: list[dict], history: list) -> None:
@@ -164,8 +167,8 @@ def _plots(out: Path, members: list[dict], history: list) -> None:
 
 
 def _compare_plots(out: Path, evaluator: Evaluator, weights: dict[str, np.ndarray], spec) -> None:
-    per_class = {name: evaluator.score_detections(evaluator.detections_for(w, fusion)).to_json()["per_class"]
-                 for name, (w, fusion) in weights.items()}
+    per_class = {name: evaluator.score_detections(evaluator.detections_of(chosen)).to_json()["per_class"]
+                 for name, chosen in weights.items()}
     grouped_bar_plot(per_class, out / "per_class_ap_single_vs_ensemble.png", "per-class AP: best single vs ensemble")
     detection_plots(out, spec)
 

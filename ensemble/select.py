@@ -31,6 +31,7 @@ class SelectionResult:
     score: float
     history: list = field(default_factory=list)  # val mAP after each greedy step
     fusion: str = "probabilities"  # how the members are combined: probabilities | segments (see fuse.FUSIONS)
+    temperatures: np.ndarray | None = None  # per-member calibration applied before fusion (None: none)
 
 
 def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: int = 12,
@@ -114,10 +115,18 @@ def with_segment_fusion(evaluator: Evaluator, chosen: SelectionResult) -> Select
     return SelectionResult(chosen.weights, score, chosen.history, fusion="segments")
 
 
+def calibrated(evaluator: Evaluator, max_steps: int) -> SelectionResult:
+    """Temperatures fitted on these videos, then greedy+refine on the tempered probabilities."""
+    temperatures = evaluator.fit_temperatures()
+    chosen = fit_weights(evaluator.with_temperatures(temperatures), max_steps, refine=True)
+    return SelectionResult(chosen.weights, chosen.score, chosen.history, temperatures=temperatures)
+
+
 def procedures(max_steps: int) -> dict:
     """The ways of choosing weights (and the fusion) that cross-validation compares (names are reported).
     ``greedy+refine/segments`` takes greedy+refine's weights (computed once per set of videos) and fuses the
-    members' detections instead of their probabilities."""
+    members' detections instead of their probabilities; ``calibrated+greedy+refine`` tempers each member's
+    probabilities first (``calibrate``)."""
     fitted: dict[tuple, SelectionResult] = {}
 
     def greedy_refine(ev: Evaluator) -> SelectionResult:
@@ -132,6 +141,7 @@ def procedures(max_steps: int) -> dict:
         "top3_average": lambda ev: top_k_average(ev, 3),
         "best_single": best_single,
         "greedy+refine/segments": lambda ev: with_segment_fusion(ev, greedy_refine(ev)),
+        "calibrated+greedy+refine": lambda ev: calibrated(ev, max_steps),
     }
 
 
@@ -174,8 +184,8 @@ def out_of_fold(evaluator: Evaluator, k: int, seed: int, fit) -> Segments:
     k = max(2, min(k, len(ids)))
     parts = []
     for held in folds_of(ids, k, seed):
-        chosen = fit(evaluator.subset(set(ids) - held))
-        parts.append(evaluator.subset(held).detections_for(chosen.weights, chosen.fusion))
+        chosen = fit(evaluator.subset(set(ids) - held))  # temperatures too are fitted on the training folds
+        parts.append(evaluator.subset(held).detections_of(chosen))
     return concat_segments(parts)
 
 

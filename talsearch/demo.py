@@ -58,6 +58,17 @@ def summary_table(metrics: dict) -> str:
     return aligned(rows)
 
 
+def gain_line(metrics: dict) -> str:
+    """The ensemble's nested out-of-fold gain over the best single trial's out-of-fold mAP, with its interval."""
+    gain = metrics.get("gain")
+    if not gain:
+        return ""
+    return (f"gain over the best single trial (nested out-of-fold): {gain['mAP']:+.4f}, "
+            f"{round(gain['level'] * 100)}% bootstrap interval [{gain['low']:+.4f}, {gain['high']:+.4f}] over "
+            f"{gain['videos']} val videos; procedure {metrics['ensemble']['procedure']}, "
+            f"{metrics['ensemble'].get('fusion', 'probabilities')} fusion")
+
+
 def trial_outcomes(sweep_dir: Path) -> list[dict]:
     """Per finished trial: its shift and output kind, its best-epoch val mAPs and its direction-only AP."""
     outcomes = []
@@ -129,7 +140,7 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
         "", "The method, trial by trial (val, best epoch):", method_table(outcomes) if outcomes else "(no trial)",
         "", *effect_lines(outcomes),
         "", "Ensemble of the trials (members and weights chosen on val; out-of-fold = scored on held-out val folds):",
-        summary_table(result), "",
+        summary_table(result), gain_line(result), "",
         f"data:        {data_dir}",
         f"sweep:       {sweep_dir}   (talsearch leaderboard {sweep_dir})",
         f"ensemble:    {ens_dir}/ensemble.json",

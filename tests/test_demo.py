@@ -1,0 +1,21 @@
+from talsearch.demo import gain_line, summary_table
+
+METRICS = {
+    "ensemble": {"val_mAP@0.5": 0.8, "val_mAP@0.75": 0.7, "val_mAP@0.95": 0.3, "val_mAP": 0.6, "oof_val_mAP": 0.55,
+                 "nested_oof_val_mAP": 0.54, "procedure": "greedy+refine/segments", "fusion": "segments"},
+    "best_single": {"val_mAP@0.5": 0.7, "val_mAP@0.75": 0.6, "val_mAP@0.95": 0.2, "val_mAP": 0.5,
+                    "oof_val_mAP": 0.5},
+    "gain": {"mAP": 0.04, "low": 0.01, "high": 0.07, "level": 0.9, "draws": 1000, "videos": 14},
+}
+
+
+def test_summary_rows_carry_both_sides_and_the_nested_figure_for_the_ensemble_only():
+    rows = summary_table(METRICS).splitlines()
+    assert rows[1].split()[-2:] == ["0.5000", "-"] and rows[2].split()[-2:] == ["0.5500", "0.5400"]
+
+
+def test_gain_line_states_the_gain_its_interval_and_how_it_was_fused():
+    line = gain_line(METRICS)
+    assert "+0.0400" in line and "[+0.0100, +0.0700]" in line and "90%" in line and "14 val videos" in line
+    assert "segments fusion" in line
+    assert gain_line({k: v for k, v in METRICS.items() if k != "gain"}) == ""
