@@ -7,13 +7,13 @@ Never imports search internals.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from tal_core.errors import UserError
 from tal_core.predictions import IntervalPredictions, PredictionsError, load_predictions
+from tal_core.run_folder import RunFolder
 from tal_core.tracking import download_trial_outputs
 
 
@@ -32,17 +32,17 @@ class Candidate:
 
 
 def _load_trial(trial_dir: Path, run_id: str | None = None) -> Candidate | None:
-    val_path = trial_dir / "predictions" / "val.npz"
+    folder = RunFolder(trial_dir)
+    val_path = folder.predictions_file("val")
     if not val_path.exists():
         return None
     try:
         val = load_predictions(val_path)
-        test_path = trial_dir / "predictions" / "test.npz"
+        test_path = folder.predictions_file("test")
         test = load_predictions(test_path) if test_path.exists() else None
     except PredictionsError as error:
         raise CandidateError(f"trial {trial_dir.name}: {error}") from None
-    metrics_path = trial_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics = RunFolder(trial_dir).read_metrics() or {}
     return Candidate(run_id or trial_dir.name, val, test, float(metrics.get("val_mAP", 0.0)),
                      val.meta.get("config", {}), str(trial_dir))
 
@@ -54,18 +54,16 @@ def _load_with_snapshots(trial_dir: Path) -> list[Candidate]:
         return []
     found = [best]
     best_epoch = _best_epoch(trial_dir)
-    for folder in sorted((trial_dir / "snapshots").glob("epoch_*")):
-        epoch = folder.name.removeprefix("epoch_")
-        if epoch.isdigit() and int(epoch) != best_epoch:
-            snapshot = _load_trial(folder, f"{trial_dir.name}@e{epoch}")
+    for epoch, folder in RunFolder(trial_dir).snapshots().items():
+        if epoch != best_epoch:
+            snapshot = _load_trial(folder.path, f"{trial_dir.name}@e{epoch}")
             if snapshot is not None:
                 found.append(snapshot)
     return found
 
 
 def _best_epoch(trial_dir: Path) -> int | None:
-    path = trial_dir / "metrics.json"
-    return json.loads(path.read_text()).get("best_epoch") if path.exists() else None
+    return (RunFolder(trial_dir).read_metrics() or {}).get("best_epoch")
 
 
 def from_sweep_folder(sweep_dir: Path) -> list[Candidate]:

@@ -11,6 +11,7 @@ import yaml
 from tal_core.config import flatten
 from tal_core.errors import UserError
 from tal_core.io import read_jsonl
+from tal_core.run_folder import RunFolder
 
 
 def _trial_row(trial_dir: Path, outcome: dict, searched: list[str]) -> dict:
@@ -19,9 +20,8 @@ def _trial_row(trial_dir: Path, outcome: dict, searched: list[str]) -> dict:
     config = yaml.safe_load((trial_dir / "config.yaml").read_text()) if (trial_dir / "config.yaml").exists() else {}
     flat = flatten(config or {})
     row.update({key: flat.get(key) for key in searched})
-    metrics_path = trial_dir / "metrics.json"
-    if metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text())
+    metrics = RunFolder(trial_dir).read_metrics()
+    if metrics is not None:
         row.update({k: v for k, v in metrics.items() if k.startswith("val_")})
         row["best_epoch"] = metrics.get("best_epoch")
     history = trial_dir / "history.jsonl"

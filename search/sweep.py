@@ -24,6 +24,7 @@ from tal_core.config import ConfigError
 from tal_core.data.annotations import DatasetSpec, load_dataset
 from tal_core.data.video import FrameCache
 from tal_core.io import clean_temporaries, write_json_atomic, write_text_atomic
+from tal_core.run_folder import RunFolder
 from tal_core.tracking import (
     check_reachable,
     end_unfinished_runs,
@@ -284,8 +285,7 @@ def trial_outcomes(results, base_epochs: int, sweep_dir: Path) -> dict[str, dict
             status = "STOPPED_EARLY"
         else:
             status = "FINISHED"
-        best_path = sweep_dir / "trials" / trial_id / "metrics.json"
-        best = json.loads(best_path.read_text()) if best_path.is_file() else {}
+        best = RunFolder(sweep_dir / "trials" / trial_id).read_metrics() or {}
         outcomes[trial_id] = {"trial_id": trial_id, "status": status, "epochs": done, "budget": budget,
                               "error": _error_tail(result.error),
                               "val_mAP": best.get("val_mAP"), "best_epoch": best.get("best_epoch"),

@@ -27,6 +27,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from tal_core.config import from_dict, unflatten
 from tal_core.io import write_json_atomic
+from tal_core.run_folder import RunFolder, RunFolderError
 
 from .reported import SEARCHABLE_METRICS, mlflow_name
 
@@ -95,10 +96,9 @@ def worker_loop(loop_config: dict) -> None:
 
 def _best_so_far(run_dir: Path) -> dict[str, float]:
     """The best_* figures of the epochs a resumed trial already ran (from its metrics.json), or {}."""
-    path = run_dir / "metrics.json"
     try:
-        saved = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
+        saved = RunFolder(run_dir).read_metrics() or {}
+    except RunFolderError:  # a torn file from before an interruption: the resumed run rewrites it
         return {}
     best = {f"best_{mlflow_name(k)}": float(v) for k, v in saved.items()
             if k.startswith("val_") and isinstance(v, int | float) and not isinstance(v, bool)}

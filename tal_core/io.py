@@ -18,20 +18,28 @@ from typing import IO, Any
 from .errors import UserError
 
 
-def write_atomic(path: str | Path, write: Callable[[IO], None], mode: str = "w") -> Path:
-    """Call ``write(handle)`` on a temporary file next to ``path`` and publish it under ``path``."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w"):
+    """A handle on a temporary file next to ``path``; on a clean exit it is fsynced and renamed over ``path``,
+    on an error removed. The one place files are published (streaming writers use it directly)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, mode) as handle:
-            write(handle)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return path
+
+
+def write_atomic(path: str | Path, write: Callable[[IO], None], mode: str = "w") -> Path:
+    """Call ``write(handle)`` on a temporary file next to ``path`` and publish it under ``path``."""
+    with atomic_file(path, mode) as handle:
+        write(handle)
+    return Path(path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -15,7 +15,6 @@ One self-describing ``.npz`` per split, readable with numpy alone
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .io import write_atomic
 
 FORMAT_VERSION = 1
 
@@ -70,17 +70,10 @@ class IntervalPredictions:
 
 
 def save_predictions(pred: IntervalPredictions, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    with open(tmp, "wb") as handle:
-        np.savez_compressed(
-            handle, video_ids=np.array(pred.video_ids, dtype=str), offsets=pred.offsets, starts=pred.starts,
-            ends=pred.ends, probs=pred.probs, scene_probs=pred.scene_probs,
-            meta=np.array(json.dumps(pred.meta, default=str)),
-        )
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda handle: np.savez_compressed(
+        handle, video_ids=np.array(pred.video_ids, dtype=str), offsets=pred.offsets, starts=pred.starts,
+        ends=pred.ends, probs=pred.probs, scene_probs=pred.scene_probs,
+        meta=np.array(json.dumps(pred.meta, default=str))), mode="wb")
 
 
 REQUIRED = ("video_ids", "offsets", "starts", "ends", "probs", "scene_probs", "meta")

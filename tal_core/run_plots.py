@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from tal_core.formats import ground_truth_segments, read_detections, read_detect
 from tal_core.metrics import average_precision
 
 from .plots import line_plot, per_class_ap_plot, timeline_plot
+from .run_folder import RunFolder
 
 TIOU_SWEEP = tuple(np.round(np.arange(0.1, 0.96, 0.05), 2))
 
@@ -25,8 +25,7 @@ def detection_plots(folder: Path, spec: DatasetSpec, subset: str = "val") -> lis
     result = average_precision(gt, read_detections(det_path), TIOU_SWEEP)
     written = [line_plot(result.thresholds, result.map_per_threshold, folder / "map_vs_tiou.png",
                          "mAP vs tIoU threshold", "tIoU", "mAP")]
-    metrics_path = folder / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    metrics = RunFolder(folder).read_metrics() or {}
     if "per_class_AP" in metrics:
         written.append(per_class_ap_plot(metrics, folder / "per_class_ap.png"))
     detections = read_detections_dict(det_path)

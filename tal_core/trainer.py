@@ -32,10 +32,11 @@ from .distributed import is_distributed, rank, select_device
 from .ema import WeightEMA
 from .errors import UserError
 from .formats import write_detections
-from .io import clean_temporaries, write_json_atomic
+from .io import clean_temporaries, write_atomic
 from .losses import balanced_class_weights
 from .model.multitask import MultiTaskTSM
 from .predictions import save_predictions
+from .run_folder import RunFolder
 
 EpochCallback = Callable[[int, dict, Path], None]
 
@@ -89,9 +90,7 @@ def save_checkpoint(path: Path, model, optimizer=None, scheduler=None, state: Ru
                        history=json.dumps(state.history))
     if cfg is not None:
         payload["config"] = json.dumps(cfg.model_dump(mode="json"))
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    write_atomic(path, lambda handle: torch.save(payload, handle), mode="wb")
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -221,7 +220,7 @@ class Run:
             write_detections(evaluation.decode_predictions(test_pred, self.cfg.eval, self.scene_prior),
                              out / "detections" / "test.json")
         summary = dict(metrics, best_epoch=self.state.best_epoch, per_class_AP=per_class)
-        write_json_atomic(out / "metrics.json", summary)
+        RunFolder(out).write_metrics(summary)
         save_checkpoint(out / "checkpoint.pt", self.evaluated_model(), cfg=self.cfg)
 
     def snapshot_epochs(self) -> list[int]:
@@ -234,14 +233,14 @@ class Run:
         if rank() != 0:
             return
         keep = self.snapshot_epochs()
-        folder = self.run_dir / "snapshots" / f"epoch_{metrics['epoch']}"
-        save_predictions(val_pred, folder / "predictions" / "val.npz")
+        folder = RunFolder(self.run_dir).snapshot(metrics["epoch"])
+        save_predictions(val_pred, folder.predictions_file("val"))
         if test_pred is not None:
-            save_predictions(test_pred, folder / "predictions" / "test.npz")
-        write_json_atomic(folder / "metrics.json", dict(metrics, best_epoch=metrics["epoch"]))
-        for old in (self.run_dir / "snapshots").glob("epoch_*"):
-            if int(old.name.removeprefix("epoch_")) not in keep:
-                shutil.rmtree(old, ignore_errors=True)
+            save_predictions(test_pred, folder.predictions_file("test"))
+        folder.write_metrics(dict(metrics, best_epoch=metrics["epoch"]))
+        for epoch, old in RunFolder(self.run_dir).snapshots().items():
+            if epoch not in keep:
+                shutil.rmtree(old.path, ignore_errors=True)
 
 
 def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallbacks = RunCallbacks(),
@@ -295,8 +294,7 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
 
 
 def _read_best(run_dir: Path) -> dict:
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return RunFolder(run_dir).read_metrics() or {}
 
 
 def _epoch_line(m: dict, epochs: int) -> str:

@@ -15,6 +15,7 @@ from search.sweep import run_sweep
 from tal_core.config import ConfigError, flatten
 from tal_core.data.synth import DIRECTION_ONLY
 from tal_core.io import write_json_atomic
+from tal_core.run_folder import RunFolder
 
 DEMO_VIDEOS = 48  # enough for the tiny TSM to learn every class in the demo's budget
 
@@ -73,10 +74,10 @@ def trial_outcomes(sweep_dir: Path) -> list[dict]:
     """Per finished trial: its shift and output kind, its best-epoch val mAPs and its direction-only AP."""
     outcomes = []
     for trial in sorted((sweep_dir / "trials").glob("*")):
-        if not (trial / "metrics.json").is_file() or not (trial / "config.yaml").is_file():
+        metrics = RunFolder(trial).read_metrics()
+        if metrics is None or not RunFolder(trial).config_file.is_file():
             continue
-        cfg = flatten(yaml.safe_load((trial / "config.yaml").read_text()) or {})
-        metrics = json.loads((trial / "metrics.json").read_text())
+        cfg = flatten(yaml.safe_load(RunFolder(trial).config_file.read_text()) or {})
         per_class = metrics.get("per_class_AP", {})
         direction = [per_class[c] for c in DIRECTION_ONLY if c in per_class]
         outcomes.append({"trial": trial.name, "shift": cfg["model.shift_fraction"], "output": cfg["model.output"],

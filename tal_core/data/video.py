@@ -13,7 +13,6 @@ no progress for ``decode_timeout_s`` (decord can hang on a broken container) giv
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 import json
@@ -21,7 +20,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import VideoDecodeError  # noqa: F401  (re-exported: raised by every reader)
+from ..io import atomic_file
 
 CACHE_VERSION = 2  # 2: cached frame i shows the source frame at the centre of its cell
 DECODE_CHUNK = 64
@@ -232,24 +231,17 @@ def cache_key(path: Path, decode_fps: float, size: int, decoder: str = "decord")
 
 @contextmanager
 def _file_lock(path: Path, timeout_s: float = LOCK_TIMEOUT_S):
-    """An exclusive lock on ``path``, waited for at most ``timeout_s`` (the kernel drops it when its holder dies,
-    so a lock file left behind never blocks)."""
+    """An exclusive lock on ``path`` (filelock: the kernel drops it when its holder dies, so a lock file left
+    behind never blocks), waited for at most ``timeout_s``."""
+    from filelock import FileLock, Timeout
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise VideoDecodeError(f"{path}: another process has held this frame-cache lock for over "
-                                           f"{timeout_s:g} s (building the same entry); is it stuck?") from None
-                time.sleep(0.2)
-        try:
+    try:
+        with FileLock(path, timeout=timeout_s):
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    except Timeout:
+        raise VideoDecodeError(f"{path}: another process has held this frame-cache lock for over {timeout_s:g} s "
+                               "(building the same entry); is it stuck?") from None
 
 
 class FrameCache:
@@ -303,28 +295,22 @@ class FrameCache:
         return done
 
     def _build(self, video: Path, decode_fps: float, size: int, target: Path, decoder: str = "decord") -> None:
-        """Decode into a temporary .npy written sequentially (header, then chunks), then rename it.
+        """Decode into a temporary .npy written sequentially (header, then chunks), then publish it (``atomic_file``).
 
         A writer thread writes and flushes each chunk to disk while the next one decodes, so the final fsync
         before the rename (the data must be on disk before the name publishes it) has almost nothing left.
         """
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.npy")
-        try:
-            with open(tmp, "wb") as handle, ThreadPoolExecutor(1, thread_name_prefix="cache-writer") as writer:
-                pending = None
-                for begin, total, frames in iter_decoded(video, decode_fps, size, self.decode_timeout_s, decoder):
-                    if pending is not None:
-                        pending.result()  # chunks land in order; at most one waits in memory
-                    if begin == 0:
-                        header = {"descr": "|u1", "fortran_order": False, "shape": (total, *frames.shape[1:])}
-                        np.lib.format.write_array_header_1_0(handle, header)
-                    pending = writer.submit(_write_to_disk, handle, np.ascontiguousarray(frames, dtype=np.uint8))
+        with atomic_file(target, "wb") as handle, ThreadPoolExecutor(1, thread_name_prefix="cache-writer") as writer:
+            pending = None
+            for begin, total, frames in iter_decoded(video, decode_fps, size, self.decode_timeout_s, decoder):
                 if pending is not None:
-                    pending.result()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+                    pending.result()  # chunks land in order; at most one waits in memory
+                if begin == 0:
+                    header = {"descr": "|u1", "fortran_order": False, "shape": (total, *frames.shape[1:])}
+                    np.lib.format.write_array_header_1_0(handle, header)
+                pending = writer.submit(_write_to_disk, handle, np.ascontiguousarray(frames, dtype=np.uint8))
+            if pending is not None:
+                pending.result()
 
     def load(self, video: str | Path, decode_fps: float, size: int, decoder: str | None = None) -> np.ndarray:
         """Memory-mapped (N, H, W, 3) uint8 frames, decoding first if needed."""

@@ -1,0 +1,98 @@
+"""A run folder's layout, its one reader per file and one error model.
+
+A run folder (``talsearch train --out RUN``, or a sweep's ``trials/<id>``) holds::
+
+  metrics.json            the best epoch's metrics (val_mAP, val_mAP@t, per_class_AP, best_epoch ...)
+  history.jsonl           one line per epoch
+  config.yaml             the resolved config
+  predictions/<split>.npz interval predictions (val, test)
+  detections/<split>.json ActivityNet detections
+  checkpoint.pt           the evaluated weights of the best epoch; last.pt: the resume state
+  snapshots/epoch_N/      metrics.json + predictions/ of the next-best epochs (train.snapshots)
+
+Readers return None (or empty) for a file that is not there yet (a run still starting, a failed trial) and raise
+``RunFolderError`` naming the file for one that is there but unreadable. Every write goes through
+``io.write_atomic``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .io import read_jsonl, write_json_atomic
+
+
+class RunFolderError(UserError):
+    """A run folder's file exists but cannot be read; names it."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    path: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def history_file(self) -> Path:
+        return self.path / "history.jsonl"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def resume_file(self) -> Path:
+        return self.path / "last.pt"
+
+    def predictions_file(self, split: str) -> Path:
+        return self.path / "predictions" / f"{split}.npz"
+
+    def detections_file(self, split: str) -> Path:
+        return self.path / "detections" / f"{split}.json"
+
+    def snapshot(self, epoch: int) -> RunFolder:
+        return RunFolder(self.path / "snapshots" / f"epoch_{epoch}")
+
+    def snapshots(self) -> dict[int, RunFolder]:
+        """The kept snapshot folders by epoch (``train.snapshots``)."""
+        found = {}
+        for folder in sorted((self.path / "snapshots").glob("epoch_*")):
+            epoch = folder.name.removeprefix("epoch_")
+            if epoch.isdigit() and folder.is_dir():
+                found[int(epoch)] = RunFolder(folder)
+        return found
+
+    def read_metrics(self) -> dict | None:
+        """The best epoch's metrics, or None before the first epoch ends."""
+        if not self.metrics_file.is_file():
+            return None
+        try:
+            metrics = json.loads(self.metrics_file.read_text())
+        except (OSError, ValueError) as error:
+            raise RunFolderError(f"{self.metrics_file}: not readable JSON ({error})") from None
+        if not isinstance(metrics, dict):
+            raise RunFolderError(f"{self.metrics_file}: holds {type(metrics).__name__}, not an object")
+        return metrics
+
+    def write_metrics(self, metrics: dict) -> Path:
+        return write_json_atomic(self.metrics_file, metrics)
+
+    def read_history(self) -> list[dict]:
+        """One record per finished epoch (a torn last line is skipped, see ``io.read_jsonl``)."""
+        return read_jsonl(self.history_file) if self.history_file.is_file() else []
