@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 
@@ -30,9 +30,11 @@ from .fuse import Evaluator
 from .gain import bootstrap_gain
 from .select import SelectionResult, choose_by_cv, nested_out_of_fold
 
+logger = logging.getLogger("talsearch.ensemble")
+
 
 def log(message: str) -> None:
-    print(f"[ensemble] {message}", file=sys.stderr, flush=True)
+    logger.info(f"[ensemble] {message}")
 
 
 def _detections_json(evaluator: Evaluator, fitted) -> dict[str, list[dict]]:

@@ -11,6 +11,7 @@ a folder) and no Ray address. ``search.private_network: false`` turns it off (e.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import socket
@@ -55,8 +56,9 @@ def reexec(argv: list[str]) -> None:
     namespace. Returns only when that is not possible, after saying so."""
     prefix = unshare_prefix()
     if prefix is None:
-        print("[talsearch] warning: network namespaces are unavailable here, so the local Ray cluster listens "
-              "on all interfaces (token authentication on); firewall Ray's ports", file=sys.stderr)
+        logging.getLogger("talsearch.sweep").warning(
+            "[talsearch] warning: network namespaces are unavailable here, so the local Ray cluster listens on "
+            "all interfaces (token authentication on); firewall Ray's ports")
         return
     os.environ.update(NAMESPACE_ENV)
     sys.stdout.flush()

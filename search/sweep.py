@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -41,8 +42,11 @@ from .space import SweepSpec, load_sweep
 TUNE_NAME = "tune"
 
 
+logger = logging.getLogger("talsearch.sweep")
+
+
 def log(message: str) -> None:
-    print(f"[sweep] {message}", file=sys.stderr, flush=True)
+    logger.info(f"[sweep] {message}")
 
 
 def _values(spec: SweepSpec, key: str) -> list:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -49,6 +50,8 @@ def worker_loop(loop_config: dict) -> None:
     from tal_core.data.video import FrameCache
     from tal_core.trainer import RunCallbacks, fit
 
+    # a worker process is an entry point of its own: its progress lines go to its stderr (Ray's worker log)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
     started = loop_config["trial_started"]
     timing = {"worker_start_s": time.time() - started, "first_step_s": None}
     cfg = from_dict(unflatten(loop_config["config"]))
@@ -84,14 +87,14 @@ def worker_loop(loop_config: dict) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     worker = {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
-    (run_dir / f"worker_{world_rank}.json").write_text(json.dumps(worker))
+    write_json_atomic(run_dir / f"worker_{world_rank}.json", worker)
     resume_from = _resume_file(run_dir, world_rank)
     cache = FrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s, cfg.data.decoder)
     fit(cfg, spec, run_dir, RunCallbacks(on_epoch=on_epoch, on_first_step=on_first_step), resume_from=resume_from,
         cache=cache)
     # where a trial's time went (seconds from the trial's start), for bench_sweep's breakdown
     timing["loop_end_s"] = time.time() - started
-    (run_dir / f"worker_{world_rank}.json").write_text(json.dumps({**worker, **timing}))
+    write_json_atomic(run_dir / f"worker_{world_rank}.json", {**worker, **timing})
 
 
 def _best_so_far(run_dir: Path) -> dict[str, float]:

@@ -11,6 +11,7 @@ predictions and metrics of the K + 1 best epochs under ``snapshots/epoch_N/`` (e
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 import sys
@@ -68,9 +69,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+logger = logging.getLogger("talsearch.train")
+
+
 def log(message: str) -> None:
     if rank() == 0:
-        print(message, file=sys.stderr, flush=True)
+        logger.info(message)
 
 
 def build_model(cfg: Config, spec: DatasetSpec) -> MultiTaskTSM:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -202,6 +203,9 @@ def add_command(sub, name: str, help_text: str, func):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="talsearch", description=__doc__.replace("``", ""), formatter_class=_Formatter)
     parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("--quiet", action="store_true", help="log warnings and errors only (stderr)")
+    noise.add_argument("--verbose", action="store_true", help="log debugging detail too (stderr)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = add_command(sub, "synth", "write a synthetic multi-view data set (real mp4 files)", cmd_synth)
@@ -298,10 +302,20 @@ def _add_search_commands(sub) -> None:
     commands.add_parsers(sub, add_command, _config_arg, port)
 
 
+def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
+    """Log lines (progress, warnings) to stderr, as plain messages: INFO by default, WARNING with --quiet,
+    DEBUG with --verbose. Libraries only log; this is the one place that decides where it goes."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s", force=True)
+    for noisy in ("urllib3", "alembic", "filelock", "matplotlib", "PIL", "optuna", "ray", "mlflow", "fsspec"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 on success; 2 with one line naming the cause for a user's error (``UserError``, or a file the
     system refused: missing, a folder, no permission); anything else is a bug and keeps its traceback."""
     args = build_parser().parse_args(argv)
+    configure_logging(args.quiet, args.verbose)
     args.command_line = argv is None  # run as a program (not called from Python): it may re-run itself
     try:
         args.func(args)

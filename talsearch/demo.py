@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
+import logging
 import time
 from pathlib import Path
 
@@ -22,8 +22,11 @@ DEMO_VIDEOS = 48  # enough for the tiny TSM to learn every class in the demo's b
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
+logger = logging.getLogger("talsearch.demo")
+
+
 def log(message: str) -> None:
-    print(f"[demo] {message}", file=sys.stderr, flush=True)
+    logger.info(f"[demo] {message}")
 
 
 def demo_sweep_config() -> Path:
