@@ -14,6 +14,8 @@ import logging
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from .ray_compat import optuna_study, optuna_trial, told_trials
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,20 +27,20 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         self.full_budget = full_budget
 
     def budget_of(self, trial_id: str) -> int:
-        ot_trial = self._ot_trials.get(trial_id)
+        ot_trial = optuna_trial(self, trial_id)
         params = ot_trial.params if ot_trial is not None else {}
         return int(params.get("train.epochs", self.full_budget))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         value = (result or {}).get(self.metric)
         reached = int((result or {}).get("epoch", (result or {}).get("training_iteration", 0)))
-        if error or value is None or reached >= self.budget_of(trial_id) or trial_id in self._completed_trials:
+        if error or value is None or reached >= self.budget_of(trial_id) or trial_id in told_trials(self):
             super().on_trial_complete(trial_id, result, error)
             return
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = optuna_trial(self, trial_id)
         try:
             ot_trial.report(float(value), step=reached)
-            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+            optuna_study(self).tell(ot_trial, state=TrialState.PRUNED)
         except Exception as exc:  # e.g. NaN value
             logger.warning(exc)
-        self._completed_trials.add(trial_id)
+        told_trials(self).add(trial_id)

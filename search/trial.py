@@ -23,13 +23,14 @@ from pathlib import Path
 import ray.train
 import ray.tune
 from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.torch import TorchConfig
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from tal_core.config import from_dict, unflatten
 from tal_core.io import write_json_atomic
 from tal_core.run_folder import RunFolder, RunFolderError
 
+from .ray_compat import LeanTorchTrainer, worker_start_callback
 from .reported import SEARCHABLE_METRICS, mlflow_name
 
 # Ray Train environment knobs a trial sets for its controller and workers (Ray propagates them), unless the
@@ -154,40 +155,25 @@ def _warm_imports() -> None:
             importlib.import_module(name)
 
 
-try:
-    from ray.train.v2._internal.execution.callback import WorkerCallback
-except ImportError:  # another Ray version: no warm-up, same results
-    WorkerCallback = None
-
-if WorkerCallback is not None:
-    class WarmImportsCallback(WorkerCallback):
-        """On each worker, as soon as its train context exists, imports WARM_MODULES on a background thread: the
-        imports then overlap the rest of Ray Train's start-up (process-group rendezvous, controller polling),
-        and the training function finds them done (Python's import lock makes it wait for a half-done one)."""
-
-        def after_init_train_context(self):
-            global _warming
-            _warming = threading.Thread(target=_warm_imports, name="talsearch-warm-imports", daemon=True)
-            _warming.start()
+def start_warming() -> None:
+    """On each worker, as soon as its train context exists, imports WARM_MODULES on a background thread: the
+    imports then overlap the rest of Ray Train's start-up (process-group rendezvous, controller polling), and the
+    training function finds them done (Python's import lock makes it wait for a half-done one)."""
+    global _warming
+    _warming = threading.Thread(target=_warm_imports, name="talsearch-warm-imports", daemon=True)
+    _warming.start()
 
 
-class TrialTrainer(TorchTrainer):
-    """A ``TorchTrainer`` that skips Ray Data's per-run dataset-manager actor when no Ray datasets are passed,
-    and warms each worker's imports while Ray Train is still starting (``WarmImportsCallback``).
-
-    Ray Train 2.60 starts that actor for every run (one more process, importing ``ray.data``, per trial); our
-    workers read the frame cache themselves and never ask for a dataset shard.
-    """
+class TrialTrainer(LeanTorchTrainer):
+    """A ``TorchTrainer`` that skips Ray Data's per-run dataset-manager actor (Ray Train 2.60 starts one per run,
+    one more process importing ``ray.data``, though our workers read the frame cache themselves) and warms each
+    worker's imports while Ray Train is still starting (``start_warming``)."""
 
     warm_imports = True
 
-    def _create_default_callbacks(self):
-        callbacks = super()._create_default_callbacks()
-        if not self.datasets:
-            callbacks = [callback for callback in callbacks if type(callback).__name__ != "DatasetsCallback"]
-        if WorkerCallback is not None and self.warm_imports:
-            callbacks.append(WarmImportsCallback())
-        return callbacks
+    def extra_callbacks(self) -> list:
+        warm = worker_start_callback(start_warming) if self.warm_imports else None
+        return [warm] if warm is not None else []
 
 
 def worker_resources(cfg) -> dict[str, float]:

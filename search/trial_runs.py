@@ -7,6 +7,8 @@ from ray.air.integrations.mlflow import MLflowLoggerCallback
 
 from tal_core.tracking import TRIAL_ID_TAG, trial_run_name
 
+from .ray_compat import trial_runs
+
 
 class TrialRunsCallback(MLflowLoggerCallback):
     def __init__(self, *args, searched: list[str], **kwargs):
@@ -14,9 +16,10 @@ class TrialRunsCallback(MLflowLoggerCallback):
         self.searched = list(searched)
 
     def log_trial_start(self, trial) -> None:
-        if trial not in self._trial_runs:
+        runs = trial_runs(self)
+        if trial not in runs:
             tags = {**self.tags, "trial_name": str(trial), TRIAL_ID_TAG: trial.trial_id}
             run = self.mlflow_util.start_run(tags=tags, run_name=trial_run_name(trial.trial_id, trial.config,
                                                                                   self.searched))
-            self._trial_runs[trial] = run.info.run_id
+            runs[trial] = run.info.run_id
         super().log_trial_start(trial)  # logs the searched values as params

@@ -18,10 +18,10 @@ from mlflow.tracking import MlflowClient
 
 from .config import flatten
 from .errors import TrackingUnreachableError, UserError
+from .mlflow_compat import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, VIEW_TAG_PREFIX, VIEW_URL_PARAM
 from .run_plots import detection_plots
 
 TRIAL_ID_TAG = "talsearch.trial_id"
-EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 
 def trial_run_name(trial_id: str, values: dict, searched: list[str]) -> str:
@@ -86,7 +86,7 @@ def check_reachable(uri: str, experiment: str) -> str:
             experiment, artifact_location=artifact_location(uri))
         if not found or EXPERIMENT_KIND_TAG not in found.tags:
             # MLflow 3 opens an experiment of unknown kind on its GenAI overview; ours is model training
-            MlflowClient(uri).set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, "custom_model_development")
+            MlflowClient(uri).set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return experiment_id
     except Exception as error:
         raise TrackingUnreachableError(f"MLflow tracking store {uri} is not reachable: {str(error).splitlines()[0]}") from None
@@ -101,7 +101,6 @@ def start_parent_run(uri: str, experiment_id: str, name: str, params: dict, spac
     return run.info.run_id
 
 
-VIEW_TAG_PREFIX = "mlflow.sharedViewState."  # MLflow 3's saved views of the runs table (experiment tags)
 VIEW_METRICS = ("best_val_mAP", "best_val_mAP_at_0.5", "best_val_mAP_at_0.75", "best_val_mAP_at_0.95", "best_epoch",
                 "val_mAP", "epoch")
 
@@ -117,7 +116,7 @@ def save_trials_view(uri: str, experiment_id: str, parent_id: str, name: str, se
     now_ms = int(time.time() * 1000)
     envelope = {"name": f"{name}: trials", "createdAt": now_ms, "updatedAt": now_ms, "state": json.dumps(state)}
     MlflowClient(uri).set_experiment_tag(experiment_id, VIEW_TAG_PREFIX + key, json.dumps(envelope))
-    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={key}"
+    return f"#/experiments/{experiment_id}/runs?{VIEW_URL_PARAM}={key}"
 
 
 def child_runs(uri: str, parent_id: str) -> list:

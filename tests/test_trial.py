@@ -6,6 +6,7 @@ import os
 import pytest
 from ray.train import RunConfig, ScalingConfig
 
+from search.ray_compat import trainer_callbacks
 from search.trial import POLL_ENV, PREEMPTION_ENV, TrialTrainer, mlflow_name, set_train_env
 
 
@@ -16,7 +17,7 @@ def _noop(config):
 def test_trial_trainer_starts_no_dataset_manager_without_ray_datasets(tmp_path):
     trainer = TrialTrainer(_noop, scaling_config=ScalingConfig(num_workers=2),
                            run_config=RunConfig(name="t", storage_path=str(tmp_path)))
-    names = [type(callback).__name__ for callback in trainer._create_default_callbacks()]
+    names = [type(callback).__name__ for callback in trainer_callbacks(trainer)]
     assert "DatasetsCallback" not in names
     assert "BackendSetupCallback" in names and "PlacementGroupCleanerCallback" in names
 
@@ -64,19 +65,19 @@ def test_workers_warm_their_imports_while_ray_train_starts(tmp_path):
 
     import ray.cloudpickle
 
-    from search.trial import WARM_MODULES, WarmImportsCallback
+    from search.trial import start_warming
 
     trainer = TrialTrainer(_noop, scaling_config=ScalingConfig(num_workers=2),
                            run_config=RunConfig(name="t", storage_path=str(tmp_path)))
-    (warm,) = [c for c in trainer._create_default_callbacks() if isinstance(c, WarmImportsCallback)]
+    (warm,) = [c for c in trainer_callbacks(trainer) if getattr(c, "start", None) is start_warming]
     ray.cloudpickle.loads(ray.cloudpickle.dumps(warm))  # it travels to the workers
-    probe = ("import sys, time\nfrom search.trial import WarmImportsCallback, WARM_MODULES\n"
-             "WarmImportsCallback().after_init_train_context()\ndeadline = time.time() + 120\n"
+    probe = ("import sys, time\nfrom search.ray_compat import worker_start_callback\n"
+             "from search.trial import start_warming, WARM_MODULES\n"
+             "worker_start_callback(start_warming).after_init_train_context()\ndeadline = time.time() + 120\n"
              "while time.time() < deadline and not all(m in sys.modules for m in WARM_MODULES):\n"
              "    time.sleep(0.1)\nprint(all(m in sys.modules for m in WARM_MODULES))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
     assert done.stdout.strip() == "True", done.stderr[-2000:]
-    assert "torch._dynamo" in WARM_MODULES
 
 
 def test_a_resumed_trial_starts_from_its_best_epoch_so_far(tmp_path):

@@ -1,0 +1,84 @@
+"""Every private Ray API tal-search uses, in this one module (tested with Ray 2.50-2.60).
+
+``tests/test_ray_compat.py`` checks each of them in seconds, without a cluster: on a Ray release that renames
+or drops one, that test names it before a sweep fails halfway. What each is for:
+
+- ``WorkerCallback`` (``ray.train.v2._internal``): a hook on each Train worker once its context exists; the
+  trial warms its imports there. Where it is missing the warm-up is skipped (same results, slower start).
+- ``TorchTrainer._create_default_callbacks``: the trainer's own callbacks; a trial drops Ray Data's
+  ``DatasetsCallback`` (one dataset-manager actor per trial that our workers never use) and adds its own.
+- ``MLflowLoggerCallback._trial_runs``: Tune trial -> MLflow run id; the sweep starts each trial's run itself
+  (named after its searched values) and records it there so Tune's callback logs into it.
+- ``OptunaSearch._ot_trials`` / ``_ot_study`` / ``_completed_trials``: the Optuna trial of a Tune trial, the
+  study, and the trials already told; the searcher tells Optuna about ASHA-stopped trials as PRUNED.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.train.torch import TorchTrainer
+from ray.tune.search.optuna import OptunaSearch
+
+try:
+    from ray.train.v2._internal.execution.callback import WorkerCallback
+except ImportError:  # another Ray version: no warm-up, same results
+    WorkerCallback = None
+
+DATASETS_CALLBACK = "DatasetsCallback"
+
+
+def worker_start_callback(start: Callable[[], None]):
+    """A Train callback calling ``start()`` on each worker once its train context exists (None where this
+    Ray has no such hook). ``start`` must be picklable (a module-level function)."""
+    if WorkerCallback is None:
+        return None
+    return _StartCallback(start)
+
+
+if WorkerCallback is not None:
+    class _StartCallback(WorkerCallback):
+        def __init__(self, start: Callable[[], None]):
+            self.start = start
+
+        def after_init_train_context(self):
+            self.start()
+
+
+class LeanTorchTrainer(TorchTrainer):
+    """A ``TorchTrainer`` without Ray Data's dataset-manager actor when no Ray datasets are passed, plus the
+    callbacks ``extra_callbacks()`` returns."""
+
+    def extra_callbacks(self) -> list:
+        return []
+
+    def _create_default_callbacks(self):
+        callbacks = super()._create_default_callbacks()
+        if not self.datasets:
+            callbacks = [callback for callback in callbacks if type(callback).__name__ != DATASETS_CALLBACK]
+        return callbacks + self.extra_callbacks()
+
+
+def trainer_callbacks(trainer: TorchTrainer) -> list:
+    """The callbacks a trainer's run will use (Ray's defaults and ours)."""
+    return trainer._create_default_callbacks()
+
+
+def trial_runs(callback: MLflowLoggerCallback) -> dict:
+    """Tune trial -> MLflow run id, as the callback keeps it."""
+    return callback._trial_runs
+
+
+def optuna_trial(searcher: OptunaSearch, trial_id: str):
+    """The Optuna trial behind a Tune trial id, or None."""
+    return searcher._ot_trials.get(trial_id)
+
+
+def optuna_study(searcher: OptunaSearch):
+    return searcher._ot_study
+
+
+def told_trials(searcher: OptunaSearch) -> set:
+    """Tune trial ids whose outcome the searcher already told Optuna."""
+    return searcher._completed_trials

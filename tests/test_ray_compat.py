@@ -1,0 +1,50 @@
+"""Each private Ray API of search.ray_compat, checked without a cluster: a Ray release that changes one fails
+here, in seconds, naming it."""
+
+import optuna
+from ray.air.integrations.mlflow import MLflowLoggerCallback
+from ray.train import RunConfig, ScalingConfig
+from ray.tune.search.optuna import OptunaSearch
+
+from search import ray_compat
+
+
+def _noop(config):
+    pass
+
+
+def test_worker_callback_hook_exists_and_calls_back():
+    assert ray_compat.WorkerCallback is not None, "ray.train.v2._internal...WorkerCallback is gone"
+    called = []
+    callback = ray_compat.worker_start_callback(lambda: called.append(1))
+    callback.after_init_train_context()
+    assert called == [1]
+
+
+def test_trainer_default_callbacks_name_the_datasets_callback(tmp_path):
+    from ray.train.torch import TorchTrainer
+
+    plain = TorchTrainer(_noop, scaling_config=ScalingConfig(num_workers=1),
+                         run_config=RunConfig(name="t", storage_path=str(tmp_path)))
+    names = [type(c).__name__ for c in ray_compat.trainer_callbacks(plain)]
+    assert ray_compat.DATASETS_CALLBACK in names  # what LeanTorchTrainer drops
+    lean = ray_compat.LeanTorchTrainer(_noop, scaling_config=ScalingConfig(num_workers=1),
+                                       run_config=RunConfig(name="t", storage_path=str(tmp_path)))
+    assert [n for n in names if n != ray_compat.DATASETS_CALLBACK] == \
+        [type(c).__name__ for c in ray_compat.trainer_callbacks(lean)]
+
+
+def test_mlflow_callback_keeps_trial_runs_in_a_dict(tmp_path):
+    callback = MLflowLoggerCallback(f"sqlite:///{tmp_path}/m.db", experiment_name="x")
+    callback.setup()  # what Tune calls before the first trial
+    assert ray_compat.trial_runs(callback) == {}
+
+
+def test_optuna_search_keeps_its_trials_study_and_told_set(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
+    searcher = OptunaSearch(space={"x": optuna.distributions.FloatDistribution(0, 1)}, metric="m", mode="max",
+                            storage=storage, study_name="s")
+    assert searcher.suggest("t1") is not None
+    assert ray_compat.optuna_trial(searcher, "t1") is not None and ray_compat.optuna_trial(searcher, "t2") is None
+    assert isinstance(ray_compat.optuna_study(searcher), optuna.Study)
+    assert isinstance(ray_compat.told_trials(searcher), set)
