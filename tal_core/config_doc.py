@@ -1,8 +1,8 @@
 """The config's documentation, generated from its one source: the pydantic fields of ``tal_core.config``
 (each key's default and ``description``).
 
-``python -m tal_core.config_doc`` prints the Markdown reference; ``--write README.md`` replaces the block between
-the ``<!-- config-reference -->`` markers; ``--write-base configs/base.yaml`` rewrites the documented defaults
+``python -m tal_core.config_doc`` prints the Markdown reference; ``--write docs/configuration.md`` replaces the
+block between the ``<!-- config-reference -->`` markers; ``--write-base configs/base.yaml`` rewrites the documented defaults
 file. ``tests/test_config_doc.py`` keeps both equal to what this renders.
 """
 
@@ -15,7 +15,6 @@ import yaml
 
 from .config import Config
 
-BASE = Path(__file__).resolve().parents[1] / "configs" / "base.yaml"
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 HEADER = """\
 # tal-search defaults: every key of a run config, with what it means.

@@ -13,9 +13,9 @@ def test_every_key_has_a_description():
 def test_base_yaml_and_readme_are_generated_from_the_fields():
     assert (ROOT / "configs" / "base.yaml").read_text() == base_yaml(), \
         "run: python -m tal_core.config_doc --write-base configs/base.yaml"
-    readme = (ROOT / "README.md").read_text()
-    assert reference() in readme[readme.index(BEGIN):readme.index(END)], \
-        "run: python -m tal_core.config_doc --write README.md"
+    doc = (ROOT / "docs" / "configuration.md").read_text()
+    assert reference() in doc[doc.index(BEGIN):doc.index(END)], \
+        "run: python -m tal_core.config_doc --write docs/configuration.md"
 
 
 def test_base_yaml_holds_the_defaults():
