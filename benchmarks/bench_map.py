@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tal_core.metrics import Segments, average_precision  # noqa: E402
-from tal_core.metrics_reference import reference_map  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from reference_map import reference_map  # noqa: E402
 
 
 def case(videos=1000, classes=20, gt_per_video=5, predictions=100_000, seed=0):

@@ -165,14 +165,6 @@ def _candidates(probs: np.ndarray, layout: CellLayout, thresholds, contrast: boo
     return cls + 1, first, stop, scores
 
 
-def nms_1d(start, end, score, label, iou_threshold: float, keep_max: int) -> np.ndarray:
-    """Indices kept by greedy per-label NMS, in descending score order (ties: lower index first), at most
-    keep_max."""
-    return nms_grouped(np.zeros(len(score), dtype=np.int64), np.asarray(start, np.float64),
-                       np.asarray(end, np.float64), np.asarray(score, np.float64), np.asarray(label), iou_threshold,
-                       keep_max)
-
-
 def nms_grouped(video, start, end, score, label, iou_threshold: float, keep_max: int) -> np.ndarray:
     """Greedy per-label NMS inside each video, for all videos at once: the indices kept, by video, then
     descending score (ties: lower index first), at most keep_max per video.

@@ -13,6 +13,16 @@ TINY_OVERRIDES = {"data.image_size": 32, "data.frames_per_interval": 2, "model.t
 TALSEARCH = [sys.executable, "-m", "talsearch.cli"]
 
 
+def load_benchmark(name: str):
+    """A module of benchmarks/ (they are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_sweep_file(folder: Path, extra: str = "") -> Path:
     """A tiny sweep config: 3 trials x 2 epochs of the 8-wide tiny TSM, 2 Ray Train workers, ASHA on."""
     path = folder / "sweep.yaml"

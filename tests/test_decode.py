@@ -2,11 +2,18 @@ import numpy as np
 import pytest
 
 from tal_core.config import EvalConfig
-from tal_core.decode import apply_scene_prior, decode_cells, nms_1d, runs
+from tal_core.decode import apply_scene_prior, decode_cells, nms_grouped, runs
 
 STARTS = np.arange(6.0)
 ENDS = STARTS + 1
 PROBS = np.array([[.9, .05, .05], [.1, .8, .1], [.2, .7, .1], [.8, .1, .1], [.1, .1, .8], [.1, .1, .8]])
+
+
+def nms_1d(start, end, score, label, iou_threshold: float, keep_max: int) -> np.ndarray:
+    """Greedy per-label NMS of one video (nms_grouped with a single group)."""
+    return nms_grouped(np.zeros(len(score), dtype=np.int64), np.asarray(start, np.float64),
+                       np.asarray(end, np.float64), np.asarray(score, np.float64), np.asarray(label), iou_threshold,
+                       keep_max)
 
 
 def test_runs_finds_every_run_per_row():

@@ -267,17 +267,5 @@ def activitynet_to_ours(raw: dict) -> dict:
     return {"taxonomy": {"actions": actions, "scenes": [], "views": []}, "database": database}
 
 
-def dataset_to_json(spec: DatasetSpec) -> dict:
-    database = {}
-    for v in spec.videos.values():
-        entry: dict[str, Any] = {"subset": v.subset, "duration": v.duration, "scene": v.scene, "views": v.views}
-        if v.offset or v.recording:
-            entry.update(offset=v.offset, recording=v.recording_id)
-        if v.subset != "test" or v.segments:
-            entry["annotations"] = [{"segment": [s.start, s.end], "label": s.label} for s in v.segments]
-        database[v.video_id] = entry
-    return {"taxonomy": spec.taxonomy.to_json(), "database": database}
-
-
 def write_annotations(data: dict, folder: str | Path) -> Path:
     return write_json_atomic(Path(folder) / "annotations.json", data)
