@@ -1,18 +1,8 @@
 """The benchmark scripts' own pieces, on tiny inputs: they must keep running against the code they time."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def bench(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_benchmark as bench
 
 
 def test_bench_model_times_a_train_step_and_finds_the_shift_by_op():
@@ -48,3 +38,11 @@ def test_bench_statistics_leave_out_the_cold_run_and_keep_the_best():
     assert result == 0.0 and seconds >= 0
     with pytest.raises(StopIteration):
         next(calls)
+
+
+def test_bench_quality_reports_the_four_figures_and_per_class_ap():
+    bench_quality = bench("bench_quality")
+    metrics = {"val_mAP@0.5": 0.81234, "val_mAP@0.75": 0.5, "val_mAP@0.95": 0.1, "val_mAP": 0.47078,
+               "per_class_AP": {"grow": 0.12345}, "train_loss": 1.0}
+    assert bench_quality.figures(metrics) == {"val_mAP@0.5": 0.8123, "val_mAP@0.75": 0.5, "val_mAP@0.95": 0.1,
+                                              "val_mAP": 0.4708, "per_class_AP": {"grow": 0.123}}
