@@ -41,8 +41,11 @@ DECODE_VARIANTS = {  # changes to the precise config's eval keys, scored on the 
 
 
 def precise_config(overrides: dict):
-    """configs/demo.yaml, then configs/precise.yaml on top, then ``overrides``."""
-    nested = merge_nested(read_yaml(ROOT / "configs" / "demo.yaml"), read_yaml(ROOT / "configs" / "precise.yaml"))
+    """configs/demo.yaml, then configs/precise.yaml on top (on demo.yaml's view, so both runs see the same
+    frames), then ``overrides``."""
+    demo = read_yaml(ROOT / "configs" / "demo.yaml")
+    nested = merge_nested(demo, read_yaml(ROOT / "configs" / "precise.yaml"))
+    nested["data"]["view"] = demo["data"]["view"]
     return from_dict(merge_nested(nested, unflatten(overrides)))
 
 
