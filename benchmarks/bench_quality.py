@@ -58,8 +58,11 @@ def single_runs(data: Path, work: Path, seeds: list[int]) -> dict:
 def sweep_and_ensemble(data: Path, work: Path) -> dict:
     sweep = work / "sweep"
     started = time.perf_counter()
-    talsearch("sweep", "--data", str(data), "--config", str(ROOT / "configs" / "sweep_hard.yaml"), "--out", str(sweep),
-              "--set", f"tracking.uri=sqlite:///{work}/mlflow.db", *(["--resume"] if sweep.exists() else []), cwd=work)
+    state = json.loads((sweep / "sweep.json").read_text()) if (sweep / "sweep.json").exists() else {}
+    if "finished" not in state:  # a finished sweep is reused (rerun the bench after changing the ensemble)
+        talsearch("sweep", "--data", str(data), "--config", str(ROOT / "configs" / "sweep_hard.yaml"), "--out",
+                  str(sweep), "--set", f"tracking.uri=sqlite:///{work}/mlflow.db",
+                  *(["--resume"] if state else []), cwd=work)
     sweep_seconds = time.perf_counter() - started
     trials = [json.loads(p.read_text()) for p in sorted((sweep / "trials").glob("*/metrics.json"))]
     best = max(trials, key=lambda m: m["val_mAP"])
@@ -67,14 +70,17 @@ def sweep_and_ensemble(data: Path, work: Path) -> dict:
     result = json.loads(talsearch("ensemble", "--sweep", str(sweep), "--data", str(data), "--out", str(work / "ensemble"),
                                   "--set", f"tracking.uri=sqlite:///{work}/mlflow.db", cwd=work))
     ensemble, single = result["ensemble"], result["best_single"]
-    per_class = json.loads((work / "ensemble" / "metrics.json").read_text()).get("ensemble_per_class_AP", {})
+    members = json.loads((work / "ensemble" / "ensemble.json").read_text())["members"]
     return {"sweep": {"trials": len(trials), "best_trial": figures(best), "seconds": round(sweep_seconds, 1)},
             "ensemble": {k: round(float(ensemble[k]), 4) for k in KEYS}
-            | {"per_class_AP": {k: round(float(v), 3) for k, v in per_class.items()},
-               "procedure": ensemble["procedure"], "members": result.get("members"),
+            | {"per_class_AP": {k: round(float(v), 3) for k, v in ensemble.get("per_class_AP", {}).items()},
+               "procedure": ensemble["procedure"], "fusion": ensemble.get("fusion"),
+               "members": {m["run_id"]: round(m["weight"], 3) for m in members},
                "nested_oof_val_mAP": round(float(ensemble["nested_oof_val_mAP"]), 4),
                "best_single_oof_val_mAP": round(float(single["oof_val_mAP"]), 4),
-               "gain": result.get("gain"), "seconds": round(time.perf_counter() - started, 1)}}
+               "oof_val_mAP_by_procedure": {k: round(v, 4) for k, v in result["oof_val_mAP_by_procedure"].items()},
+               "gain": {k: round(v, 4) if isinstance(v, float) else v for k, v in result["gain"].items()},
+               "seconds": round(time.perf_counter() - started, 1)}}
 
 
 def main() -> None:

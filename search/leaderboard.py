@@ -41,7 +41,11 @@ def leaderboard(sweep_dir: str | Path, sort: str = "val_mAP") -> pd.DataFrame:
     trial_dirs = sorted(p for p in (sweep_dir / "trials").glob("*") if p.is_dir())
     if not searched and trial_dirs:
         searched = _varying_keys(trial_dirs)
-    rows = [_trial_row(d, state.get("trials", {}).get(d.name, {}), searched) for d in trial_dirs]
+    outcomes = dict(state.get("trials", {}))
+    refit = sweep_dir / "refit.json"  # trials of talsearch refit: the same folder, their own record
+    if refit.exists():
+        outcomes.update(json.loads(refit.read_text()).get("trials", {}))
+    rows = [_trial_row(d, outcomes.get(d.name, {}), searched) for d in trial_dirs]
     table = pd.DataFrame(rows)
     if len(table) and sort in table:
         table = table.sort_values(sort, ascending=False, kind="stable").reset_index(drop=True)

@@ -90,13 +90,18 @@ def max_epochs(spec: SweepSpec) -> int:
 def concurrency(spec: SweepSpec, cluster: dict[str, float]) -> int:
     """Trials at once: as many as the cluster's CPUs (and GPUs, with use_gpu) hold, capped by max_concurrent
     and num_samples."""
-    search = spec.base.search
+    return concurrency_for(spec.base, spec.base.search.num_samples, cluster)
+
+
+def concurrency_for(cfg, trials: int, cluster: dict[str, float]) -> int:
+    """``concurrency`` for ``trials`` trials of config ``cfg``."""
+    search = cfg.search
     fits = int(cluster.get("CPU", 1) // (search.trial_workers * search.cpus_per_worker))
     if search.use_gpu:
         fits = min(fits, int(cluster.get("GPU", 0) / (search.trial_workers * search.gpus_per_worker) + 1e-9))
     fits = max(1, fits)
     wanted = search.max_concurrent or fits
-    return max(1, min(wanted, fits, spec.base.search.num_samples))
+    return max(1, min(wanted, fits, trials))
 
 
 def _searcher(spec: SweepSpec, sweep_dir: Path, study_name: str, epochs: int):

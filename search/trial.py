@@ -192,7 +192,11 @@ def set_train_env(poll_interval_s: float, local: bool) -> None:
 
 def trial_fn(sampled: dict, ctx: dict) -> None:
     """The Tune trainable: ``sampled`` = Optuna's dotted params, ``ctx`` = the sweep's fixed context."""
-    cfg = from_dict(ctx["base"]).with_overrides(sampled)
+    if "refit_of" in sampled:  # a refit trial (search.refit): another trial's configuration, another seed
+        cfg = from_dict(ctx["configs"][sampled["refit_of"]]).with_overrides(
+            {k: v for k, v in sampled.items() if k != "refit_of"})
+    else:
+        cfg = from_dict(ctx["base"]).with_overrides(sampled)
     trial_id = ray.tune.get_context().get_trial_id()
     run_dir = Path(ctx["sweep_dir"]) / "trials" / trial_id
     loop_config = {"config": cfg.flat(), "data": ctx["data"], "run_dir": str(run_dir),

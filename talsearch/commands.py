@@ -35,6 +35,14 @@ def cmd_sweep(args) -> None:
     print(str(out))
 
 
+def cmd_refit(args) -> None:
+    from search.refit import read_state, run_refit
+
+    state = read_state(Path(args.sweep))
+    _private_network(args, state.get("tracking_uri", ""), True)
+    print(str(run_refit(args.sweep, args.top, args.seeds, args.resume, args.address)))
+
+
 def cmd_leaderboard(args) -> None:
     from search.leaderboard import leaderboard, render
 
@@ -72,6 +80,15 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
     p.add_argument("--storage", default=None, help="Ray storage_path (s3://, gs://, NFS); default SWEEP/ray")
     config_arg(p)
+
+    p = add_command(sub, "refit", "train a finished sweep's best configurations again with other seeds, as more "
+                                  "trials of the sweep (tracked under its MLflow parent run; the ensemble sees "
+                                  "them)", cmd_refit)
+    p.add_argument("sweep", type=Path, help="finished sweep folder")
+    p.add_argument("--top", type=int, default=3, help="how many of the best trials to refit")
+    p.add_argument("--seeds", type=int, default=2, help="other seeds per refit configuration")
+    p.add_argument("--resume", action="store_true", help="finish an interrupted refit of this sweep")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
 
     p = add_command(sub, "leaderboard", "table of a sweep's trials", cmd_leaderboard)
     p.add_argument("sweep", type=Path, help="sweep folder")

@@ -1,0 +1,62 @@
+"""talsearch refit: a finished sweep's best configuration trained again with other seeds, as trials of the same
+sweep; killed and resumed like a sweep."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ensemble.candidates import from_sweep_folder
+from helpers import TALSEARCH, epochs_done, write_sweep_file
+
+
+def run(*args, cwd):
+    return subprocess.run([*TALSEARCH, *args], capture_output=True, text=True, timeout=900, cwd=cwd)
+
+
+def test_refit_needs_a_finished_sweep(tmp_path):
+    done = run("refit", str(tmp_path), "--top", "1", "--seeds", "1", cwd=tmp_path)
+    assert done.returncode == 2 and "no sweep.json" in done.stderr
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_refit_trains_other_seeds_under_the_sweep_and_resumes_after_a_kill(tiny_data, tmp_path):
+    out = tmp_path / "s"
+    done = run("sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out", str(out),
+               "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1", "train.snapshots=0",
+               cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((out / "sweep.json").read_text())
+    best = max(state["trials"].values(), key=lambda t: t["val_mAP"])["trial_id"]
+    proc = subprocess.Popen([*TALSEARCH, "refit", str(out), "--top", "1", "--seeds", "2"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:  # kill the driver once the first refit trial has finished its epoch
+        deadline = time.time() + 400
+        while time.time() < deadline:
+            new = [d for d in (out / "trials").iterdir() if d.name not in state["trials"]]
+            if any(epochs_done(d) for d in new):
+                break
+            time.sleep(1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    subprocess.run([*TALSEARCH[:1], "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+    done = run("refit", str(out), "--top", "1", "--seeds", "2", "--resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    refit = json.loads((out / "refit.json").read_text())
+    assert refit["from"] == [best] and len(refit["seeds"]) == 2 and "finished" in refit
+    assert len(refit["trials"]) == 2 and all(t["status"] == "FINISHED" for t in refit["trials"].values())
+    assert sorted(t["seed"] for t in refit["trials"].values()) == refit["seeds"]
+    for trial_id in refit["trials"]:  # the best trial's configuration, another seed
+        config = (out / "trials" / trial_id / "config.yaml").read_text()
+        assert f"seed: {refit['trials'][trial_id]['seed']}" in config
+    client = MlflowClient(state["tracking_uri"])
+    exp = client.get_run(state["parent_run_id"]).info.experiment_id
+    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{state['parent_run_id']}'")
+    assert len(children) == 4 and len({r.info.run_name for r in children}) == 4  # 2 trials + 2 refits, no duplicate
+    assert {c.run_id for c in from_sweep_folder(out)} == set(state["trials"]) | set(refit["trials"])
