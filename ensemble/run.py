@@ -52,7 +52,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv") -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
     out-of-fold val mAP; or name one ("greedy+refine", "greedy", "top3_average", "best_single",
-    "greedy+refine/segments", "calibrated+greedy+refine")."""
+    "greedy+refine/segments", "calibrated+greedy+refine", "cmaes")."""
     cfg = load_config(config, overrides)
     out = Path(out)
     spec = load_ground_truth(Path(data))

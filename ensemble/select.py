@@ -115,6 +115,39 @@ def with_segment_fusion(evaluator: Evaluator, chosen: SelectionResult) -> Select
     return SelectionResult(chosen.weights, score, chosen.history, fusion="segments")
 
 
+CMAES_MEMBERS = 8  # CMA-ES searches the weights of this many best single members
+CMAES_TRIALS = 60
+
+
+def cmaes_weights(evaluator: Evaluator, members: int = CMAES_MEMBERS, trials: int = CMAES_TRIALS,
+                  seed: int = 0) -> SelectionResult:
+    """Weights of the best ``members`` single members searched by CMA-ES (Optuna's CmaEsSampler) on
+    normalised weights (raw values in [0, 1], divided by their sum: without it CMA-ES overfits, Purucker & Beel
+    2023), starting from the best single member and from equal weights."""
+    import optuna
+
+    singles = evaluator.single_scores()
+    pool = np.lexsort((np.arange(len(singles)), -singles))[:members]
+    if len(pool) < 2:
+        return best_single(evaluator)
+
+    def weights_of(raw: np.ndarray) -> np.ndarray:
+        full = np.zeros(len(singles))
+        full[pool] = raw / raw.sum() if raw.sum() > 0 else np.eye(len(pool))[0]
+        return full
+
+    def objective(trial) -> float:
+        return evaluator.score(weights_of(np.array([trial.suggest_float(f"w{i}", 0.0, 1.0) for i in range(len(pool))])))
+
+    sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.enqueue_trial({f"w{i}": 1.0 if i == 0 else 0.0 for i in range(len(pool))})
+    study.enqueue_trial({f"w{i}": 0.5 for i in range(len(pool))})
+    study.optimize(objective, n_trials=trials)
+    best = np.array([study.best_params[f"w{i}"] for i in range(len(pool))])
+    return SelectionResult(weights_of(best), float(study.best_value))
+
+
 def calibrated(evaluator: Evaluator, max_steps: int) -> SelectionResult:
     """Temperatures fitted on these videos, then greedy+refine on the tempered probabilities."""
     temperatures = evaluator.fit_temperatures()
@@ -126,7 +159,7 @@ def procedures(max_steps: int) -> dict:
     """The ways of choosing weights (and the fusion) that cross-validation compares (names are reported).
     ``greedy+refine/segments`` takes greedy+refine's weights (computed once per set of videos) and fuses the
     members' detections instead of their probabilities; ``calibrated+greedy+refine`` tempers each member's
-    probabilities first (``calibrate``)."""
+    probabilities first (``calibrate``); ``cmaes`` searches normalised weights of the best members with CMA-ES."""
     fitted: dict[tuple, SelectionResult] = {}
 
     def greedy_refine(ev: Evaluator) -> SelectionResult:
@@ -142,6 +175,7 @@ def procedures(max_steps: int) -> dict:
         "best_single": best_single,
         "greedy+refine/segments": lambda ev: with_segment_fusion(ev, greedy_refine(ev)),
         "calibrated+greedy+refine": lambda ev: calibrated(ev, max_steps),
+        "cmaes": cmaes_weights,
     }
 
 

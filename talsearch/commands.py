@@ -102,7 +102,7 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
     p.add_argument("--top", type=int, default=0, help="keep only the N best trials as candidates (0 = all)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over val videos")
     p.add_argument("--selection", default="cv", choices=("cv", "greedy+refine", "greedy", "top3_average",
-                                                         "greedy+refine/segments", "calibrated+greedy+refine",
+                                                         "greedy+refine/segments", "calibrated+greedy+refine", "cmaes",
                                                          "best_single"),
                    help="cv: the procedure with the best out-of-fold mAP; or name one")
     p.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds")

@@ -71,3 +71,22 @@ def test_forked_candidate_scoring_gives_the_sequential_result(monkeypatch):
     monkeypatch.setenv("TALSEARCH_ENSEMBLE_WORKERS", "2")
     forked = fit_weights(evaluator(), 3)
     assert np.array_equal(forked.weights, sequential.weights) and forked.score == sequential.score
+
+
+def test_cmaes_weights_both_complementary_members_on_normalised_weights():
+    from ensemble.select import cmaes_weights
+
+    ev = evaluator()
+    result = cmaes_weights(ev, trials=30)
+    assert abs(result.weights.sum() - 1) < 1e-9 and result.weights.min() >= 0
+    assert result.weights[0] > 0.1 and result.weights[1] > 0.1
+    assert result.score > ev.single_scores().max() + 0.2  # the pair, as greedy finds it
+    assert result.score == ev.score(result.weights)
+
+
+def test_every_procedure_runs_under_cross_validation():
+    from ensemble.select import procedures
+
+    ev = evaluator(videos=6)
+    for name, fit in procedures(3).items():
+        assert 0.0 <= cross_validate(ev, 3, 0, fit) <= 1.0, name
