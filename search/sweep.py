@@ -39,6 +39,15 @@ from tal_core.tracking import (
 
 from .space import SweepSpec, load_sweep
 
+
+def tag_warm_start(uri: str, parent_id: str, summary: dict) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    client.set_tag(parent_id, "talsearch.warm_start.from", summary["from"])
+    client.log_param(parent_id, "warm_start.added", summary["added"])
+    client.log_param(parent_id, "warm_start.skipped", summary["skipped"])
+
 TUNE_NAME = "tune"
 
 
@@ -177,11 +186,19 @@ def _init_ray(address: str | None) -> bool:
 
 
 def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, overrides=(), resume: bool = False,
-              address: str | None = None, storage: str | None = None) -> Path:
+              address: str | None = None, storage: str | None = None, warm_start: str | Path | None = None) -> Path:
+    """``warm_start``: an earlier sweep folder whose fitting trials seed this sweep's study (``warm_start``)."""
     spec = load_sweep(config, overrides)
     dataset = load_dataset(data)
     check_views(spec, dataset)
     sweep_dir = Path(out).resolve()
+    if warm_start is not None and resume:
+        raise ConfigError("--warm-start starts a new sweep; a resumed sweep already holds its warm trials")
+    warm = None
+    if warm_start is not None:
+        from .warm_start import load_warm_start
+
+        warm = load_warm_start(warm_start, spec)
     state_path = sweep_dir / "sweep.json"
     if state_path.exists() and not resume:
         raise ConfigError(f"{sweep_dir} already holds a sweep; pass --resume to finish it or choose another --out")
@@ -204,6 +221,14 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
                                                   {p.key: p.__dict__ for p in spec.params})
         state["mlflow_view"] = save_trials_view(uri, experiment_id, state["parent_run_id"], sweep_dir.name,
                                                 state["searched"])
+        if warm is not None:
+            import optuna
+
+            from .warm_start import seed_study
+
+            seed_study(optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'optuna.db'}"), state["study_name"], warm)
+            state["warm_start"] = warm.summary()
+            tag_warm_start(uri, state["parent_run_id"], warm.summary())
         write_json_atomic(state_path, state)
     log(f"MLflow {redact_uri(uri)} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}"
         + (f"; its trials in the UI: {state['mlflow_view']}" if state.get("mlflow_view") else ""))

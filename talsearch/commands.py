@@ -31,7 +31,8 @@ def cmd_sweep(args) -> None:
 
     base = load_sweep(args.config, args.set).base
     _private_network(args, base.tracking.uri, base.search.private_network)
-    out = run_sweep(args.data, args.config, args.out, args.set, args.resume, args.address, args.storage)
+    out = run_sweep(args.data, args.config, args.out, args.set, args.resume, args.address, args.storage,
+                    args.warm_start)
     print(str(out))
 
 
@@ -79,6 +80,9 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
                         "folders you trust)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
     p.add_argument("--storage", default=None, help="Ray storage_path (s3://, gs://, NFS); default SWEEP/ray")
+    p.add_argument("--warm-start", type=Path, default=None, metavar="OLD_SWEEP",
+                   help="seed the new study with the trials of an earlier sweep that fit this one's space and "
+                        "fixed settings (the others are counted and left out)")
     config_arg(p)
 
     p = add_command(sub, "refit", "train a finished sweep's best configurations again with other seeds, as more "
