@@ -46,7 +46,13 @@ def test_dataset_items(tiny_data):
     labels = np.concatenate([v.labels for v in train.videos])
     assert (labels > 0).any() and (labels == 0).any()
     evaluation = IntervalDataset(spec, "val", data, train=False)
-    assert np.array_equal(evaluation[1][0].numpy(), evaluation[1][0].numpy())
+    other = IntervalDataset(spec, "val", data, train=False, seed=7, temporal_jitter=0.5)
+    other.set_epoch(3)  # evaluation frames depend on neither seed, epoch nor training jitter
+    assert np.array_equal(evaluation[1][0].numpy(), other[1][0].numpy())
+    train.set_epoch(1)
+    moved = [train.positions(0.0, 1.0, 100, item) for item in range(5)]
+    train.set_epoch(2)
+    assert any(not np.array_equal(a, train.positions(0.0, 1.0, 100, i)) for i, a in enumerate(moved))
 
 
 def test_frame_labels_follow_the_time_each_frame_shows(tiny_data):

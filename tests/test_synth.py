@@ -1,7 +1,10 @@
 import json
 
+import numpy as np
+
 from tal_core.data.annotations import load_dataset
-from tal_core.data.synth import ACTIONS, SynthSpec, synthesize
+from tal_core.data.synth import ACTIONS, WORLD_H, WORLD_W, SynthSpec, draw_action, synthesize
+from tal_core.data.synth_hard import HARD_ACTIONS, HARD_PAIRS, draw_hard_action
 from tal_core.data.video import decode_frames
 
 
@@ -14,8 +17,60 @@ def test_synth_output_loads_validates_and_has_every_view(tiny_data):
     assert frames.dtype.name == "uint8" and frames.shape[1:] == (32, 32, 3)
 
 
-def test_direction_only_pair_exists():
-    assert {"slide_left", "slide_right"} <= set(ACTIONS)
+def object_mask(draw, action: int, elapsed: float) -> np.ndarray:
+    frame = np.zeros((WORLD_H, WORLD_W, 3), np.uint8)
+    draw(frame, action, elapsed, np.array([255, 255, 255], np.uint8), (48.0, 96.0))
+    return frame[..., 0] > 0
+
+
+def centre_x(mask: np.ndarray) -> float:
+    return float(np.nonzero(mask)[1].mean())
+
+
+def test_direction_only_pair_draws_one_square_moving_opposite_ways():
+    left, right = ACTIONS.index("slide_left"), ACTIONS.index("slide_right")
+    a0, a1 = object_mask(draw_action, left, 0.3), object_mask(draw_action, left, 0.5)
+    b0, b1 = object_mask(draw_action, right, 0.3), object_mask(draw_action, right, 0.5)
+    assert a0.sum() == b0.sum() > 0  # the same object
+    assert centre_x(a1) < centre_x(a0) and centre_x(b1) > centre_x(b0)
+
+
+def test_hard_pairs_differ_only_in_time():
+    index = HARD_ACTIONS.index
+    for first, second in HARD_PAIRS:
+        assert object_mask(draw_hard_action, index(first), 0.0).sum() > 0
+    # drift: the same disc, opposite directions
+    a = [object_mask(draw_hard_action, index("drift_left"), t) for t in (0.2, 0.6)]
+    b = [object_mask(draw_hard_action, index("drift_right"), t) for t in (0.2, 0.6)]
+    assert a[0].sum() == b[0].sum() and centre_x(a[1]) < centre_x(a[0]) and centre_x(b[1]) > centre_x(b[0])
+    # flash: on half the time either way, at 2 vs 5 changes of state per second x 2
+    times = np.arange(0, 2, 1 / 64)
+    for name, hz in (("flash_slow", 2), ("flash_fast", 5)):
+        on = np.array([object_mask(draw_hard_action, index(name), t).any() for t in times])
+        assert abs(on.mean() - 0.5) < 0.05 and np.count_nonzero(np.diff(on.astype(int))) in (4 * hz - 1, 4 * hz)
+    # grow / shrink: the same sizes, in opposite order
+    grow = [object_mask(draw_hard_action, index("grow"), t).sum() for t in (0.1, 0.7, 1.3)]
+    shrink = [object_mask(draw_hard_action, index("shrink"), t).sum() for t in (0.1, 0.7, 1.3)]
+    assert grow == sorted(grow) and shrink == sorted(shrink, reverse=True)
+    # spin: the bar turns the other way
+    cw, ccw = (object_mask(draw_hard_action, index(n), 0.2) for n in ("spin_cw", "spin_ccw"))
+    def tilt(mask):  # the sign of the bar's slope: covariance of its pixels' x and y
+        ys, xs = np.nonzero(mask)
+        return np.sign(np.cov(xs, ys)[0, 1])
+
+    assert abs(int(cw.sum()) - int(ccw.sum())) <= 2 and tilt(cw) == -tilt(ccw) != 0
+
+
+def test_hard_preset_writes_eight_actions_at_sixteen_fps(tmp_path, capsys):
+    from talsearch.cli import main
+
+    assert main(["synth", str(tmp_path / "hard"), "--preset", "hard", "--videos", "3", "--size", "32"]) == 0
+    spec = load_dataset(tmp_path / "hard")
+    assert spec.taxonomy.actions == HARD_ACTIONS
+    assert {v.subset for v in spec.videos.values()} == {"train", "val", "test"}
+    assert all(20.0 <= v.duration <= 30.0 for v in spec.videos.values())
+    frames = decode_frames(spec.video_path(spec.subset("train")[0], "panoramic"), 16, 32)
+    assert len(frames) >= 16 * 20 - 1  # a 16 fps file decoded at 16 fps: every frame
 
 
 def test_deterministic_by_seed(tmp_path):

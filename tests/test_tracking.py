@@ -15,7 +15,10 @@ def test_resolve_uri_makes_sqlite_paths_absolute(tmp_path):
 
 
 def test_ui_binds_to_loopback_by_default():
-    command = ui_command("", "127.0.0.1", 5000)
+    from talsearch.cli import build_parser
+
+    args = build_parser().parse_args(["ui"])  # no --host given
+    command = ui_command(args.uri, args.host, args.port)
     assert command[command.index("--host") + 1] == "127.0.0.1"
 
 
