@@ -93,6 +93,20 @@ def test_ensemble_of_a_real_sweep(tiny_data, tiny_sweep, tmp_path):
     spec = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
     assert abs(sum(m["weight"] for m in spec["members"]) - 1) < 1e-9
     assert (tmp_path / "ens" / "submission.csv").exists() and (tmp_path / "ens" / "detections" / "test.json").exists()
+    # the same candidates from the sweep's MLflow parent run (artifacts on the server), the 2 best, one procedure
+    state = json.loads((out / "sweep.json").read_text())
+    from_run = subprocess.run([sys.executable, "-m", "talsearch.cli", "ensemble", "--sweep", state["parent_run_id"],
+                               "--data", str(tiny_data), "--out", str(tmp_path / "ens_run"), "--top", "2",
+                               "--selection", "greedy", "--set", f"tracking.uri={state['tracking_uri']}"],
+                              capture_output=True, text=True, timeout=600)
+    assert from_run.returncode == 0, from_run.stderr[-2000:]
+    by_run = json.loads(from_run.stdout)
+    assert by_run["ensemble"]["procedure"] == "greedy"
+    members = [m["run_id"] for m in json.loads((tmp_path / "ens_run" / "ensemble.json").read_text())["members"]]
+    children = {r.info.run_id for r in MlflowClient(state["tracking_uri"]).search_runs(
+        [MlflowClient(state["tracking_uri"]).get_run(state["parent_run_id"]).info.experiment_id],
+        f"tags.mlflow.parentRunId = '{state['parent_run_id']}'")}
+    assert 1 <= len(members) <= 2 and {m.split("@e")[0] for m in members} <= children  # --top 2 of the trials
 
 
 def _worker_nodes(trial_dir):

@@ -136,3 +136,22 @@ def test_augmented_training_with_every_recipe_key_runs_and_learns_something(tiny
     best = fit(cfg, spec, tmp_path)
     history = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert np.isfinite(best["train_loss"]) and history[1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_loader_worker_processes_give_the_same_run(tiny_data, tmp_path):
+    spec = load_dataset(tiny_data)
+    inline = fit(load_config(None, TINY_OVERRIDES), spec, tmp_path / "inline")
+    workers = fit(load_config(None, {**TINY_OVERRIDES, "data.num_workers": 2}), spec, tmp_path / "workers")
+    assert workers["train_loss"] == pytest.approx(inline["train_loss"], rel=1e-5)
+    assert workers["val_mAP"] == pytest.approx(inline["val_mAP"], abs=1e-9)
+
+
+def test_challenge_bins_score_the_run_as_evaluate_does(tiny_data, tmp_path, capsys):
+    from talsearch.cli import main
+
+    spec = load_dataset(tiny_data)
+    best = fit(load_config(None, {**TINY_OVERRIDES, "eval.bin_seconds": 3.0, "train.epochs": 2}), spec, tmp_path)
+    assert main(["evaluate", "--gt", str(tiny_data / "annotations.json"), "--pred",
+                 str(tmp_path / "detections" / "val.json"), "--bins", "3"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["mAP"] == pytest.approx(best["val_mAP"], abs=1e-9) and best["val_mAP"] > 0
