@@ -1,3 +1,5 @@
+import pytest
+
 from talsearch.demo import gain_line, summary_table
 
 METRICS = {
@@ -19,3 +21,22 @@ def test_gain_line_states_the_gain_its_interval_and_how_it_was_fused():
     assert "+0.0400" in line and "[+0.0100, +0.0700]" in line and "90%" in line and "14 val videos" in line
     assert "segments fusion" in line
     assert gain_line({k: v for k, v in METRICS.items() if k != "gain"}) == ""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_quick_demo_runs_the_whole_pipeline(tmp_path):
+    import json
+    import subprocess
+    from pathlib import Path
+
+    from helpers import TALSEARCH
+
+    done = subprocess.run([*TALSEARCH, "demo", "--quick", "--workdir", str(tmp_path / "demo")], capture_output=True,
+                          text=True, timeout=1200, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tal-search demo" in done.stdout and "gain over the best single trial" in done.stdout
+    last = json.loads((tmp_path / "demo" / "last_demo.json").read_text())
+    assert len(last["trials"]) == 2 and {"low", "high", "mAP"} <= set(last["metrics"]["gain"])
+    ensemble = Path(last["ensemble"])
+    assert (ensemble / "submission.csv").exists() and (ensemble / "ensemble.json").exists()
