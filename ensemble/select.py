@@ -140,10 +140,15 @@ def cmaes_weights(evaluator: Evaluator, members: int = CMAES_MEMBERS, trials: in
         return evaluator.score(weights_of(np.array([trial.suggest_float(f"w{i}", 0.0, 1.0) for i in range(len(pool))])))
 
     sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    study.enqueue_trial({f"w{i}": 1.0 if i == 0 else 0.0 for i in range(len(pool))})
-    study.enqueue_trial({f"w{i}": 0.5 for i in range(len(pool))})
-    study.optimize(objective, n_trials=trials)
+    quiet = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per weight vector is no progress report
+    try:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.enqueue_trial({f"w{i}": 1.0 if i == 0 else 0.0 for i in range(len(pool))})
+        study.enqueue_trial({f"w{i}": 0.5 for i in range(len(pool))})
+        study.optimize(objective, n_trials=trials)
+    finally:
+        optuna.logging.set_verbosity(quiet)
     best = np.array([study.best_params[f"w{i}"] for i in range(len(pool))])
     return SelectionResult(weights_of(best), float(study.best_value))
 
