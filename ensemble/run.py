@@ -33,10 +33,6 @@ from .select import SelectionResult, choose_by_cv, nested_out_of_fold
 logger = logging.getLogger("talsearch.ensemble")
 
 
-def log(message: str) -> None:
-    logger.info(f"[ensemble] {message}")
-
-
 def _detections_json(evaluator: Evaluator, fitted) -> dict[str, list[dict]]:
     """The detections of fitted weights (and fusion) on the evaluator's videos, as ActivityNet JSON."""
     return segments_to_detection_dict(evaluator.detections_of(fitted), [v.video_id for v in evaluator.videos])
@@ -60,7 +56,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     candidates = collect(str(source), uri, out, top_n)
     cfg = with_member_decoding(cfg, candidates[0], config, overrides)
     started = time.perf_counter()
-    log(f"{len(candidates)} candidate(s) from {source}")
+    logger.info(f"[ensemble] {len(candidates)} candidate(s) from {source}")
     missing = [v for v in candidates[0].val.video_ids if v not in spec.videos]
     if missing:
         raise CandidateError(f"trial {candidates[0].run_id}: val videos {missing[:5]} are not in {data}")
@@ -92,7 +88,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
                "oof_val_mAP_by_procedure": oof, "folds": min(folds, len(videos)),
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
-    log(f"ensemble ({procedure}) val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {oof[procedure]:.4f}, nested "
+    logger.info(f"[ensemble] ensemble ({procedure}) val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {oof[procedure]:.4f}, nested "
         f"{nested:.4f}) vs best single {metrics['best_single']['val_mAP']:.4f} (oof {oof['best_single']:.4f}): gain "
         f"{gain['mAP']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]")
     _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
@@ -181,4 +177,4 @@ def _log_mlflow(uri: str, experiment: str, out: Path, metrics: dict, source: str
     try:
         log_ensemble_run(uri, experiment, out, metrics, str(parent))
     except Exception as error:  # tracking is a record, not a reason to lose the ensemble
-        log(f"warning: could not log to MLflow {uri}: {error}")
+        logger.info(f"[ensemble] warning: could not log to MLflow {uri}: {error}")

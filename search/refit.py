@@ -29,10 +29,6 @@ TUNE_NAME = "refit"
 REFIT_OF = "refit_of"  # the sampled key naming the trial whose configuration a refit trial trains
 
 
-def log(message: str) -> None:
-    logger.info(f"[refit] {message}")
-
-
 def top_trials(sweep_dir: Path, top: int) -> list[str]:
     """The ``top`` best of the sweep's own trials (refit trials excluded) by best-epoch val mAP."""
     state = json.loads((sweep_dir / "sweep.json").read_text())
@@ -84,7 +80,7 @@ def run_refit(sweep: str | Path, top: int, seeds: int, resume: bool = False, add
     except BaseException as error:
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         ended = end_unfinished_runs(state["tracking_uri"], state["parent_run_id"], status)
-        log(f"refit {status.lower()}: {ended} unfinished trial run(s) marked {status}; finish it with --resume")
+        logger.info(f"[refit] refit {status.lower()}: {ended} unfinished trial run(s) marked {status}; finish it with --resume")
         raise
     finally:
         if local_cluster:
@@ -105,7 +101,7 @@ def run_refit(sweep: str | Path, top: int, seeds: int, resume: bool = False, add
     refit["trials"], refit["finished"] = outcomes, time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json_atomic(refit_path, refit)
     finish_children(state["tracking_uri"], state["parent_run_id"], outcomes, sweep_dir, dataset)
-    log(f"{len(outcomes)} refit trial(s) in {sweep_dir / 'trials'}")
+    logger.info(f"[refit] {len(outcomes)} refit trial(s) in {sweep_dir / 'trials'}")
     return sweep_dir
 
 
@@ -138,12 +134,12 @@ def _run_tuner(sweep_dir: Path, state: dict, refit: dict, resume: bool, local_cl
     trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx), {"CPU": 0, "memory": 64 * 1024**2})
     experiment_path = f"{storage_path}/{TUNE_NAME}"
     if resume and tune.Tuner.can_restore(experiment_path):
-        log(f"resuming {experiment_path}")
+        logger.info(f"[refit] resuming {experiment_path}")
         return tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
                                   resume_errored=True).fit()
     runs = len(refit["from"]) * len(refit["seeds"])
     limit = concurrency_for(first, runs, ray.cluster_resources())
-    log(f"{runs} refit trial(s): {refit['from']} x seeds {refit['seeds']}, {limit} at a time")
+    logger.info(f"[refit] {runs} refit trial(s): {refit['from']} x seeds {refit['seeds']}, {limit} at a time")
     tuner = tune.Tuner(
         trainable,
         param_space={REFIT_OF: tune.grid_search(refit["from"]), "train.seed": tune.grid_search(refit["seeds"])},

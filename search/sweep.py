@@ -54,10 +54,6 @@ TUNE_NAME = "tune"
 logger = logging.getLogger("talsearch.sweep")
 
 
-def log(message: str) -> None:
-    logger.info(f"[sweep] {message}")
-
-
 def _values(spec: SweepSpec, key: str) -> list:
     for param in spec.params:
         if param.key == key:
@@ -81,11 +77,11 @@ def warm_cache(spec: SweepSpec, dataset: DatasetSpec, cache: FrameCache) -> None
     skip = spec.base.data.on_bad_video == "skip"
 
     def skipped(job, error):
-        log(f"skipping {job[0]} (data.on_bad_video=skip): {error}")
+        logger.info(f"[sweep] skipping {job[0]} (data.on_bad_video=skip): {error}")
 
     started = time.perf_counter()
     cache.ensure_many(jobs, on_error=skipped if skip else None)
-    log(f"frame cache ready: {len(jobs)} (video, view, fps, size) entries in {time.perf_counter() - started:.1f}s: "
+    logger.info(f"[sweep] frame cache ready: {len(jobs)} (video, view, fps, size) entries in {time.perf_counter() - started:.1f}s: "
         f"{cache.cache_dir}")
 
 
@@ -177,7 +173,7 @@ def _init_ray(address: str | None) -> bool:
     # No runtime_env: the workers Ray prestarts for this job can then host the trial actors at once.
     context = ray.init(address=address, log_to_driver=False, configure_logging=False, **local)
     url = getattr(context, "dashboard_url", None)
-    log(f"Ray {'cluster ' + address if address else 'local'}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
+    logger.info(f"[sweep] Ray {'cluster ' + address if address else 'local'}: {ray.cluster_resources().get('CPU', 0):.0f} CPUs"
         + (f"; dashboard http://{url}" if url else "")
         + ("; in a private network namespace (loopback only)" if inside() else
            "; listening on all interfaces (no private network namespace: see search.private_network)"
@@ -230,7 +226,7 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
             state["warm_start"] = warm.summary()
             tag_warm_start(uri, state["parent_run_id"], warm.summary())
         write_json_atomic(state_path, state)
-    log(f"MLflow {redact_uri(uri)} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}"
+    logger.info(f"[sweep] MLflow {redact_uri(uri)} experiment '{spec.base.tracking.experiment}' parent run {state['parent_run_id']}"
         + (f"; its trials in the UI: {state['mlflow_view']}" if state.get("mlflow_view") else ""))
 
     local_cluster = _init_ray(address)
@@ -240,7 +236,7 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     except BaseException as error:
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
         ended = end_unfinished_runs(uri, state["parent_run_id"], status)
-        log(f"sweep {status.lower()}: MLflow parent run and {ended} unfinished trial run(s) marked {status}; "
+        logger.info(f"[sweep] sweep {status.lower()}: MLflow parent run and {ended} unfinished trial run(s) marked {status}; "
             f"finish it with --resume")
         raise
     finally:
@@ -257,7 +253,7 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     _sweep_plots(sweep_dir, state["study_name"])
     finish_children(uri, state["parent_run_id"], state["trials"], sweep_dir, dataset)
     finish_parent(uri, state["parent_run_id"], _summary(table), sweep_dir)
-    log(f"{len(table)} trial(s); best val_mAP "
+    logger.info(f"[sweep] {len(table)} trial(s); best val_mAP "
         f"{table['val_mAP'].max() if len(table) and 'val_mAP' in table else float('nan'):.4f}")
     return sweep_dir
 
@@ -276,7 +272,7 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
     trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx), {"CPU": 0, "memory": 64 * 1024**2})
     experiment_path = f"{storage_path.rstrip('/')}/{TUNE_NAME}"
     if resume and tune.Tuner.can_restore(experiment_path):
-        log(f"resuming {experiment_path}")
+        logger.info(f"[sweep] resuming {experiment_path}")
         tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
         return tuner.fit()
@@ -285,7 +281,7 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
     from ray.tune.search import ConcurrencyLimiter
 
     searcher = ConcurrencyLimiter(_searcher(spec, sweep_dir, state["study_name"], epochs), max_concurrent=limit)
-    log(f"{spec.base.search.num_samples} trials, {limit} at a time, {spec.base.search.trial_workers} "
+    logger.info(f"[sweep] {spec.base.search.num_samples} trials, {limit} at a time, {spec.base.search.trial_workers} "
         f"Ray Train workers each, ASHA {'on' if spec.base.search.asha else 'off'}")
     tuner = tune.Tuner(
         trainable,

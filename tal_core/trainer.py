@@ -72,9 +72,14 @@ def seed_everything(seed: int) -> None:
 logger = logging.getLogger("talsearch.train")
 
 
-def log(message: str) -> None:
-    if rank() == 0:
-        logger.info(message)
+class _RankZero(logging.Filter):
+    """Under DDP every rank runs the same loop: only rank 0's progress lines are kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return rank() == 0
+
+
+logger.addFilter(_RankZero())
 
 
 def build_model(cfg: Config, spec: DatasetSpec) -> MultiTaskTSM:
@@ -178,7 +183,7 @@ class Run:
             self.ema.load_state_dict(saved["ema"])
         self.state = RunState(saved["epoch"], saved["best_metric"], saved["best_epoch"],
                               json.loads(saved["history"]))
-        log(f"resumed from {path} after epoch {self.state.epoch}")
+        logger.info(f"resumed from {path} after epoch {self.state.epoch}")
 
     def train_epoch(self, epoch: int, after_step: Callable[[], None] | None = None) -> dict:
         self.train_set.set_epoch(epoch)
@@ -291,7 +296,7 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
             save_checkpoint(run_dir / "last.pt", run.model, run.optimizer, run.scheduler, run.state, cfg, run.ema)
             with open(run_dir / "history.jsonl", "a") as handle:
                 handle.write(json.dumps(metrics) + "\n")
-        log(_epoch_line(metrics, cfg.train.epochs))
+        logger.info(_epoch_line(metrics, cfg.train.epochs))
         if callbacks.on_epoch is not None:
             callbacks.on_epoch(epoch + 1, metrics, run_dir)
     return best or {}

@@ -25,10 +25,6 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 logger = logging.getLogger("talsearch.demo")
 
 
-def log(message: str) -> None:
-    logger.info(f"[demo] {message}")
-
-
 def demo_sweep_config() -> Path:
     path = CONFIGS / "sweep_demo.yaml"
     if not path.exists():
@@ -38,12 +34,12 @@ def demo_sweep_config() -> Path:
 
 def ensure_data(data_dir: Path, videos: int) -> None:
     if (data_dir / "annotations.json").exists():
-        log(f"reusing synthetic data in {data_dir}")
+        logger.info(f"[demo] reusing synthetic data in {data_dir}")
         return
     from tal_core.data.synth import SynthSpec, synthesize
 
-    log(f"writing {videos} synthetic multi-view videos to {data_dir}")
-    synthesize(data_dir, SynthSpec(videos=videos, val_share=0.3), progress=lambda i, n: log(f"  video {i}/{n}") if i % 6 == 0
+    logger.info(f"[demo] writing {videos} synthetic multi-view videos to {data_dir}")
+    synthesize(data_dir, SynthSpec(videos=videos, val_share=0.3), progress=lambda i, n: logger.info(f"[demo]   video {i}/{n}") if i % 6 == 0
                or i == n else None)
 
 
