@@ -11,8 +11,10 @@ interrupted refit, as for a sweep).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -75,7 +77,7 @@ def run_refit(sweep: str | Path, top: int, seeds: int, resume: bool = False, add
     dataset = load_dataset(state["data"])
     local_cluster = _init_ray(address)
     try:
-        with terminated_as_interrupt():
+        with terminated_as_interrupt(), contextlib.redirect_stdout(sys.stderr):  # Tune's tables are logs
             results = _run_tuner(sweep_dir, state, refit, resume, local_cluster)
     except BaseException as error:
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"

@@ -4,9 +4,11 @@ artifacts uploaded from the driver), the ensemble's run, and downloads of a swee
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 import socket
+import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -22,6 +24,18 @@ from .mlflow_compat import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, VIEW_TAG_PREFIX
 from .run_plots import detection_plots
 
 TRIAL_ID_TAG = "talsearch.trial_id"
+
+
+def _quiet_stdout(function):
+    """MLflow 3 prints "View run ... at: URL" lines on stdout when a run on a server ends; stdout carries a
+    command's result, so they go to stderr (with the logs)."""
+
+    @functools.wraps(function)
+    def wrapped(*args, **kwargs):
+        with contextlib.redirect_stdout(sys.stderr):
+            return function(*args, **kwargs)
+
+    return wrapped
 
 
 def trial_run_name(trial_id: str, values: dict, searched: list[str]) -> str:
@@ -146,6 +160,7 @@ def drop_duplicate_children(client: MlflowClient, runs: list) -> list:
     return kept
 
 
+@_quiet_stdout
 def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep_dir: Path, spec=None) -> None:
     """Tag each child run with its trial's outcome and upload its outputs and plots."""
     client = MlflowClient(uri)
@@ -178,6 +193,7 @@ def _log_full_config(client: MlflowClient, run, trial_dir: Path) -> None:
         client.log_batch(run.info.run_id, params=params[start : start + 100])
 
 
+@_quiet_stdout
 def end_unfinished_runs(uri: str, parent_id: str, status: str) -> int:
     """Mark the sweep's parent run and its children that are still RUNNING as ``status`` (KILLED or FAILED):
     a sweep that stops on an exception or a signal leaves no run RUNNING forever. Returns how many children."""
@@ -193,6 +209,7 @@ def end_unfinished_runs(uri: str, parent_id: str, status: str) -> int:
     return ended
 
 
+@_quiet_stdout
 def finish_parent(uri: str, parent_id: str, summary: dict, sweep_dir: Path) -> None:
     client = MlflowClient(uri)
     for key, value in summary.items():
@@ -208,6 +225,7 @@ def finish_parent(uri: str, parent_id: str, summary: dict, sweep_dir: Path) -> N
     client.set_terminated(parent_id, "FINISHED")
 
 
+@_quiet_stdout
 def log_ensemble_run(uri: str, experiment: str, out: Path, metrics: dict, sweep_run_id: str) -> str:
     """One run holding an ensemble's metrics (ensemble_* and best_single_*) and its output folder."""
     client = MlflowClient(uri)
