@@ -34,16 +34,16 @@ def optuna_command(sweep: str | Path, host: str, port: int) -> list[str]:
     return [sys.executable, "-c", _OPTUNA_DASHBOARD, f"sqlite:///{study.resolve()}", host, str(port)]
 
 
-def run_ui(uri: str, host: str = "127.0.0.1", port: int = 5000, optuna_sweep: str | Path | None = None) -> None:
+def run_ui(uri: str, host: str = "127.0.0.1", port: int = 5000, optuna_sweep: str | Path | None = None,
+           announce=None) -> None:
     """Serve until Ctrl-C or SIGTERM; either stops the server's whole process group (its workers included),
-    so nothing keeps the port."""
+    so nothing keeps the port. ``announce(what, url)`` is told what is served where before it starts."""
     if optuna_sweep is not None:
         command, what = optuna_command(optuna_sweep, host, port), f"optuna-dashboard (study {optuna_sweep})"
     else:
         command, what = ui_command(uri, host, port), f"MLflow UI (store {redact_uri(resolve_uri(uri))})"
-    print(f"{what}: http://{host}:{port}  (Ctrl-C stops it)", file=sys.stderr)
-    print(f"http://{host}:{port}")
-    sys.stdout.flush()
+    if announce is not None:
+        announce(what, f"http://{host}:{port}")
     server = subprocess.Popen(command, cwd=Path.cwd(), start_new_session=True)
 
     def stop(signum, frame):

@@ -68,7 +68,11 @@ def cmd_demo(args) -> None:
 def cmd_ui(args) -> None:
     from search.ui import run_ui
 
-    run_ui(args.uri, args.host, args.port, optuna_sweep=args.optuna)
+    def announce(what: str, url: str) -> None:
+        print(f"{what}: {url}  (Ctrl-C stops it)", file=sys.stderr)
+        print(url, flush=True)  # the result: where to point the browser
+
+    run_ui(args.uri, args.host, args.port, optuna_sweep=args.optuna, announce=announce)
 
 
 def add_parsers(sub, add_command, config_arg, port) -> None:

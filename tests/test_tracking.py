@@ -4,6 +4,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from search.ui import ui_command
+from tal_core.mlflow_compat import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
 from tal_core.tracking import artifact_location, resolve_uri
 
 
@@ -51,7 +52,7 @@ def test_experiments_open_on_the_runs_table(tmp_path):
 
     uri = f"sqlite:///{tmp_path}/m.db"
     experiment_id = check_reachable(uri, "kinds")
-    assert MlflowClient(uri).get_experiment(experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert MlflowClient(uri).get_experiment(experiment_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
     assert check_reachable(uri, "kinds") == experiment_id
 
 

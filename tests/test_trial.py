@@ -6,7 +6,7 @@ import os
 import pytest
 from ray.train import RunConfig, ScalingConfig
 
-from search.ray_compat import trainer_callbacks
+from search.ray_compat import DATASETS_CALLBACK, trainer_callbacks
 from search.trial import POLL_ENV, PREEMPTION_ENV, TrialTrainer, mlflow_name, set_train_env
 
 
@@ -18,7 +18,7 @@ def test_trial_trainer_starts_no_dataset_manager_without_ray_datasets(tmp_path):
     trainer = TrialTrainer(_noop, scaling_config=ScalingConfig(num_workers=2),
                            run_config=RunConfig(name="t", storage_path=str(tmp_path)))
     names = [type(callback).__name__ for callback in trainer_callbacks(trainer)]
-    assert "DatasetsCallback" not in names
+    assert DATASETS_CALLBACK not in names
     assert "BackendSetupCallback" in names and "PlacementGroupCleanerCallback" in names
 
 
