@@ -31,7 +31,7 @@ class Candidate:
     source: str
 
 
-def _load_trial(trial_dir: Path, run_id: str | None = None) -> Candidate | None:
+def _load_trial(trial_dir: Path, run_id: str | None = None, metrics: dict | None = None) -> Candidate | None:
     folder = RunFolder(trial_dir)
     val_path = folder.predictions_file("val")
     if not val_path.exists():
@@ -42,18 +42,19 @@ def _load_trial(trial_dir: Path, run_id: str | None = None) -> Candidate | None:
         test = load_predictions(test_path) if test_path.exists() else None
     except PredictionsError as error:
         raise CandidateError(f"trial {trial_dir.name}: {error}") from None
-    metrics = RunFolder(trial_dir).read_metrics() or {}
+    metrics = metrics if metrics is not None else RunFolder(trial_dir).read_metrics() or {}
     return Candidate(run_id or trial_dir.name, val, test, float(metrics.get("val_mAP", 0.0)),
                      val.meta.get("config", {}), str(trial_dir))
 
 
 def _load_with_snapshots(trial_dir: Path) -> list[Candidate]:
     """A trial's best epoch, and its kept snapshots of other epochs (``<trial>@e<N>``, see train.snapshots)."""
-    best = _load_trial(trial_dir)
+    metrics = RunFolder(trial_dir).read_metrics() or {}  # read once: the candidate's mAP and its best epoch
+    best = _load_trial(trial_dir, metrics=metrics)
     if best is None:
         return []
     found = [best]
-    best_epoch = _best_epoch(trial_dir)
+    best_epoch = metrics.get("best_epoch")
     for epoch, folder in RunFolder(trial_dir).snapshots().items():
         if epoch != best_epoch:
             snapshot = _load_trial(folder.path, f"{trial_dir.name}@e{epoch}")
@@ -61,9 +62,6 @@ def _load_with_snapshots(trial_dir: Path) -> list[Candidate]:
                 found.append(snapshot)
     return found
 
-
-def _best_epoch(trial_dir: Path) -> int | None:
-    return (RunFolder(trial_dir).read_metrics() or {}).get("best_epoch")
 
 
 def from_sweep_folder(sweep_dir: Path) -> list[Candidate]:

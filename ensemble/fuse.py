@@ -17,8 +17,6 @@ from .calibrate import apply_temperatures, cell_labels, fit_temperatures
 from .parallel import map_scores
 from .segment_fusion import fuse_segments
 
-FUSIONS = ("probabilities", "segments")
-
 
 class Evaluator:
     """Scores fused probabilities of the aligned val videos against their ground truth."""

@@ -30,7 +30,7 @@ class SelectionResult:
     weights: np.ndarray  # (members,), sums to 1
     score: float
     history: list = field(default_factory=list)  # val mAP after each greedy step
-    fusion: str = "probabilities"  # how the members are combined: probabilities | segments (see fuse.FUSIONS)
+    fusion: str = "probabilities"  # how the members are combined: probabilities | segments (see Evaluator.detections_for)
     temperatures: np.ndarray | None = None  # per-member calibration applied before fusion (None: none)
 
 

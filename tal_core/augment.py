@@ -56,7 +56,8 @@ def _colour(frames: torch.Tensor, strength: float, generator: torch.Generator) -
     brightness, contrast, saturation = (f.to(frames.device).view(n, 1, 1, 1, 1) for f in factors)
     frames = frames * brightness
     grey = (0.299 * frames[:, :, 0:1] + 0.587 * frames[:, :, 1:2] + 0.114 * frames[:, :, 2:3])
-    frames = (frames - grey.mean(dim=(1, 2, 3, 4), keepdim=True)) * contrast + grey.mean(dim=(1, 2, 3, 4), keepdim=True)
+    level = grey.mean(dim=(1, 2, 3, 4), keepdim=True)
+    frames = (frames - level) * contrast + level
     grey = (0.299 * frames[:, :, 0:1] + 0.587 * frames[:, :, 1:2] + 0.114 * frames[:, :, 2:3])
     return (grey + (frames - grey) * saturation).clamp(0, 255)
 
