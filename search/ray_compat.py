@@ -11,6 +11,9 @@ or drops one, that test names it before a sweep fails halfway. What each is for:
   (named after its searched values) and records it there so Tune's callback logs into it.
 - ``OptunaSearch._ot_trials`` / ``_ot_study`` / ``_completed_trials``: the Optuna trial of a Tune trial, the
   study, and the trials already told; the searcher tells Optuna about ASHA-stopped trials as PRUNED.
+- ``ReplayedTrial``: Tune's schedulers are given ``Trial`` objects and a controller; ``AsyncHyperBandScheduler``
+  and ``FIFOScheduler`` read only the trial's ``trial_id`` and never the controller, so ``talsearch replay``
+  drives them with this stand-in and ``None``.
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ except ImportError:  # another Ray version: no warm-up, same results
     WorkerCallback = None
 
 DATASETS_CALLBACK = "DatasetsCallback"
+
+
+class ReplayedTrial:
+    """What Ray's asynchronous schedulers read of a Tune ``Trial``: its id."""
+
+    def __init__(self, trial_id: str):
+        self.trial_id = trial_id
+
+    def __repr__(self) -> str:
+        return f"ReplayedTrial({self.trial_id})"
 
 
 def worker_start_callback(start: Callable[[], None]):

@@ -57,6 +57,17 @@ class SweepSpec:
         return self.base.with_overrides(sampled)
 
 
+def space_entry(param: Param) -> dict:
+    """``param`` as a sweep file's ``space`` entry (what ``_parse_param`` reads back)."""
+    if param.kind == "categorical":
+        return {"type": "categorical", "values": list(param.values)}
+    return {"type": param.kind, "low": param.low, "high": param.high, "log": param.log}
+
+
+def parse_space(space_raw: dict, known: set[str]) -> tuple[Param, ...]:
+    return tuple(_parse_param(key, raw, known) for key, raw in space_raw.items())
+
+
 def _parse_param(key: str, raw: Any, known: set[str]) -> Param:
     where = f"space.{key}"
     if key not in known:
@@ -89,7 +100,7 @@ def load_sweep(path: str | Path | None, overrides=()) -> SweepSpec:
         raise ConfigError(f"{path}: 'space' must map config keys to distributions")
     base = load_config(path, overrides)
     known = set(base.flat())
-    params = tuple(_parse_param(key, raw, known) for key, raw in space_raw.items())
+    params = parse_space(space_raw, known)
     for param in params:
         for value in param.corner_values():
             try:

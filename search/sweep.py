@@ -37,7 +37,8 @@ from tal_core.tracking import (
     start_parent_run,
 )
 
-from .space import SweepSpec, load_sweep
+from .space import SweepSpec, load_sweep, space_entry
+from .strategy import describe, make_sampler, make_scheduler
 
 
 def tag_warm_start(uri: str, parent_id: str, summary: dict) -> None:
@@ -115,24 +116,10 @@ def _searcher(spec: SweepSpec, sweep_dir: Path, study_name: str, epochs: int):
     from .searcher import BudgetAwareOptunaSearch
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{sweep_dir / 'optuna.db'}")
-    if spec.base.search.sampler == "grid":
-        grid = {p.key: list(p.values) for p in spec.params}
-        sampler = optuna.samplers.GridSampler(grid, seed=spec.base.search.seed)
-    else:
-        sampler = optuna.samplers.TPESampler(seed=spec.base.search.seed, n_startup_trials=max(2, len(spec.params)))
+    sampler = make_sampler(spec.base.search, spec.params)
     return BudgetAwareOptunaSearch(space=spec.optuna_space(), metric=spec.base.search.metric, mode="max",
                                    sampler=sampler, storage=storage, study_name=study_name,
                                    full_budget=spec.base.train.epochs)
-
-
-def _scheduler(spec: SweepSpec, epochs: int):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    if not spec.base.search.asha:
-        return FIFOScheduler()
-    return ASHAScheduler(time_attr="epoch", max_t=epochs,
-                         grace_period=min(spec.base.search.grace_period, epochs),
-                         reduction_factor=spec.base.search.reduction_factor)
 
 
 @contextlib.contextmanager
@@ -211,7 +198,8 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     state = json.loads(state_path.read_text()) if resume else {
         "study_name": f"{sweep_dir.name}-{uuid.uuid4().hex[:8]}", "tracking_uri": uri,
         "experiment": spec.base.tracking.experiment, "data": str(Path(data).resolve()),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "searched": [p.key for p in spec.params], "trials": {}}
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "searched": [p.key for p in spec.params],
+        "space": {p.key: space_entry(p) for p in spec.params}, "trials": {}}
     if not resume:
         state["parent_run_id"] = start_parent_run(uri, experiment_id, sweep_dir.name, spec.base.flat(),
                                                   {p.key: p.__dict__ for p in spec.params})
@@ -278,14 +266,15 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage: str | Non
         return tuner.fit()
     epochs = max_epochs(spec)
     limit = concurrency(spec, ray.cluster_resources())
+    state["concurrency"] = limit  # talsearch replay's default
     from ray.tune.search import ConcurrencyLimiter
 
     searcher = ConcurrencyLimiter(_searcher(spec, sweep_dir, state["study_name"], epochs), max_concurrent=limit)
     logger.info(f"[sweep] {spec.base.search.num_samples} trials, {limit} at a time, {spec.base.search.trial_workers} "
-        f"Ray Train workers each, ASHA {'on' if spec.base.search.asha else 'off'}")
+        f"Ray Train workers each, search {describe(spec.base.search)}")
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=_scheduler(spec, epochs),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=make_scheduler(spec.base.search, epochs),
                                     num_samples=spec.base.search.num_samples, metric=spec.base.search.metric,
                                     mode="max"),  # no reuse_actors: an ASHA-stopped trial's Train run only
                                                   # ends when its trial actor is killed

@@ -79,6 +79,9 @@ def worker_loop(loop_config: dict) -> None:
             best["best_epoch"] = float(epoch)
         report.update(best)
         report.update({k: v for k, v in timing.items() if v is not None})
+        if world_rank == 0:  # what Tune hears and when: talsearch replay repeats the sweep from it
+            RunFolder(out).append_report({"epoch": epoch, "reported_at": time.time(), cfg.search.metric:
+                                          report.get(cfg.search.metric), "epoch_seconds": report.get("epoch_seconds")})
         if world_rank == 0 and (out / "last.pt").is_file():
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copy2(out / "last.pt", Path(tmp) / "last.pt")

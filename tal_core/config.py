@@ -126,14 +126,23 @@ class SearchConfig(_Section):
     cpus_per_worker: float = Field(1.0, gt=0, description="CPUs reserved per Ray Train worker")
     max_concurrent: int = Field(0, ge=0, description="trials at once (0 = as many as the cluster's resources allow)")
     metric: str = Field("val_mAP", description="metric maximised by Optuna and ASHA (val_mAP, val_mAP_at_<tIoU>, val_scene_acc, train_*)")
-    asha: bool = Field(True, description="stop unpromising trials early with ASHA")
+    scheduler: Literal["asha", "hyperband", "fifo"] = Field("asha", description="early stopping: asha (Ray's ASHA) | hyperband (asynchronous Hyperband: ASHA over up to 3 brackets of different grace periods) | fifo (every trial runs its full budget)")
+    asha: bool = Field(True, description="false = search.scheduler fifo (the older spelling; true keeps search.scheduler)")
     grace_period: int = Field(2, ge=1, description="epochs every trial runs before ASHA may stop it")
     reduction_factor: int = Field(2, ge=2, description="ASHA halving rate")
     max_failures: int = Field(1, ge=0, description="restarts of a crashed trial from its last checkpoint")
     seed: int = Field(0, description="seeds the Optuna sampler")
-    sampler: Literal["tpe", "grid"] = Field("tpe", description="tpe (Optuna's TPE) | grid (every combination of categorical values, in a seeded order)")
+    sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="tpe (Optuna's TPE) | random (Optuna's RandomSampler) | grid (every combination of categorical values, in a seeded order)")
+    startup_trials: int = Field(0, ge=0, description="TPE's random proposals before it models the results (0 = one per searched key, at least 2)")
+    multivariate: bool = Field(False, description="TPE models the searched keys jointly (Optuna's multivariate TPE) instead of one by one")
+    constant_liar: bool = Field(False, description="TPE counts running trials as bad results so that concurrent trials get different proposals")
     poll_interval_s: float = Field(0.5, gt=0, le=60, description="how often Ray Train's controller polls a trial's workers (Ray's default: 2 s)")
     private_network: bool = Field(True, description="a local cluster runs in a network namespace of its own: Ray reachable on loopback only (Linux; needs a local tracking store)")
+
+    @property
+    def stopper(self) -> str:
+        """The scheduler the sweep uses: ``scheduler``, or fifo where the older ``asha: false`` says so."""
+        return self.scheduler if self.asha else "fifo"
 
     @model_validator(mode="after")
     def _one_gpu_per_rank(self) -> SearchConfig:

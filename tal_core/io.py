@@ -60,6 +60,14 @@ def clean_temporaries(folder: str | Path) -> int:
     return removed
 
 
+def append_jsonl(path: str | Path, record: dict) -> None:
+    """One line appended and flushed to disk (a log: readers skip a torn last line, see ``read_jsonl``)."""
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
     """The records of a JSON-lines file; a torn last line (a writer killed mid-line) is skipped with a warning,
     a bad line elsewhere is an error naming the file and line."""

@@ -4,6 +4,7 @@ A run folder (``talsearch train --out RUN``, or a sweep's ``trials/<id>``) holds
 
   metrics.json            the best epoch's metrics (val_mAP, val_mAP@t, per_class_AP, best_epoch ...)
   history.jsonl           one line per epoch
+  reports.jsonl           a sweep trial's reports to Ray Tune: epoch, the metrics, reported_at (unix seconds)
   config.yaml             the resolved config
   predictions/<split>.npz interval predictions (val, test)
   detections/<split>.json ActivityNet detections
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .io import read_jsonl, write_json_atomic
+from .io import append_jsonl, read_jsonl, write_json_atomic
 
 
 class RunFolderError(UserError):
@@ -47,6 +48,10 @@ class RunFolder:
     @property
     def history_file(self) -> Path:
         return self.path / "history.jsonl"
+
+    @property
+    def reports_file(self) -> Path:
+        return self.path / "reports.jsonl"
 
     @property
     def config_file(self) -> Path:
@@ -96,3 +101,10 @@ class RunFolder:
     def read_history(self) -> list[dict]:
         """One record per finished epoch (a torn last line is skipped, see ``io.read_jsonl``)."""
         return read_jsonl(self.history_file) if self.history_file.is_file() else []
+
+    def read_reports(self) -> list[dict]:
+        """A sweep trial's reports to Tune, in the order it made them (a restarted trial repeats epochs)."""
+        return read_jsonl(self.reports_file) if self.reports_file.is_file() else []
+
+    def append_report(self, report: dict) -> None:
+        append_jsonl(self.reports_file, report)

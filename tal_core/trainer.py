@@ -33,7 +33,7 @@ from .distributed import is_distributed, rank, select_device
 from .ema import WeightEMA
 from .errors import UserError
 from .formats import write_detections
-from .io import clean_temporaries, write_atomic
+from .io import append_jsonl, clean_temporaries, write_atomic
 from .losses import balanced_class_weights
 from .model.multitask import MultiTaskTSM
 from .predictions import save_predictions
@@ -294,8 +294,7 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
             run.write_snapshot(metrics, val_pred, test_pred)
         if rank() == 0:
             save_checkpoint(run_dir / "last.pt", run.model, run.optimizer, run.scheduler, run.state, cfg, run.ema)
-            with open(run_dir / "history.jsonl", "a") as handle:
-                handle.write(json.dumps(metrics) + "\n")
+            append_jsonl(run_dir / "history.jsonl", metrics)
         logger.info(_epoch_line(metrics, cfg.train.epochs))
         if callbacks.on_epoch is not None:
             callbacks.on_epoch(epoch + 1, metrics, run_dir)

@@ -1,7 +1,8 @@
-"""Sub-commands that use Ray, MLflow or the ensemble: sweep, leaderboard, ensemble, demo, ui."""
+"""Sub-commands that use Ray, MLflow or the ensemble: sweep, refit, replay, leaderboard, ensemble, demo, ui."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -44,6 +45,22 @@ def cmd_refit(args) -> None:
     print(str(run_refit(args.sweep, args.top, args.seeds, args.resume, args.address)))
 
 
+def cmd_replay(args) -> None:
+    import logging
+
+    from search.replay_run import replay, table_lines
+
+    overrides = {"grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
+                 "startup_trials": args.startup_trials, "multivariate": args.multivariate,
+                 "constant_liar": args.constant_liar}
+    result = replay(args.sweep, args.searcher, args.scheduler, args.workers, args.seeds, args.budget_min and
+                    args.budget_min * 60, args.target, args.config, overrides, args.plot, args.table_out)
+    log = logging.getLogger("talsearch.replay")
+    for line in table_lines(result):
+        log.info(line)
+    print(json.dumps(result, indent=1))
+
+
 def cmd_leaderboard(args) -> None:
     from search.leaderboard import leaderboard, render
 
@@ -76,6 +93,8 @@ def cmd_ui(args) -> None:
 
 
 def add_parsers(sub, add_command, config_arg, port) -> None:
+    from .cli import positive_float, positive_int
+
     p = add_command(sub, "sweep", "Optuna + Ray Tune + Ray Train search, tracked in MLflow", cmd_sweep)
     p.add_argument("--data", type=Path, required=True, help="data-set folder (annotations.json + videos)")
     p.add_argument("--out", type=Path, required=True, help="sweep folder (trials, predictions, state)")
@@ -97,6 +116,34 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
     p.add_argument("--seeds", type=int, default=2, help="other seeds per refit configuration")
     p.add_argument("--resume", action="store_true", help="finish an interrupted refit of this sweep")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+
+    p = add_command(sub, "replay", "search strategies replayed against a finished sweep's learning curves on a "
+                                   "simulated clock (time to a target, best at a budget)", cmd_replay)
+    p.add_argument("sweep", help="finished sweep folder, or a replay table file (--table-out)")
+    p.add_argument("--searcher", nargs="+", choices=("random", "tpe", "grid"), default=["random", "tpe"],
+                   help="Optuna samplers to compare")
+    p.add_argument("--scheduler", nargs="+", choices=("fifo", "asha", "hyperband"), default=["fifo", "asha"],
+                   help="Ray Tune schedulers to compare (every searcher with every scheduler)")
+    p.add_argument("--workers", type=positive_int, default=None, help="trials at once (default: the sweep's own)")
+    p.add_argument("--seeds", type=positive_int, default=20, help="seeds per strategy")
+    p.add_argument("--budget-min", type=positive_float, default=None,
+                   help="simulated minutes per run (default: every recorded full-budget trial once, --workers at "
+                        "a time)")
+    p.add_argument("--target", type=float, default=None,
+                   help="metric to reach (default: random search's median best at the budget)")
+    p.add_argument("--grace-period", type=positive_int, default=None, help="ASHA grace period (default: the sweep's)")
+    p.add_argument("--reduction-factor", type=positive_int, default=None, help="ASHA reduction factor (default: "
+                   "the sweep's)")
+    p.add_argument("--startup-trials", type=positive_int, default=None, help="TPE's random start-up proposals")
+    p.add_argument("--multivariate", action=argparse.BooleanOptionalAction, default=None,
+                   help="TPE's multivariate model")
+    p.add_argument("--constant-liar", action=argparse.BooleanOptionalAction, default=None,
+                   help="TPE's constant liar for concurrent trials")
+    p.add_argument("--config", type=Path, default=None, help="the sweep's file (sweeps whose sweep.json lacks "
+                   "its space)")
+    p.add_argument("--plot", type=Path, default=None, help="write best-so-far vs simulated time here (PNG)")
+    p.add_argument("--table-out", type=Path, default=None, help="write the sweep's learning-curve table here "
+                   "(JSON, replayable without the sweep folder)")
 
     p = add_command(sub, "leaderboard", "table of a sweep's trials", cmd_leaderboard)
     p.add_argument("sweep", type=Path, help="sweep folder")

@@ -48,3 +48,17 @@ def test_optuna_search_keeps_its_trials_study_and_told_set(tmp_path):
     assert ray_compat.optuna_trial(searcher, "t1") is not None and ray_compat.optuna_trial(searcher, "t2") is None
     assert isinstance(ray_compat.optuna_study(searcher), optuna.Study)
     assert isinstance(ray_compat.told_trials(searcher), set)
+
+
+def test_async_schedulers_take_a_replayed_trial_and_no_controller():
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+    asha = AsyncHyperBandScheduler(time_attr="epoch", metric="m", mode="max", max_t=4, grace_period=1,
+                                   reduction_factor=2)
+    good, poor = ray_compat.ReplayedTrial("good"), ray_compat.ReplayedTrial("poor")
+    for trial in (good, poor):
+        asha.on_trial_add(None, trial)
+    assert asha.on_trial_result(None, good, {"epoch": 1, "m": 0.9}) == TrialScheduler.CONTINUE
+    assert asha.on_trial_result(None, poor, {"epoch": 1, "m": 0.1}) == TrialScheduler.STOP
+    asha.on_trial_complete(None, poor, {"epoch": 1, "m": 0.1})
+    assert FIFOScheduler().on_trial_result(None, good, {"epoch": 2, "m": 0.0}) == TrialScheduler.CONTINUE

@@ -1,0 +1,68 @@
+"""How a sweep searches: the Optuna sampler that proposes and the Ray Tune scheduler that stops.
+
+One place builds both from ``search.*`` so that ``talsearch sweep`` and ``talsearch replay`` (which drives the
+same classes on a simulated clock) can never disagree about a strategy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+
+from tal_core.config import SearchConfig
+
+from .space import Param
+
+SAMPLERS = ("random", "tpe", "grid")
+SCHEDULERS = ("fifo", "asha", "hyperband")
+MAX_BRACKETS = 3
+
+
+class OpenGridSampler(optuna.samplers.GridSampler):
+    """Optuna's GridSampler, except that it never calls ``study.stop()`` once every point has started: that call
+    is only allowed inside ``study.optimize`` and raises in a ``tell`` from Ray Tune (or a replay), which end a
+    grid sweep by its number of trials instead (a sweep over the whole grid failed on its last trials)."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
+
+
+def startup_trials(search: SearchConfig, params: tuple[Param, ...]) -> int:
+    """TPE's random start-up proposals: ``search.startup_trials``, else one per searched key (at least 2)."""
+    return search.startup_trials or max(2, len(params))
+
+
+def make_sampler(search: SearchConfig, params: tuple[Param, ...], seed: int | None = None):
+    """The Optuna sampler of ``search.sampler`` (seeded with ``seed``, else ``search.seed``)."""
+    seed = search.seed if seed is None else seed
+    if search.sampler == "grid":
+        return OpenGridSampler({p.key: list(p.values) for p in params}, seed=seed)
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(search, params),
+                                      multivariate=search.multivariate, constant_liar=search.constant_liar)
+
+
+def brackets(max_t: int, grace_period: int, reduction_factor: int) -> int:
+    """Hyperband's brackets: as many as have at least one rung between the grace period and ``max_t`` (<= 3)."""
+    rungs = math.floor(math.log(max_t / grace_period) / math.log(reduction_factor) + 1e-9)
+    return max(1, min(MAX_BRACKETS, rungs + 1))
+
+
+def make_scheduler(search: SearchConfig, max_t: int, metric: str | None = None):
+    """The Ray Tune scheduler of ``search.stopper`` over epochs (``metric`` and mode given where Tune does not
+    pass them, as in a replay)."""
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+    if search.stopper == "fifo":
+        return FIFOScheduler()
+    grace = min(search.grace_period, max_t)
+    count = 1 if search.stopper == "asha" else brackets(max_t, grace, search.reduction_factor)
+    return AsyncHyperBandScheduler(time_attr="epoch", max_t=max_t, grace_period=grace,
+                                   reduction_factor=search.reduction_factor, brackets=count,
+                                   metric=metric, mode="max" if metric else None)
+
+
+def describe(search: SearchConfig) -> str:
+    return f"{search.sampler}+{search.stopper}"
