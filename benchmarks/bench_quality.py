@@ -3,7 +3,9 @@
 1. ``talsearch synth --preset hard`` (50 videos: 32 train / 16 val / 2 test; seed 0 unless ``--seed``).
 2. The recommended single run: ``talsearch train --config configs/precise.yaml`` with the tiny backbone at 64 px,
    12 epochs, the panoramic view (the one that sees every action), seeds ``--seeds`` (run-to-run spread).
-3. The recommended sweep, ``configs/sweep_hard.yaml``, then ``talsearch ensemble`` over its trials.
+3. The recommended sweep, ``configs/sweep_hard.yaml``; ``talsearch refit`` of its ``--refit-top`` best
+   configurations with ``--refit-seeds`` other seeds each (seed diversity for the ensemble; 0 skips it); then
+   ``talsearch ensemble`` over all its trials and their snapshots.
 
 Prints one JSON line: mAP@0.5/0.75/0.95/avg, per-class AP and wall time of each; for the ensemble also its nested
 out-of-fold mAP, the best single trial's out-of-fold mAP, and the gain with its bootstrap interval. All figures
@@ -55,7 +57,22 @@ def single_runs(data: Path, work: Path, seeds: list[int]) -> dict:
             "val_mAP_min": min(avg), "val_mAP_max": max(avg)}
 
 
-def sweep_and_ensemble(data: Path, work: Path) -> dict:
+def refit(sweep: Path, work: Path, top: int, seeds: int) -> dict:
+    """The sweep's best configurations again with other seeds (a finished refit is reused)."""
+    if top == 0 or seeds == 0:
+        return {"trials": 0, "seconds": 0.0}
+    started = time.perf_counter()
+    state = json.loads((sweep / "refit.json").read_text()) if (sweep / "refit.json").exists() else {}
+    if "finished" not in state:
+        talsearch("refit", str(sweep), "--top", str(top), "--seeds", str(seeds), *(["--resume"] if state else []),
+                  cwd=work)
+        state = json.loads((sweep / "refit.json").read_text())
+    values = [t.get("val_mAP") for t in state["trials"].values() if t.get("val_mAP") is not None]
+    return {"trials": len(state["trials"]), "from": state["from"], "seeds": state["seeds"],
+            "val_mAP": sorted(round(v, 4) for v in values), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def sweep_and_ensemble(data: Path, work: Path, refit_top: int = 3, refit_seeds: int = 2) -> dict:
     sweep = work / "sweep"
     started = time.perf_counter()
     state = json.loads((sweep / "sweep.json").read_text()) if (sweep / "sweep.json").exists() else {}
@@ -64,7 +81,10 @@ def sweep_and_ensemble(data: Path, work: Path) -> dict:
                   str(sweep), "--set", f"tracking.uri=sqlite:///{work}/mlflow.db",
                   *(["--resume"] if state else []), cwd=work)
     sweep_seconds = time.perf_counter() - started
-    trials = [json.loads(p.read_text()) for p in sorted((sweep / "trials").glob("*/metrics.json"))]
+    own = json.loads((sweep / "sweep.json").read_text())["trials"]  # the sweep's trials, not its refits
+    trials = [json.loads(p.read_text()) for p in sorted((sweep / "trials").glob("*/metrics.json"))
+              if p.parent.name in own]
+    refitted = refit(sweep, work, refit_top, refit_seeds)
     best = max(trials, key=lambda m: m["val_mAP"])
     started = time.perf_counter()
     result = json.loads(talsearch("ensemble", "--sweep", str(sweep), "--data", str(data), "--out", str(work / "ensemble"),
@@ -72,6 +92,7 @@ def sweep_and_ensemble(data: Path, work: Path) -> dict:
     ensemble, single = result["ensemble"], result["best_single"]
     members = json.loads((work / "ensemble" / "ensemble.json").read_text())["members"]
     return {"sweep": {"trials": len(trials), "best_trial": figures(best), "seconds": round(sweep_seconds, 1)},
+            "refit": refitted,
             "ensemble": {k: round(float(ensemble[k]), 4) for k in KEYS}
             | {"per_class_AP": {k: round(float(v), 3) for k, v in ensemble.get("per_class_AP", {}).items()},
                "procedure": ensemble["procedure"], "fusion": ensemble.get("fusion"),
@@ -89,6 +110,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds the hard data set")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of the single run")
     parser.add_argument("--skip-sweep", action="store_true")
+    parser.add_argument("--refit-top", type=int, default=3, help="sweep configurations refit with other seeds")
+    parser.add_argument("--refit-seeds", type=int, default=2, help="other seeds per refit configuration")
     args = parser.parse_args()
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -99,7 +122,7 @@ def main() -> None:
     result = {"bench": "quality", "data": f"synth --preset hard --seed {args.seed}",
               "single": single_runs(data, work, args.seeds)}
     if not args.skip_sweep:
-        result.update(sweep_and_ensemble(data, work))
+        result.update(sweep_and_ensemble(data, work, args.refit_top, args.refit_seeds))
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["cpus"] = os.cpu_count()
     print(json.dumps(result))

@@ -184,13 +184,13 @@ def default_budget(table: ReplayTable, workers: int) -> float:
     return sum(t.finish_time(table.max_epochs) for t in table.full) / max(1, workers)
 
 
-def _spread(values: list[float]) -> dict:
+def _spread(values: list[float], median: str = "nearest") -> dict:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return {"median": None, "q25": None, "q75": None, "reached": 0}
     padded = np.array([v if math.isfinite(v) else np.inf for v in values])  # never reached: infinitely late
-    q25, median, q75 = (float(np.percentile(padded, q, method="nearest")) for q in (25, 50, 75))
-    fix = [None if not math.isfinite(v) else round(v, 4) for v in (median, q25, q75)]
+    q25, mid, q75 = (float(np.percentile(padded, q, method=median if q == 50 else "nearest")) for q in (25, 50, 75))
+    fix = [None if not math.isfinite(v) else round(v, 4) for v in (mid, q25, q75)]
     return {"median": fix[0], "q25": fix[1], "q75": fix[2], "reached": len(finite)}
 
 
@@ -198,13 +198,13 @@ def summarize(traces: dict[str, list[Trace]], budget_s: float, target: float | N
               reference: str = "random+fifo") -> dict:
     """Per strategy: the median (and quartiles, over seeds) of the best at the budget and of the time to the
     target; the target defaults to ``reference``'s median best at the budget."""
-    if target is None:
+    if target is None:  # a value half of the reference's runs reach (the lower median of their finals)
         runs = traces.get(reference) or next(iter(traces.values()))
-        target = float(np.median([t.best_at(budget_s) for t in runs]))
+        target = float(np.percentile([t.best_at(budget_s) for t in runs], 50, method="lower"))
     rows = {}
-    for name, runs in traces.items():
-        rows[name] = {"time_to_target_s": _spread([t.time_to(target) for t in runs]),
-                      "best_at_budget": _spread([t.best_at(budget_s) for t in runs]),
+    for name, runs in traces.items():  # medians of times: the later of the middle two (never flattering)
+        rows[name] = {"time_to_target_s": _spread([t.time_to(target) for t in runs], median="higher"),
+                      "best_at_budget": _spread([t.best_at(budget_s) for t in runs], median="lower"),
                       "trials": float(np.median([t.trials for t in runs])),
                       "epochs": float(np.median([t.epochs for t in runs])),
                       "inexact": int(sum(t.inexact for t in runs))}
@@ -225,8 +225,8 @@ def time_ratio_spread(traces: dict[str, list[Trace]], name: str, target: float, 
     theirs = np.array([t.time_to(target) for t in traces[reference]])
     ratios = []
     for _ in range(draws):
-        a = np.median(rng.choice(mine, len(mine)))
-        b = np.median(rng.choice(theirs, len(theirs)))
+        a = np.percentile(rng.choice(mine, len(mine)), 50, method="higher")
+        b = np.percentile(rng.choice(theirs, len(theirs)), 50, method="higher")
         ratios.append(a / b if math.isfinite(b) and b > 0 else math.inf)
     low, high = np.percentile(ratios, [5, 95], method="nearest")
     return float(low), float(high)

@@ -23,8 +23,14 @@ def load_benchmark(name: str):
     return module
 
 
-def write_sweep_file(folder: Path, extra: str = "") -> Path:
-    """A tiny sweep config: 3 trials x 2 epochs of the 8-wide tiny TSM, 2 Ray Train workers, ASHA on."""
+DEFAULT_SPACE = """  model.shift_fraction: {type: categorical, values: [0.0, 0.25]}
+  train.lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}
+"""
+
+
+def write_sweep_file(folder: Path, extra: str = "", space: str = DEFAULT_SPACE) -> Path:
+    """A tiny sweep config: 3 trials x 2 epochs of the 8-wide tiny TSM, 2 Ray Train workers, ASHA on; ``space``
+    replaces the searched keys, ``extra`` adds to them."""
     path = folder / "sweep.yaml"
     path.write_text(f"""
 data: {{image_size: 32, frames_per_interval: 2}}
@@ -33,9 +39,7 @@ train: {{epochs: 2, batch_size: 8}}
 search: {{num_samples: 3, trial_workers: 2, asha: true, grace_period: 1, max_failures: 0}}
 tracking: {{uri: "sqlite:///{folder}/mlflow.db", experiment: test}}
 space:
-  model.shift_fraction: {{type: categorical, values: [0.0, 0.25]}}
-  train.lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
-{extra}""")
+{space}{extra}""")
     return path
 
 

@@ -46,3 +46,16 @@ def test_bench_quality_reports_the_four_figures_and_per_class_ap():
                "per_class_AP": {"grow": 0.12345}, "train_loss": 1.0}
     assert bench_quality.figures(metrics) == {"val_mAP@0.5": 0.8123, "val_mAP@0.75": 0.5, "val_mAP@0.95": 0.1,
                                               "val_mAP": 0.4708, "per_class_AP": {"grow": 0.123}}
+
+
+def test_bench_search_reports_each_ratio_against_random_search(tmp_path):
+    from test_replay import table
+
+    result = bench("bench_search").measure(table(epochs=6).save(tmp_path / "t.json"), seeds=4)
+    assert result["seeds"] == 4 and result["workers"] == 2
+    assert {"tpe_asha_time_ratio", "tpe_time_ratio", "random_asha_time_ratio"} <= set(result)
+    # the ratio is the strategy's median time to the target over random search's
+    random_median, tpe_asha_median = result["random+fifo_minutes"][1], result["tpe+asha_minutes"][1]
+    if tpe_asha_median is not None:
+        assert result["tpe_asha_time_ratio"] == pytest.approx(tpe_asha_median / random_median, rel=0.01)
+    assert 0 < result["random+fifo_best_at_budget"] <= 0.8

@@ -161,15 +161,16 @@ def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_failing_trial_is_marked_failed_and_sweep_goes_on(tiny_data, tmp_path):
-    extra = "  model.pretrained: {type: categorical, values: [none, /nonexistent/weights.pt]}"
-    out = tmp_path / "s"
-    done = cli("sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path, extra)), "--out", str(out),
-               "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1", "search.seed=1", cwd=tmp_path)
+    space = "  model.pretrained: {type: categorical, values: [none, /nonexistent/weights.pt]}\n"
+    out = tmp_path / "s"  # the grid runs both values, in whichever order
+    done = cli("sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path, space=space)), "--out",
+               str(out), "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1",
+               "search.sampler=grid", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = json.loads((out / "sweep.json").read_text())["trials"]
     failed = [t for t in trials.values() if t["status"] == "FAILED"]
     finished = [t for t in trials.values() if t["status"] == "FINISHED"]
-    assert failed and finished and len(trials) == 2  # TPE seed 1 draws 'none', then the missing file
+    assert len(failed) == 1 and len(finished) == 1 and len(trials) == 2
     assert all("weights file not found" in t["error"] for t in failed)
     for t in finished:
         assert (out / "trials" / t["trial_id"] / "predictions" / "val.npz").exists()

@@ -1,0 +1,77 @@
+"""Search efficiency on a recorded sweep: how much sooner TPE + ASHA finds what random search finds.
+
+Replays ``benchmarks/data/replay_hard.json`` (27 configurations of the hard preset, each trained to its full
+12 epochs, two trials at a time: see replay_hard.yaml beside it) with ``talsearch replay``'s simulator: Ray
+Tune's own schedulers and Optuna's own samplers, the recorded start-up and epoch times, the sweep's real
+concurrency, 20 seeds per strategy, the search defaults of ``configs/base.yaml``. The target is random search's
+median best at the budget (every recorded trial once); per strategy: median simulated time to it over random
+search's. One JSON line: ``tpe_asha_time_ratio`` (<= 0.33 wanted) with its bootstrap 90% interval and the
+quartiles of its times, ``tpe_time_ratio`` (TPE without early stopping), ``random_asha_time_ratio``.
+
+    python benchmarks/bench_search.py [--table FILE] [--seeds 20] [--plot best_so_far.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from search.replay import Strategy, default_budget, run_strategies, summarize, time_ratio_spread  # noqa: E402
+from search.replay_table import load_table  # noqa: E402
+from tal_core.config import load_config  # noqa: E402
+
+TABLE = Path(__file__).resolve().parent / "data" / "replay_hard.json"
+STRATEGIES = [Strategy("random", "fifo"), Strategy("tpe", "fifo"), Strategy("random", "asha"),
+              Strategy("tpe", "asha")]
+NAMES = {"tpe+asha": "tpe_asha_time_ratio", "tpe+fifo": "tpe_time_ratio", "random+asha": "random_asha_time_ratio"}
+
+
+def measure(table_path: Path, seeds: int, plot_path: Path | None = None) -> dict:
+    table = load_table(table_path)
+    search = load_config(None).search  # the defaults a sweep runs with
+    workers = table.concurrency
+    budget = default_budget(table, workers)
+    started = time.perf_counter()
+    traces = run_strategies(table, search, STRATEGIES, workers, list(range(seeds)), budget)
+    summary = summarize(traces, budget, None, reference="random+fifo")
+    result = {"bench": "search", "table": table_path.name, "recorded_trials": len(table.trials),
+              "workers": workers, "seeds": seeds, "budget_min": round(budget / 60, 1), "target": summary["target"],
+              "grace_period": search.grace_period, "reduction_factor": search.reduction_factor}
+    for name, key in NAMES.items():
+        row = summary["strategies"][name]
+        low, high = time_ratio_spread(traces, name, summary["target"])
+        result[key] = row["time_ratio"]
+        result[f"{key}_interval"] = [_finite(low), _finite(high)]  # None: not reached in some draws
+    for name, row in summary["strategies"].items():
+        times = row["time_to_target_s"]
+        result[f"{name}_minutes"] = [None if v is None else round(v / 60, 2) for v in
+                                     (times["q25"], times["median"], times["q75"])]
+        result[f"{name}_best_at_budget"] = row["best_at_budget"]["median"]
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    if plot_path is not None:
+        from search.replay import plot
+
+        plot(traces, budget, table.metric, plot_path)
+    return result
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 3) if abs(value) < float("inf") else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.table, args.seeds, args.plot)))
+
+
+if __name__ == "__main__":
+    main()
