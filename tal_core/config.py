@@ -90,6 +90,7 @@ class TrainConfig(_Section):
     threads: int = Field(0, ge=0, le=256, description="torch CPU threads (0 = torch's default)")
     warmup_epochs: float = Field(0.5, ge=0, le=1000, description="linear learning-rate warm-up, in epochs, before the cosine decay")
     snapshots: int = Field(2, ge=0, le=50, description="also keep the val/test predictions of this many next-best epochs (RUN/snapshots/epoch_N/): extra ensemble members at no extra training (0 = off)")
+    sync_bn: bool = Field(True, description="BatchNorm statistics over the global batch of all DDP workers (SyncBatchNorm on GPUs, an all-reduce over gloo on CPU), so a k-worker trial normalises as one process does; false = each worker its own share")
     ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off; e.g. 0.99)")
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from . import augment, evaluation, loops
@@ -35,6 +36,7 @@ from .errors import UserError
 from .formats import write_detections
 from .io import append_jsonl, clean_temporaries, write_atomic
 from .losses import balanced_class_weights
+from .model.global_bn import global_batch_norm
 from .model.multitask import MultiTaskTSM
 from .predictions import save_predictions
 from .run_folder import RunFolder
@@ -129,6 +131,9 @@ class Run:
             raise DatasetError(f"data set {spec.root} needs train and val videos with view '{cfg.data.view}'")
         self.model = build_model(cfg, spec).to(self.device)
         if is_distributed():
+            if cfg.train.sync_bn:  # one BatchNorm over the global batch, as in a single process
+                self.model = (nn.SyncBatchNorm.convert_sync_batchnorm(self.model) if self.device.type == "cuda"
+                              else global_batch_norm(self.model))
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.model, device_ids=ids)
         self.ema = WeightEMA(unwrap(self.model), cfg.train.ema) if cfg.train.ema > 0 else None
