@@ -11,13 +11,42 @@ from tal_core.config import ConfigError, SearchConfig, load_config
 PARAMS = (Param("train.lr", "categorical", values=(0.001, 0.003)), Param("loss.scene_weight", "float", low=0, high=1))
 
 
+def _draws(sampler, count: int) -> list[float]:
+    """The values ``sampler`` proposes for one float key, each told back as its own value (minimised)."""
+    study = optuna.create_study(sampler=sampler)
+    space = {"loss.scene_weight": PARAMS[1].distribution()}
+    draws = []
+    for _ in range(count):
+        trial = study.ask(space)
+        study.tell(trial, trial.params["loss.scene_weight"])
+        draws.append(trial.params["loss.scene_weight"])
+    return draws
+
+
 def test_each_sampler_name_builds_its_optuna_sampler_with_the_options():
-    tpe = make_sampler(SearchConfig(startup_trials=5, multivariate=True, constant_liar=True), PARAMS)
-    assert isinstance(tpe, optuna.samplers.TPESampler)
-    assert tpe._n_startup_trials == 5 and tpe._multivariate and tpe._constant_liar
-    assert make_sampler(SearchConfig(), PARAMS)._n_startup_trials == 2  # one per key, at least 2
     assert isinstance(make_sampler(SearchConfig(sampler="random"), PARAMS), optuna.samplers.RandomSampler)
     assert isinstance(make_sampler(SearchConfig(sampler="grid"), PARAMS[:1]), OpenGridSampler)
+    # TPE's first startup_trials proposals are its random sampler's (same seed), then its model's
+    tpe = _draws(make_sampler(SearchConfig(startup_trials=3, seed=1), PARAMS), 5)
+    plain = _draws(optuna.samplers.RandomSampler(seed=1), 5)
+    assert tpe[:3] == plain[:3] and tpe[3:] != plain[3:]
+    default = _draws(make_sampler(SearchConfig(seed=1), PARAMS), 3)  # one per searched key (2), at least 2
+    assert default[:2] == plain[:2] and default[2] != plain[2]
+    plain, joint, liar = (_two_running(SearchConfig(seed=3, **option)) for option in
+                          ({}, {"multivariate": True}, {"constant_liar": True}))
+    assert joint[0] != plain[0]  # the joint model proposes otherwise
+    assert liar[0] == plain[0] and liar[1] != plain[1]  # the liar changes only the proposal made beside a running one
+
+
+def _two_running(search: SearchConfig) -> tuple[dict, dict]:
+    """After 6 finished trials on a 2-key problem, two proposals asked before either finishes."""
+    keys = (Param("a", "float", low=0, high=1), Param("b", "float", low=0, high=1))
+    space = {p.key: p.distribution() for p in keys}
+    study = optuna.create_study(sampler=make_sampler(search, keys))
+    for _ in range(6):
+        trial = study.ask(space)
+        study.tell(trial, (trial.params["a"] - 0.3) ** 2 + (trial.params["b"] - 0.7) ** 2)
+    return study.ask(space).params, study.ask(space).params
 
 
 def test_the_grid_sampler_takes_results_after_every_point_started():
@@ -35,10 +64,10 @@ def test_schedulers_follow_search_scheduler_and_the_older_asha_switch():
     assert isinstance(make_scheduler(SearchConfig(scheduler="fifo"), 12), FIFOScheduler)
     assert isinstance(make_scheduler(SearchConfig(asha=False), 12), FIFOScheduler)
     asha = make_scheduler(SearchConfig(grace_period=20), 12)
-    assert isinstance(asha, AsyncHyperBandScheduler) and len(asha._brackets) == 1
-    assert asha._brackets[0]._rungs[-1][0] == 12  # the grace period is capped at the budget
+    assert isinstance(asha, AsyncHyperBandScheduler)
+    assert asha.debug_string().splitlines()[1:] == ["Bracket: Iter 12.000: None"]  # grace capped at the budget
     hyperband = make_scheduler(SearchConfig(scheduler="hyperband", grace_period=1, reduction_factor=3), 12)
-    assert len(hyperband._brackets) == 3
+    assert [line.count("Iter") for line in hyperband.debug_string().splitlines()[1:]] == [3, 2, 1]
     assert brackets(12, 1, 3) == 3 and brackets(12, 6, 2) == 2 and brackets(4, 4, 2) == 1
 
 
