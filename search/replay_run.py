@@ -31,10 +31,12 @@ def search_settings(recorded: dict, overrides: dict) -> SearchConfig:
 def replay(source: str | Path, searchers: list[str], schedulers: list[str], workers: int | None, seeds: int,
            budget_s: float | None = None, target: float | None = None, config: str | Path | None = None,
            overrides: dict | None = None, plot_path: str | Path | None = None,
-           table_out: str | Path | None = None) -> dict:
+           table_out: str | Path | None = None, clock: str = "recorded") -> dict:
     table = load_table(source, config)
     if table_out is not None:
         table.save(table_out)
+    if clock == "uniform":
+        table = table.uniform_clock()
     base = search_settings(table.search, overrides or {})
     workers = workers or table.concurrency
     budget_s = budget_s or default_budget(table, workers)
@@ -63,7 +65,7 @@ def replay(source: str | Path, searchers: list[str], schedulers: list[str], work
     if inexact:
         logger.info(f"[replay] {inexact} proposal(s) were not in the table: answered from the nearest recorded "
                     "configuration")
-    return {"source": table.source, "metric": table.metric, "workers": workers, "seeds": seeds,
+    return {"source": table.source, "metric": table.metric, "workers": workers, "seeds": seeds, "clock": clock,
             "recorded_trials": len(table.trials), "max_epochs": table.max_epochs,
             "settings": {"grace_period": base.grace_period, "reduction_factor": base.reduction_factor,
                          "startup_trials": base.startup_trials, "multivariate": base.multivariate,

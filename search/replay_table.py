@@ -68,6 +68,19 @@ class ReplayTable:
         best = min(self.full, key=lambda t: _distance(self.space, params, t.params))
         return best, _distance(self.space, params, best.params) == 0.0
 
+    def uniform_clock(self) -> ReplayTable:
+        """The same curves with every epoch charged the table's median epoch time and every start-up its median
+        start-up: for a table whose configurations cost the same per epoch (same model, frames and size) but whose
+        recorded times were disturbed, e.g. by another job sharing the machine for part of the sweep."""
+        import statistics
+
+        epoch = statistics.median(s for t in self.trials for s in t.epoch_seconds)
+        startup = statistics.median(t.startup_seconds for t in self.trials)
+        trials = tuple(RecordedTrial(**{**asdict(t), "epoch_seconds": (epoch,) * t.epochs, "startup_seconds": startup})
+                       for t in self.trials)
+        return ReplayTable(self.source, self.metric, self.max_epochs, self.concurrency, self.space, trials,
+                           self.search)
+
     def to_json(self) -> dict:
         return {"format": FORMAT, "source": self.source, "metric": self.metric, "max_epochs": self.max_epochs,
                 "concurrency": self.concurrency, "search": self.search,

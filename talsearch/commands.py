@@ -54,7 +54,8 @@ def cmd_replay(args) -> None:
                  "startup_trials": args.startup_trials, "multivariate": args.multivariate,
                  "constant_liar": args.constant_liar}
     result = replay(args.sweep, args.searcher, args.scheduler, args.workers, args.seeds, args.budget_min and
-                    args.budget_min * 60, args.target, args.config, overrides, args.plot, args.table_out)
+                    args.budget_min * 60, args.target, args.config, overrides, args.plot, args.table_out,
+                    args.clock)
     log = logging.getLogger("talsearch.replay")
     for line in table_lines(result):
         log.info(line)
@@ -139,6 +140,9 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
                    help="TPE's multivariate model")
     p.add_argument("--constant-liar", action=argparse.BooleanOptionalAction, default=None,
                    help="TPE's constant liar for concurrent trials")
+    p.add_argument("--clock", choices=("recorded", "uniform"), default="recorded",
+                   help="recorded: each epoch costs its recorded time; uniform: every epoch the table's median "
+                        "(configurations of equal cost whose recorded times were disturbed)")
     p.add_argument("--config", type=Path, default=None, help="the sweep's file (sweeps whose sweep.json lacks "
                    "its space)")
     p.add_argument("--plot", type=Path, default=None, help="write best-so-far vs simulated time here (PNG)")

@@ -53,6 +53,15 @@ def test_asha_stops_poor_trials_so_more_configurations_fit_the_budget():
     assert asha.trials > fifo.trials and asha.epochs <= fifo.epochs + 2
 
 
+def test_a_uniform_clock_charges_every_epoch_the_median_time():
+    t = table()
+    slow = RecordedTrial(**{**t.trials[0].__dict__, "epoch_seconds": (30.0,) * 4, "startup_seconds": 50.0})
+    uneven = ReplayTable(t.source, t.metric, t.max_epochs, 2, t.space, (slow, *t.trials[1:]), t.search)
+    even = uneven.uniform_clock()
+    assert all(tr.epoch_seconds == (10.0,) * 4 and tr.startup_seconds == 5.0 for tr in even.trials)
+    assert [tr.values for tr in even.trials] == [tr.values for tr in uneven.trials]
+
+
 def test_proposals_outside_the_table_come_from_the_nearest_and_are_counted():
     t = table()
     wide = ReplayTable(t.source, t.metric, t.max_epochs, 1,
