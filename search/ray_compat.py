@@ -10,7 +10,8 @@ or drops one, that test names it before a sweep fails halfway. What each is for:
 - ``MLflowLoggerCallback._trial_runs``: Tune trial -> MLflow run id; the sweep starts each trial's run itself
   (named after its searched values) and records it there so Tune's callback logs into it.
 - ``OptunaSearch._ot_trials`` / ``_ot_study`` / ``_completed_trials``: the Optuna trial of a Tune trial, the
-  study, and the trials already told; the searcher tells Optuna about ASHA-stopped trials as PRUNED.
+  study, and the trials already told; the searcher tells Optuna about ASHA-stopped trials as PRUNED, and forgets
+  a Tune trial's Optuna trial to ask again when the proposal repeated a tried configuration.
 - ``ReplayedTrial``: Tune's schedulers are given ``Trial`` objects and a controller; ``AsyncHyperBandScheduler``
   and ``FIFOScheduler`` read only the trial's ``trial_id`` and never the controller, so ``talsearch replay``
   drives them with this stand-in and ``None``.
@@ -90,6 +91,11 @@ def optuna_trial(searcher: OptunaSearch, trial_id: str):
 
 def optuna_study(searcher: OptunaSearch):
     return searcher._ot_study
+
+
+def forget_optuna_trial(searcher: OptunaSearch, trial_id: str) -> None:
+    """Drop the Optuna trial of Tune trial ``trial_id``: the searcher's next ``suggest`` for it asks anew."""
+    searcher._ot_trials.pop(trial_id, None)
 
 
 def told_trials(searcher: OptunaSearch) -> set:

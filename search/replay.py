@@ -21,7 +21,7 @@ from tal_core.config import SearchConfig
 
 from .ray_compat import ReplayedTrial
 from .replay_table import RecordedTrial, ReplayTable
-from .strategy import make_sampler, make_scheduler
+from .strategy import make_sampler, make_scheduler, replace_repeat
 
 logger = logging.getLogger("talsearch.replay")
 STOP, CONTINUE = "STOP", "CONTINUE"
@@ -36,6 +36,7 @@ class Trace:
     trials: int = 0
     epochs: int = 0
     inexact: int = 0  # proposals answered from the nearest recorded configuration
+    configurations: set = field(default_factory=set)  # the recorded trials the proposals mapped to
 
     def best_at(self, time: float) -> float:
         best = float("nan")
@@ -75,12 +76,17 @@ def simulate(table: ReplayTable, search: SearchConfig, workers: int, seed: int, 
     events: list[tuple[float, int, _Running]] = []
     order = 0
 
+    rng = np.random.default_rng(seed)
+
     def start(now: float) -> None:
         nonlocal order
         ot_trial = study.ask(distributions)
+        if search.avoid_repeats and replace_repeat(study, ot_trial, table.space, rng) is not None:
+            ot_trial = study.ask(distributions)
         recorded, exact = table.nearest(ot_trial.params)
         trace.trials += 1
         trace.inexact += not exact
+        trace.configurations.add(recorded.trial_id)
         running = _Running(recorded, ot_trial, ReplayedTrial(f"t{trace.trials:05d}"), now)
         scheduler.on_trial_add(None, running.tune_trial)
         order += 1
@@ -206,6 +212,7 @@ def summarize(traces: dict[str, list[Trace]], budget_s: float, target: float | N
         rows[name] = {"time_to_target_s": _spread([t.time_to(target) for t in runs], median="higher"),
                       "best_at_budget": _spread([t.best_at(budget_s) for t in runs], median="lower"),
                       "trials": float(np.median([t.trials for t in runs])),
+                      "distinct": float(np.median([len(t.configurations) for t in runs])),
                       "epochs": float(np.median([t.epochs for t in runs])),
                       "inexact": int(sum(t.inexact for t in runs))}
     if reference in rows:

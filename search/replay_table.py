@@ -129,12 +129,15 @@ def _from_file(path: Path) -> ReplayTable:
         raise ConfigError(f"{path}: not a replay table ({error})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ConfigError(f"{path}: not a replay table (format is not '{FORMAT}')")
-    space = parse_space(raw["space"], set(raw["space"]))
-    trials = tuple(RecordedTrial(**{**t, "values": tuple(t["values"]), "epoch_seconds": tuple(t["epoch_seconds"]),
-                                    "reported_at": None if t.get("reported_at") is None else tuple(t["reported_at"])})
-                   for t in raw["trials"])
-    return ReplayTable(raw.get("source", str(path)), raw["metric"], int(raw["max_epochs"]), int(raw["concurrency"]),
-                       space, trials, raw.get("search", {}))
+    try:
+        space = parse_space(raw["space"], set(raw["space"]))
+        trials = tuple(RecordedTrial(**{**t, "values": tuple(t["values"]), "epoch_seconds": tuple(t["epoch_seconds"]),
+                                        "reported_at": None if t.get("reported_at") is None
+                                        else tuple(t["reported_at"])}) for t in raw["trials"])
+        return ReplayTable(raw.get("source", str(path)), raw["metric"], int(raw["max_epochs"]),
+                           int(raw["concurrency"]), space, trials, raw.get("search", {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ConfigError(f"{path}: a malformed replay table ({type(error).__name__}: {error})") from None
 
 
 def _space_of(sweep_dir: Path, state: dict, config: str | Path | None) -> tuple[Param, ...]:

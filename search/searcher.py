@@ -1,30 +1,50 @@
-"""OptunaSearch that tells Optuna the truth about trials ASHA stopped early.
+"""OptunaSearch that tells Optuna the truth about trials ASHA stopped early, and does not train a configuration
+twice.
 
 Plain OptunaSearch records an ASHA-stopped trial as COMPLETE with its truncated
 value, as if it had run the full budget. Here such a trial is recorded as PRUNED
 with its last value as an intermediate value at its epoch, which is what Optuna's
 samplers expect for partial evaluations (TPE ranks pruned trials below complete
 ones by the step they reached).
+
+With ``avoid_repeats``, a proposal equal to a configuration a trial already tried (TPE keeps re-proposing its
+favourite point of a categorical space) is replaced by a random untried one (``strategy.replace_repeat``).
 """
 
 from __future__ import annotations
 
 import logging
 
+import numpy as np
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from .ray_compat import optuna_study, optuna_trial, told_trials
+from .ray_compat import forget_optuna_trial, optuna_study, optuna_trial, told_trials
+from .space import Param
+from .strategy import replace_repeat
 
 logger = logging.getLogger(__name__)
 
 
 class BudgetAwareOptunaSearch(OptunaSearch):
-    def __init__(self, *args, full_budget: int, **kwargs):
+    def __init__(self, *args, full_budget: int, params: tuple[Param, ...] = (), avoid_repeats: bool = False,
+                 seed: int = 0, **kwargs):
         """``full_budget``: the epochs of a trial whose ``train.epochs`` is not searched; a trial that samples
-        ``train.epochs`` has that many as its own full budget."""
+        ``train.epochs`` has that many as its own full budget. ``params``: the searched keys (for
+        ``avoid_repeats``' random replacements, seeded with ``seed``)."""
         super().__init__(*args, **kwargs)
         self.full_budget = full_budget
+        self.params, self.avoid_repeats = params, avoid_repeats
+        self.replacements = np.random.default_rng(seed)
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if not self.avoid_repeats or config is None:
+            return config
+        if replace_repeat(optuna_study(self), optuna_trial(self, trial_id), self.params, self.replacements) is None:
+            return config
+        forget_optuna_trial(self, trial_id)
+        return super().suggest(trial_id)  # asks again: Optuna hands out the queued replacement
 
     def budget_of(self, trial_id: str) -> int:
         ot_trial = optuna_trial(self, trial_id)

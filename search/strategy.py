@@ -66,3 +66,55 @@ def make_scheduler(search: SearchConfig, max_t: int, metric: str | None = None):
 
 def describe(search: SearchConfig) -> str:
     return f"{search.sampler}+{search.stopper}"
+
+
+def tried_params(study, but: int) -> list[dict]:
+    """The configurations of the study's trials other than trial number ``but`` that ran or are running."""
+    from optuna.trial import TrialState
+
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return [t.params for t in study.get_trials(deepcopy=False, states=states) if t.number != but]
+
+
+def replace_repeat(study, trial, space: tuple[Param, ...], rng):
+    """``trial``'s configuration when untried; else the configuration it is replaced by (the repeat is told to
+    Optuna as FAIL with the user attribute ``repeat_of_a_tried_configuration`` and the replacement is queued for
+    the next ``ask``), or None when every configuration was tried."""
+    from optuna.trial import TrialState
+
+    fresh = untried(trial.params, tried_params(study, trial.number), space, rng)
+    if fresh is trial.params:
+        return None
+    trial.set_user_attr("repeat_of_a_tried_configuration", True)
+    study.tell(trial, state=TrialState.FAIL)
+    study.enqueue_trial(fresh, skip_if_exists=False)
+    return fresh
+
+
+def untried(params: dict, tried: list[dict], space: tuple[Param, ...], rng) -> dict:
+    """``params`` when no trial has tried that configuration yet; else a random configuration of ``space`` none
+    has tried (categorical values uniformly, ranges as Optuna's RandomSampler draws them), or ``params`` itself
+    when 50 draws find none (every point of a small grid tried)."""
+    seen = {_key(p, space) for p in tried}
+    if _key(params, space) not in seen:
+        return params
+    for _ in range(50):
+        draw = {p.key: _draw(p, rng) for p in space}
+        if _key(draw, space) not in seen:
+            return draw
+    return params
+
+
+def _key(params: dict, space: tuple[Param, ...]) -> tuple:
+    return tuple(repr(params.get(p.key)) for p in space)
+
+
+def _draw(param: Param, rng):
+    if param.kind == "categorical":
+        return param.values[int(rng.integers(len(param.values)))]
+    low, high = float(param.low), float(param.high)
+    if param.log:
+        value = math.exp(rng.uniform(math.log(low), math.log(high)))
+    else:
+        value = rng.uniform(low, high)
+    return int(round(value)) if param.kind == "int" else value

@@ -96,12 +96,16 @@ CASES = [
     ("synth: negative video count", nothing, ["synth", "{tmp}/out", "--videos", "-3"], ["--videos"]),
     ("synth: val share of 1.5", nothing, ["synth", "{tmp}/out", "--val-share", "1.5"], ["--val-share"]),
     ("synth: unknown preset", nothing, ["synth", "{tmp}/out", "--preset", "bogus"], ["--preset", "bogus"]),
-    # weights, refit, import-360x
+    # weights, refit, replay, import-360x
     ("weights: checkpoint missing", nothing, ["weights", "--check", "{tmp}/in/none.pth", "--backbone", "tiny"],
      ["none.pth", "not found"]),
     ("weights: not a checkpoint", lambda t: write(t / "in" / "w.pth", "junk"),
      ["weights", "--check", "{tmp}/in/w.pth", "--backbone", "tiny"], ["w.pth", "not a readable checkpoint"]),
     ("refit: not a sweep folder", nothing, ["refit", "{tmp}/in"], ["no sweep.json"]),
+    ("replay: not a sweep or a table", lambda t: write(t / "in" / "t.json", "[1, 2]"),
+     ["replay", "{tmp}/in/t.json"], ["t.json", "not a replay table"]),
+    ("replay: a bad reduction factor", lambda t: write(t / "in" / "t.json", "[1, 2]"),
+     ["replay", "{tmp}/in", "--reduction-factor", "0"], ["--reduction-factor"]),
     ("import-360x: source missing", nothing, ["import-360x", "{tmp}/in/none", "{tmp}/out"], ["none", "scenes.csv"]),
     # train
     ("train: data folder missing", nothing, ["train", "--data", "{tmp}/in/none", "--out", "{tmp}/out"],

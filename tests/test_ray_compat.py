@@ -48,6 +48,8 @@ def test_optuna_search_keeps_its_trials_study_and_told_set(tmp_path):
     assert ray_compat.optuna_trial(searcher, "t1") is not None and ray_compat.optuna_trial(searcher, "t2") is None
     assert isinstance(ray_compat.optuna_study(searcher), optuna.Study)
     assert isinstance(ray_compat.told_trials(searcher), set)
+    ray_compat.forget_optuna_trial(searcher, "t1")
+    assert ray_compat.optuna_trial(searcher, "t1") is None and searcher.suggest("t1") is not None
 
 
 def test_async_schedulers_take_a_replayed_trial_and_no_controller():

@@ -121,6 +121,11 @@ def test_table_file_round_trip_and_the_command(tmp_path):
     assert "tpe+hyperband" in done.stderr  # the human table
 
 
+def write(path, value):
+    path.write_text(json.dumps(value))
+    return path
+
+
 def test_bad_sources_and_settings_exit_2_naming_them(tmp_path, capsys):
     (tmp_path / "x.json").write_text("{}")
     (tmp_path / "unfinished").mkdir()
@@ -128,6 +133,8 @@ def test_bad_sources_and_settings_exit_2_naming_them(tmp_path, capsys):
     cases = [([str(tmp_path / "missing")], "neither a sweep folder"),
              ([str(tmp_path / "x.json")], "not a replay table"),
              ([str(tmp_path / "unfinished")], "has not finished"),
+             ([str(write(tmp_path / "half.json", {"format": "talsearch-replay-table/1", "space": {}}))],
+              "malformed replay table"),
              ([str(table().save(tmp_path / "t.json")), "--reduction-factor", "1"], "search.reduction_factor")]
     for args, needle in cases:
         assert main(["replay", *args, "--seeds", "1"]) == 2

@@ -3,7 +3,7 @@ import optuna.distributions as od
 
 from helpers import write_sweep_file
 from search.searcher import BudgetAwareOptunaSearch
-from search.space import load_sweep
+from search.space import Param, load_sweep
 
 
 def test_stopped_early_trials_are_pruned_not_complete(tmp_path):
@@ -35,14 +35,37 @@ def test_a_trial_that_completes_its_own_sampled_budget_is_complete(tmp_path):
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
     searcher = BudgetAwareOptunaSearch(space={"train.epochs": od.CategoricalDistribution([2, 6])},
                                        metric="val_mAP", mode="max", storage=storage, study_name="s",
-                                       sampler=optuna.samplers.TPESampler(seed=0), full_budget=4)
+                                       sampler=optuna.samplers.TPESampler(seed=0), full_budget=4,
+                                       params=(Param("train.epochs", "categorical", values=(2, 6)),),
+                                       avoid_repeats=True)
     epochs = {}
     for trial_id in "abcd":
         epochs[trial_id] = searcher.suggest(trial_id)["train.epochs"]
         searcher.on_trial_complete(trial_id, {"val_mAP": 0.4, "epoch": float(epochs[trial_id])})
-    assert set(epochs.values()) == {2, 6}  # both budgets drawn
+    assert set(epochs.values()) == {2, 6}  # both budgets drawn (the second proposal cannot repeat the first)
     study = optuna.load_study(study_name="s", storage=storage)
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials
+               if not t.user_attrs.get("repeat_of_a_tried_configuration"))
     searcher.suggest("e")
     searcher.on_trial_complete("e", {"val_mAP": 0.1, "epoch": 1.0})
     assert optuna.load_study(study_name="s", storage=storage).trials[-1].state == optuna.trial.TrialState.PRUNED
+
+
+def test_a_repeated_configuration_is_replaced_by_an_untried_one_until_all_were_tried(tmp_path):
+    keys = (Param("model.shift_fraction", "categorical", values=(0.0, 0.125, 0.25)),
+            Param("model.output", "categorical", values=("interval", "frame")))
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
+    searcher = BudgetAwareOptunaSearch(space={p.key: p.distribution() for p in keys}, metric="val_mAP", mode="max",
+                                       storage=storage, study_name="s", sampler=optuna.samplers.TPESampler(seed=0,
+                                       n_startup_trials=1), full_budget=2, params=keys, avoid_repeats=True)
+    seen = []
+    for number in range(8):  # TPE's model favours the first (best) point; every proposal is new until all 6 ran
+        config = searcher.suggest(f"t{number}")
+        seen.append((config["model.shift_fraction"], config["model.output"]))
+        searcher.on_trial_complete(f"t{number}", {"val_mAP": 0.9 if number == 0 else 0.1, "epoch": 2.0})
+    assert len(set(seen[:6])) == 6
+    study = optuna.load_study(study_name="s", storage=storage)
+    replaced = [t for t in study.trials if t.user_attrs.get("repeat_of_a_tried_configuration")]
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in replaced)
+    ran = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert [(t.params["model.shift_fraction"], t.params["model.output"]) for t in ran] == seen
