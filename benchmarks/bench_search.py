@@ -3,14 +3,14 @@
 Replays ``benchmarks/data/replay_hard.json`` (27 configurations of the hard preset, each trained to its full
 12 epochs, two trials at a time: see replay_hard.yaml beside it) with ``talsearch replay``'s simulator: Ray
 Tune's own schedulers and Optuna's own samplers, the recorded start-up and epoch times, the sweep's real
-concurrency, 20 seeds per strategy, the search defaults of ``configs/base.yaml``, a uniform clock (every epoch
+concurrency, 100 seeds per strategy (20 left the ratio 0.1 from its 100-seed value), the search defaults of ``configs/base.yaml``, a uniform clock (every epoch
 costs the table's median epoch time: the recording shared its CPUs with another job for part of its trials; the
 recorded clock's ratio is printed too as ``tpe_asha_time_ratio_recorded_clock``). The target is random search's
 median best at the budget (every recorded trial once); per strategy: median simulated time to it over random
 search's. One JSON line: ``tpe_asha_time_ratio`` (<= 0.33 wanted) with its bootstrap 90% interval and the
 quartiles of its times, ``tpe_time_ratio`` (TPE without early stopping), ``random_asha_time_ratio``.
 
-    python benchmarks/bench_search.py [--table FILE] [--seeds 20] [--plot best_so_far.png]
+    python benchmarks/bench_search.py [--table FILE] [--seeds 100] [--plot best_so_far.png]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def _finite(value: float) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=TABLE)
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--clock", choices=("uniform", "recorded"), default="uniform")
     args = parser.parse_args()
