@@ -129,7 +129,7 @@ class SearchConfig(_Section):
     metric: str = Field("val_mAP", description="metric maximised by Optuna and ASHA (val_mAP, val_mAP_at_<tIoU>, val_scene_acc, train_*)")
     scheduler: Literal["asha", "hyperband", "fifo"] = Field("asha", description="early stopping: asha (Ray's ASHA) | hyperband (asynchronous Hyperband: ASHA over up to 3 brackets of different grace periods) | fifo (every trial runs its full budget)")
     asha: bool = Field(True, description="false = search.scheduler fifo (the older spelling; true keeps search.scheduler)")
-    grace_period: int = Field(3, ge=1, description="epochs every trial runs before ASHA may stop it (3 and 3: the fastest to random search's best in the replay of benchmarks/data/replay_hard.json)")
+    grace_period: int = Field(3, ge=1, description="epochs every trial runs before ASHA may stop it (3 and 3: among the fastest to random search's best in the replay of benchmarks/data/replay_hard.json, docs/performance.md)")
     reduction_factor: int = Field(3, ge=2, description="ASHA keeps 1 in this many trials at each rung")
     max_failures: int = Field(1, ge=0, description="restarts of a crashed trial from its last checkpoint")
     seed: int = Field(0, description="seeds the Optuna sampler")
