@@ -32,6 +32,7 @@ class RecordedTrial:
     epoch_seconds: tuple[float, ...]
     startup_seconds: float = 0.0
     reported_at: tuple[float, ...] | None = None  # seconds since the sweep's first trial started, per epoch
+    #                                                reported to Tune (a stopped trial's last epoch may lack one)
     status: str = "FINISHED"  # FINISHED | STOPPED_EARLY (the real sweep's scheduler stopped it)
     budget: int = 0  # the epochs it would have run unstopped
 
@@ -182,7 +183,9 @@ def _recorded(folder: RunFolder, outcome: dict, flat: dict, space, metric: str) 
     total = outcome.get("time_total_s")
     startup = max(0.0, float(total) - sum(seconds)) if isinstance(total, int | float) else 0.0
     reports = {int(r["epoch"]): float(r["reported_at"]) for r in folder.read_reports()}
-    reported_at = tuple(reports[e] for e in epochs) if reports and all(e in reports for e in epochs) else None
+    # the epochs Tune heard of: a stopped trial may have finished one more epoch before it was stopped
+    heard = [e for e in epochs if e in reports]
+    reported_at = tuple(reports[e] for e in heard) if heard and heard == epochs[:len(heard)] else None
     return RecordedTrial(folder.name, {p.key: flat.get(p.key) for p in space}, values, seconds, startup,
                          reported_at, outcome.get("status", "FINISHED"), int(outcome.get("budget") or len(values)))
 

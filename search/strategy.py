@@ -82,8 +82,9 @@ def replace_repeat(study, trial, space: tuple[Param, ...], rng):
     the next ``ask``), or None when every configuration was tried."""
     from optuna.trial import TrialState
 
-    fresh = untried(trial.params, tried_params(study, trial.number), space, rng)
-    if fresh is trial.params:
+    proposed = trial.params  # a copy on every access
+    fresh = untried(proposed, tried_params(study, trial.number), space, rng)
+    if fresh is proposed:
         return None
     trial.set_user_attr("repeat_of_a_tried_configuration", True)
     study.tell(trial, state=TrialState.FAIL)

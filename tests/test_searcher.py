@@ -67,5 +67,10 @@ def test_a_repeated_configuration_is_replaced_by_an_untried_one_until_all_were_t
     study = optuna.load_study(study_name="s", storage=storage)
     replaced = [t for t in study.trials if t.user_attrs.get("repeat_of_a_tried_configuration")]
     assert all(t.state == optuna.trial.TrialState.FAIL for t in replaced)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE  # a new proposal is kept, never replaced
+    for repeat in replaced:  # each replaced proposal repeated a configuration an earlier trial ran
+        earlier = [t.params for t in study.trials if t.number < repeat.number and t.state.is_finished()
+                   and not t.user_attrs.get("repeat_of_a_tried_configuration")]
+        assert repeat.params in earlier
     ran = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert [(t.params["model.shift_fraction"], t.params["model.output"]) for t in ran] == seen

@@ -1,11 +1,12 @@
 """search.strategy: the samplers and schedulers a sweep (and a replay) is built from."""
 
+import numpy as np
 import optuna
 import pytest
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 from search.space import Param
-from search.strategy import OpenGridSampler, brackets, make_sampler, make_scheduler
+from search.strategy import OpenGridSampler, brackets, make_sampler, make_scheduler, replace_repeat
 from tal_core.config import ConfigError, SearchConfig, load_config
 
 PARAMS = (Param("train.lr", "categorical", values=(0.001, 0.003)), Param("loss.scene_weight", "float", low=0, high=1))
@@ -76,3 +77,19 @@ def test_a_bad_scheduler_or_sampler_names_the_key():
         load_config(None, {"search.scheduler": "median"})
     with pytest.raises(ConfigError, match="search.sampler"):
         load_config(None, {"search.sampler": "cmaes"})
+
+
+def test_only_a_repeated_proposal_is_replaced():
+    keys = PARAMS[:1]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    space = {p.key: p.distribution() for p in keys}
+    rng = np.random.default_rng(0)
+    first = study.ask(space)
+    assert replace_repeat(study, first, keys, rng) is None and first.params["train.lr"] in (0.001, 0.003)
+    study.tell(first, 0.5)
+    study.enqueue_trial(first.params)  # a sampler proposing the same point again
+    again = study.ask(space)
+    fresh = replace_repeat(study, again, keys, rng)
+    assert fresh == {"train.lr": ({0.001, 0.003} - {first.params["train.lr"]}).pop()}
+    assert study.trials[again.number].state == optuna.trial.TrialState.FAIL
+    assert study.ask(space).params == fresh  # the replacement is what the next ask hands out

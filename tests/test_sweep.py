@@ -32,7 +32,7 @@ def test_sweep_records_every_trial_everywhere(tiny_data, tiny_sweep, tmp_path):
     table = load_table(out)
     stops = replay_recorded(table, search_settings(table.search, {}))
     assert stops == {t: (o["epochs"] if o["status"] == "STOPPED_EARLY" else None) for t, o in trials.items()}
-    assert all(len(t.values) == trials[t.trial_id]["epochs"] for t in table.trials)
+    assert all(len(t.reported_at) == trials[t.trial_id]["epochs"] for t in table.trials)
     for trial_id in trials:
         assert (out / "trials" / trial_id / "predictions" / "val.npz").exists()
         ranks = sorted(json.loads(p.read_text())["rank"] for p in (out / "trials" / trial_id).glob("worker_*.json"))
