@@ -3,7 +3,7 @@
 With k workers each normalising its own 1/k of the batch, a trial's BatchNorm sees other statistics than
 ``talsearch train`` on the whole batch (and small per-worker batches make them noisy). PyTorch's SyncBatchNorm
 fixes that on GPUs only; ``GlobalBatchNorm`` does the same with one all-reduce of per-channel sums per layer,
-through ``torch.distributed.nn`` (differentiable), so it also runs over gloo on CPU. Outputs, gradients and
+differentiable, so it also runs over gloo on CPU. Outputs, gradients and
 running statistics equal one BatchNorm over the concatenated batch (``tests/test_global_bn.py``).
 """
 
@@ -11,9 +11,25 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """The sum of a tensor over all ranks; its gradient is the sum of the ranks' gradients (each rank's share of
+    the loss depends on every rank's statistics)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.clone()
+        dist.all_reduce(total)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.clone()
+        dist.all_reduce(total)
+        return total
 
 
 class GlobalBatchNorm(_BatchNorm):
@@ -29,11 +45,11 @@ class GlobalBatchNorm(_BatchNorm):
         channels = x.shape[1]
         dims = [0, *range(2, x.dim())]
         count = x.new_tensor([x.numel() / channels])
-        totals = dist_fn.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        totals = _SumOverRanks.apply(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
         n = totals[-1]
         mean = totals[:channels] / n
         var = (totals[channels:2 * channels] / n - mean * mean).clamp_min(0.0)
-        self._update_running(mean.detach(), var.detach(), float(n))
+        self._update_running(mean.detach(), var.detach(), float(n.detach()))
         shape = (1, channels) + (1,) * (x.dim() - 2)
         y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
         if self.affine:
