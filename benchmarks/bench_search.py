@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from search.replay import Strategy, default_budget, run_strategies, summarize, time_ratio_spread  # noqa: E402
+from search.replay import Strategy, default_budget, run_strategies, summarize, time_ratio_interval  # noqa: E402
 from search.replay_table import load_table  # noqa: E402
 from tal_core.config import load_config  # noqa: E402
 
@@ -48,9 +48,8 @@ def measure(table_path: Path, seeds: int, plot_path: Path | None = None, clock: 
               "avoid_repeats": search.avoid_repeats}
     for name, key in NAMES.items():
         row = summary["strategies"][name]
-        low, high = time_ratio_spread(traces, name, summary["target"])
         result[key] = row["time_ratio"]
-        result[f"{key}_interval"] = [_finite(low), _finite(high)]  # None: not reached in some draws
+        result[f"{key}_interval"] = time_ratio_interval(traces, name, summary["target"])  # None: not reached
     for name, row in summary["strategies"].items():
         times = row["time_to_target_s"]
         result[f"{name}_minutes"] = [None if v is None else round(v / 60, 2) for v in
@@ -67,10 +66,6 @@ def measure(table_path: Path, seeds: int, plot_path: Path | None = None, clock: 
 
         plot(traces, budget, table.metric, plot_path)
     return result
-
-
-def _finite(value: float) -> float | None:
-    return round(value, 3) if abs(value) < float("inf") else None
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from tal_core.config import SearchConfig
 
 from .ray_compat import ReplayedTrial
 from .replay_table import RecordedTrial, ReplayTable
-from .strategy import make_sampler, make_scheduler, replace_repeat
+from .strategy import describe, make_sampler, make_scheduler, replace_repeat
 
 logger = logging.getLogger("talsearch.replay")
 STOP, CONTINUE = "STOP", "CONTINUE"
@@ -72,7 +72,7 @@ def simulate(table: ReplayTable, search: SearchConfig, workers: int, seed: int, 
     study = optuna.create_study(direction="maximize", sampler=make_sampler(search, table.space, seed=seed))
     scheduler = make_scheduler(search, table.max_epochs, metric=table.metric)
     distributions = {p.key: p.distribution() for p in table.space}
-    trace = Trace(f"{search.sampler}+{search.stopper}", seed)
+    trace = Trace(describe(search), seed)
     events: list[tuple[float, int, _Running]] = []
     order = 0
 
@@ -119,7 +119,7 @@ def _step(study, scheduler, running: _Running, value: float, table: ReplayTable)
     Optuna (PRUNED below its full budget, as the sweep's searcher tells it), a continuing one reports."""
     from optuna.trial import TrialState
 
-    result = {"epoch": running.epoch, "training_iteration": running.epoch, table.metric: value}
+    result = _result(running.epoch, table.metric, value)
     decision = scheduler.on_trial_result(None, running.tune_trial, result)
     if running.epoch >= table.max_epochs:
         decision = STOP
@@ -133,6 +133,11 @@ def _step(study, scheduler, running: _Running, value: float, table: ReplayTable)
         running.ot_trial.report(value, step=running.epoch)
         study.tell(running.ot_trial, state=TrialState.PRUNED)
     return STOP
+
+
+def _result(epoch: int, metric: str, value: float) -> dict:
+    """A trial's result as Tune hands it to a scheduler."""
+    return {"epoch": epoch, "training_iteration": epoch, metric: value}
 
 
 def _grid_exhausted(study, search: SearchConfig) -> bool:
@@ -154,7 +159,7 @@ def replay_recorded(table: ReplayTable, search: SearchConfig) -> dict[str, int |
         if trial_id not in tune_trials:
             tune_trials[trial_id] = ReplayedTrial(trial_id)
             scheduler.on_trial_add(None, tune_trials[trial_id])
-        result = {"epoch": epoch, "training_iteration": epoch, table.metric: recorded.values[epoch - 1]}
+        result = _result(epoch, table.metric, recorded.values[epoch - 1])
         decision = scheduler.on_trial_result(None, tune_trials[trial_id], result)
         if str(decision) == STOP or epoch >= recorded.budget:
             scheduler.on_trial_complete(None, tune_trials[trial_id], result)
@@ -170,7 +175,7 @@ class Strategy:
 
     @property
     def name(self) -> str:
-        return f"{self.searcher}+{self.scheduler}"
+        return describe(SearchConfig(sampler=self.searcher, scheduler=self.scheduler))
 
 
 def run_strategies(table: ReplayTable, base: SearchConfig, strategies: list[Strategy], workers: int,
@@ -178,7 +183,7 @@ def run_strategies(table: ReplayTable, base: SearchConfig, strategies: list[Stra
     traces: dict[str, list[Trace]] = {}
     for strategy in strategies:
         search = strategy_config(base, strategy.searcher, strategy.scheduler)
-        traces[strategy.name] = [simulate(table, search, workers, seed, budget_s) for seed in seeds]
+        traces[describe(search)] = [simulate(table, search, workers, seed, budget_s) for seed in seeds]
         if progress is not None:
             progress(strategy.name)
     return traces
@@ -237,6 +242,12 @@ def time_ratio_spread(traces: dict[str, list[Trace]], name: str, target: float, 
         ratios.append(a / b if math.isfinite(b) and b > 0 else math.inf)
     low, high = np.percentile(ratios, [5, 95], method="nearest")
     return float(low), float(high)
+
+
+def time_ratio_interval(traces: dict[str, list[Trace]], name: str, target: float,
+                        reference: str = "random+fifo") -> list[float | None]:
+    """``time_ratio_spread`` rounded for a report (None: the ratio is infinite in those draws)."""
+    return [round(v, 4) if math.isfinite(v) else None for v in time_ratio_spread(traces, name, target, reference)]
 
 
 def best_so_far_curves(traces: dict[str, list[Trace]], budget_s: float, points: int = 200) -> dict:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from tal_core.config import ConfigError, SearchConfig
 
-from .replay import Strategy, default_budget, plot, run_strategies, summarize, time_ratio_spread
+from .replay import Strategy, default_budget, plot, run_strategies, summarize, time_ratio_interval
 from .replay_table import load_table
 
 logger = logging.getLogger("talsearch.replay")
@@ -57,8 +57,7 @@ def replay(source: str | Path, searchers: list[str], schedulers: list[str], work
     summary = summarize(traces, budget_s, target, reference=reference)
     for name, row in summary["strategies"].items():
         if name != reference and row.get("time_ratio") is not None:
-            low, high = time_ratio_spread(traces, name, summary["target"], reference)
-            row["time_ratio_interval"] = [_finite(low), _finite(high)]  # None: never reached in some draws
+            row["time_ratio_interval"] = time_ratio_interval(traces, name, summary["target"], reference)
     if plot_path is not None:
         plot(traces, budget_s, table.metric, plot_path)
     inexact = sum(row["inexact"] for row in summary["strategies"].values())
@@ -86,10 +85,6 @@ def table_lines(result: dict) -> list[str]:
         ratio = "-" if row.get("time_ratio") is None else f"{row['time_ratio']:.2f}"
         lines.append(f"{name:<20} {minutes:>24} {ratio:>7} {best:>20} {row['trials']:>7.0f}")
     return lines
-
-
-def _finite(value: float) -> float | None:
-    return round(value, 4) if value == value and abs(value) != float("inf") else None
 
 
 def _min(seconds: float | None) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -73,8 +74,6 @@ class ReplayTable:
         """The same curves with every epoch charged the table's median epoch time and every start-up its median
         start-up: for a table whose configurations cost the same per epoch (same model, frames and size) but whose
         recorded times were disturbed, e.g. by another job sharing the machine for part of the sweep."""
-        import statistics
-
         epoch = statistics.median(s for t in self.trials for s in t.epoch_seconds)
         startup = statistics.median(t.startup_seconds for t in self.trials)
         trials = tuple(RecordedTrial(**{**asdict(t), "epoch_seconds": (epoch,) * t.epochs, "startup_seconds": startup})

@@ -14,8 +14,6 @@ from tal_core.config import SearchConfig
 
 from .space import Param
 
-SAMPLERS = ("random", "tpe", "grid")
-SCHEDULERS = ("fifo", "asha", "hyperband")
 MAX_BRACKETS = 3
 
 
@@ -65,6 +63,7 @@ def make_scheduler(search: SearchConfig, max_t: int, metric: str | None = None):
 
 
 def describe(search: SearchConfig) -> str:
+    """A strategy's name: ``<sampler>+<scheduler>`` (as the replay's tables name it)."""
     return f"{search.sampler}+{search.stopper}"
 
 
@@ -82,9 +81,8 @@ def replace_repeat(study, trial, space: tuple[Param, ...], rng):
     the next ``ask``), or None when every configuration was tried."""
     from optuna.trial import TrialState
 
-    proposed = trial.params  # a copy on every access
-    fresh = untried(proposed, tried_params(study, trial.number), space, rng)
-    if fresh is proposed:
+    fresh = replacement(trial.params, tried_params(study, trial.number), space, rng)
+    if fresh is None:
         return None
     trial.set_user_attr("repeat_of_a_tried_configuration", True)
     study.tell(trial, state=TrialState.FAIL)
@@ -92,18 +90,18 @@ def replace_repeat(study, trial, space: tuple[Param, ...], rng):
     return fresh
 
 
-def untried(params: dict, tried: list[dict], space: tuple[Param, ...], rng) -> dict:
-    """``params`` when no trial has tried that configuration yet; else a random configuration of ``space`` none
-    has tried (categorical values uniformly, ranges as Optuna's RandomSampler draws them), or ``params`` itself
-    when 50 draws find none (every point of a small grid tried)."""
+def replacement(params: dict, tried: list[dict], space: tuple[Param, ...], rng) -> dict | None:
+    """None when ``params`` stays: no trial has tried that configuration yet, or 50 draws find no untried one
+    (every point of a small grid tried); else a random configuration of ``space`` none has tried (categorical
+    values uniformly, ranges as Optuna's RandomSampler draws them)."""
     seen = {_key(p, space) for p in tried}
     if _key(params, space) not in seen:
-        return params
+        return None
     for _ in range(50):
         draw = {p.key: _draw(p, rng) for p in space}
         if _key(draw, space) not in seen:
             return draw
-    return params
+    return None
 
 
 def _key(params: dict, space: tuple[Param, ...]) -> tuple:

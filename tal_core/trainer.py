@@ -299,7 +299,7 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
             run.write_snapshot(metrics, val_pred, test_pred)
         if rank() == 0:
             save_checkpoint(run_dir / "last.pt", run.model, run.optimizer, run.scheduler, run.state, cfg, run.ema)
-            append_jsonl(run_dir / "history.jsonl", metrics)
+            append_jsonl(RunFolder(run_dir).history_file, metrics)
         logger.info(_epoch_line(metrics, cfg.train.epochs))
         if callbacks.on_epoch is not None:
             callbacks.on_epoch(epoch + 1, metrics, run_dir)
