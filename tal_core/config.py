@@ -32,6 +32,7 @@ class DataConfig(_Section):
     view: str = Field("front", description="which camera view to read (a key of each video's \"views\")")
     interval_seconds: float = Field(1.0, gt=0, description="length of the fixed, non-overlapping intervals that get classified")
     frames_per_interval: int = Field(4, ge=1, le=64, description="frames sampled per interval (TSN: one per equal segment)")
+    sampling: Literal["tsn", "stride"] = Field("tsn", description="training frames of an interval: tsn (a random frame in each of its equal segments) | stride (equally spaced frames, the spacing evaluation sees, from a random common start: flicker and speed look the same in training and evaluation)")
     image_size: int = Field(64, ge=8, le=1024, description="frames are resized to image_size x image_size")
     min_action_overlap: float = Field(0.5, gt=0, le=1, description="an interval takes an action only if it covers >= this share of it")
     decode_fps: float = Field(8.0, gt=0, le=120, description="frame rate videos are decoded at into the frame cache")

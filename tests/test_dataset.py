@@ -8,6 +8,7 @@ from tal_core.data.dataset import (
     cell_centre_positions,
     frame_times,
     interval_frame_span,
+    stride_positions,
     tsn_positions,
 )
 
@@ -19,6 +20,18 @@ def test_tsn_positions_centre_and_random_within_segments():
         pos = tsn_positions(10, 8, 4, rng) - 10
         assert all(2 * k <= p < 2 * k + 2 for k, p in enumerate(pos))
     assert tsn_positions(5, 1, 3, None).tolist() == [5, 5, 5]
+
+
+def test_stride_positions_keep_the_evaluation_spacing_from_a_random_start():
+    rng = np.random.default_rng(0)
+    starts = set()
+    for _ in range(40):
+        pos = stride_positions(10, 8, 4, rng)
+        assert np.diff(pos).tolist() == [2, 2, 2] and 10 <= pos[0] <= 11  # one spacing, the phases of evaluation
+        starts.add(int(pos[0]))
+    assert starts == {10, 11}
+    assert stride_positions(5, 2, 4, rng).tolist() in ([5, 5, 6, 6],)  # fewer frames than samples: clipped in order
+    assert stride_positions(0, 1, 3, rng).tolist() == [0, 0, 0]
 
 
 def test_interval_frame_span():
@@ -87,3 +100,15 @@ def test_evaluation_phases_cover_every_cell_with_its_own_frame(tiny_data):
     starts, ends = evaluation.cells_of(0)
     assert np.allclose((ends - starts)[:8], 0.125)
     assert IntervalDataset(spec, "train", data, train=True, phases=2).phases == 1  # training: one pass
+
+
+def test_strided_training_clips_are_the_frames_of_one_evaluation_pass(tiny_data):
+    spec = load_dataset(tiny_data)
+    data = DataConfig(image_size=32, frames_per_interval=4, interval_seconds=1.0, decode_fps=8.0, sampling="stride")
+    train = IntervalDataset(spec, "train", data, train=True, seed=3)
+    evaluation = IntervalDataset(spec, "val", data, train=False, phases=2)
+    passes = [evaluation.positions(2.0, 3.0, 100, 0, phase=p).tolist() for p in range(2)]
+    seen = [train.positions(2.0, 3.0, 100, item).tolist() for item in range(30)]
+    assert all(clip in passes for clip in seen) and all(p in seen for p in passes)
+    tsn = IntervalDataset(spec, "train", data.model_copy(update={"sampling": "tsn"}), train=True, seed=3)
+    assert any(tsn.positions(2.0, 3.0, 100, item).tolist() not in passes for item in range(30))

@@ -3,7 +3,8 @@
 Frame times: cached frame i (decoded at ``fps``) owns the cell [i / fps, (i + 1) / fps) and shows the
 time at its centre, (i + 0.5) / fps (see ``video.source_frame_indices``).
 - Training samples one frame at random from each of ``frames_per_interval`` equal parts of the
-  interval's frames (TSN), from a window moved by up to ``augment.temporal_jitter`` of the interval;
+  interval's frames (TSN), or (``data.sampling: stride``) equally spaced frames from one random start,
+  from a window moved by up to ``augment.temporal_jitter`` of the interval;
   each sampled frame is labelled with the action at the time it shows.
 - Evaluation cuts the interval into ``frames_per_interval`` equal cells and takes, for each cell, the
   cached frame that shows the cell's centre; with ``model.output=frame`` every cell gets its own
@@ -40,6 +41,16 @@ def tsn_positions(first: int, count: int, segments: int, rng: np.random.Generato
         offsets = (lows + highs) / 2
     else:
         offsets = lows + rng.random(segments) * (highs - lows)
+    return first + np.minimum(np.floor(offsets).astype(np.int64), count - 1)
+
+
+def stride_positions(first: int, count: int, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Frame indices of strided sampling over frames [first, first + count): ``frames`` frames ``count / frames``
+    apart (the spacing of evaluation's cell centres), all moved by one random offset within a spacing, so that
+    the clip's frame spacing never changes (a flicker or a speed looks as it does in evaluation)."""
+    count = max(count, 1)
+    spacing = count / frames
+    offsets = (np.arange(frames) + rng.random()) * spacing
     return first + np.minimum(np.floor(offsets).astype(np.int64), count - 1)
 
 
@@ -141,7 +152,7 @@ class IntervalDataset(Dataset):
         return clip, int(vi.labels[interval_index]), torch.from_numpy(frame_labels), vi.scene, item
 
     def positions(self, start: float, end: float, available: int, item: int, phase: int = 0) -> np.ndarray:
-        """Cached frames of one interval: TSN-random in training, cell centres in evaluation (pass ``phase``)."""
+        """Cached frames of one interval: TSN-random or strided in training, cell centres in evaluation (pass ``phase``)."""
         fps, count = self.data.decode_fps, self.data.frames_per_interval
         if not self.train:
             return cell_centre_positions(start, end, count * self.phases, fps, available)[phase::self.phases]
@@ -150,6 +161,8 @@ class IntervalDataset(Dataset):
             move = (end - start) * self.temporal_jitter * (2 * rng.random() - 1)
             start, end = start + move, end + move
         first, span = interval_frame_span(start, end, fps, available)
+        if self.data.sampling == "stride":
+            return stride_positions(first, span, count, rng)
         return tsn_positions(first, span, count, rng)
 
     def cells_of(self, video_index: int) -> tuple[np.ndarray, np.ndarray]:
