@@ -28,7 +28,7 @@ from .align import align
 from .candidates import Candidate, CandidateError, collect
 from .fuse import Evaluator
 from .gain import bootstrap_gain
-from .select import SelectionResult, choose_by_cv, nested_out_of_fold
+from .select import MIN_GAIN, SelectionResult, choose_by_cv, nested_out_of_fold
 
 logger = logging.getLogger("talsearch.ensemble")
 
@@ -45,9 +45,10 @@ def _metrics(result) -> dict:
 
 
 def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
-                 folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv") -> dict:
+                 folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv",
+                 min_gain: float = MIN_GAIN) -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
-    out-of-fold val mAP; or name one ("greedy+refine", "greedy", "top3_average", "best_single",
+    out-of-fold val mAP (the best single member unless a fusion beats it by ``min_gain``); or name one ("greedy+refine", "greedy", "top3_average", "best_single",
     "greedy+refine/segments", "calibrated+greedy+refine", "cmaes")."""
     cfg = load_config(config, overrides)
     out = Path(out)
@@ -69,8 +70,8 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     gt = type(gt)(gt.video[keep], gt.label[keep], gt.start[keep], gt.end[keep], gt.score[keep])
     evaluator = Evaluator(videos, gt, candidates[0].val.actions, cfg.eval, placements=placements_of(spec))
     held_out: dict = {}
-    procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, max_steps, selection, held_out)
-    nested_detections = (nested_out_of_fold(evaluator, folds, seed, max_steps) if selection == "cv"
+    procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, max_steps, selection, held_out, min_gain)
+    nested_detections = (nested_out_of_fold(evaluator, folds, seed, max_steps, min_gain=min_gain) if selection == "cv"
                          else held_out[procedure])
     nested = evaluator.score_detections(nested_detections).mean
     gain = bootstrap_gain(evaluator.scored_truth, evaluator.scored(nested_detections),
@@ -85,7 +86,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
                                           f"{round(gain['level'] * 100)}% bootstrap interval over val videos"},
                "best_single": _metrics(single_result) | {"oof_val_mAP": oof["best_single"],
                                                           "run_id": candidates[best_single].run_id},
-               "oof_val_mAP_by_procedure": oof, "folds": min(folds, len(videos)),
+               "oof_val_mAP_by_procedure": oof, "min_gain": min_gain, "folds": min(folds, len(videos)),
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
     logger.info(f"[ensemble] ensemble ({procedure}) val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {oof[procedure]:.4f}, nested "

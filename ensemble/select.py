@@ -209,20 +209,31 @@ def procedures(max_steps: int) -> dict:
     }
 
 
-def best_procedure(oof: dict[str, float], order: list[str]) -> str:
-    """Highest out-of-fold mAP; ties go to the procedure listed first."""
-    return max(oof, key=lambda n: (oof[n], -order.index(n)))
+MIN_GAIN = 0.01  # out-of-fold mAP a fusion must gain over the best single member to be chosen instead of it
 
 
-def nested_cross_validate(evaluator: Evaluator, k: int, seed: int, max_steps: int, inner_k: int = 3) -> float:
+def best_procedure(oof: dict[str, float], order: list[str], min_gain: float = 0.0) -> str:
+    """Highest out-of-fold mAP; ties go to the procedure listed first. With ``min_gain``, ``best_single`` stays
+    unless the best procedure beats its out-of-fold mAP by at least that much: on a few val videos a fusion
+    that wins by less has mostly won by luck (its weights were fitted on videos as few as the ones it is
+    scored on), and the lone best member cannot overfit its weights."""
+    best = max(oof, key=lambda n: (oof[n], -order.index(n)))
+    if "best_single" in oof and oof[best] < oof["best_single"] + min_gain:
+        return "best_single"
+    return best
+
+
+def nested_cross_validate(evaluator: Evaluator, k: int, seed: int, max_steps: int, inner_k: int = 3,
+                          min_gain: float = MIN_GAIN) -> float:
     """Out-of-fold mAP of the whole recipe, procedure choice included: in each outer fold the procedure is
     chosen by an inner cross-validation on the outer training videos only, fitted there, and applied to the
     held-out videos. Unbiased where the plain figure of the best procedure is optimistic (it was chosen on the
     same held-out folds it is scored on)."""
-    return evaluator.score_detections(nested_out_of_fold(evaluator, k, seed, max_steps, inner_k)).mean
+    return evaluator.score_detections(nested_out_of_fold(evaluator, k, seed, max_steps, inner_k, min_gain)).mean
 
 
-def nested_out_of_fold(evaluator: Evaluator, k: int, seed: int, max_steps: int, inner_k: int = 3) -> Segments:
+def nested_out_of_fold(evaluator: Evaluator, k: int, seed: int, max_steps: int, inner_k: int = 3,
+                       min_gain: float = MIN_GAIN) -> Segments:
     """The held-out detections behind ``nested_cross_validate`` (every val video's, each from the outer fold
     that held it out)."""
     found = procedures(max_steps)
@@ -231,7 +242,7 @@ def nested_out_of_fold(evaluator: Evaluator, k: int, seed: int, max_steps: int, 
         if len(train.videos) < 2:  # too few videos to cross-validate inside: the first procedure
             return next(iter(found.values()))(train)
         inner = {name: cross_validate(train, inner_k, seed + 1, fit) for name, fit in found.items()}
-        return found[best_procedure(inner, list(found))](train)
+        return found[best_procedure(inner, list(found), min_gain)](train)
 
     return out_of_fold(evaluator, k, seed, choose_and_fit)
 
@@ -254,7 +265,7 @@ def out_of_fold(evaluator: Evaluator, k: int, seed: int, fit) -> Segments:
 
 
 def choose_by_cv(evaluator: Evaluator, k: int, seed: int, max_steps: int, selection: str = "cv",
-                 held_out: dict | None = None):
+                 held_out: dict | None = None, min_gain: float = MIN_GAIN):
     """Out-of-fold mAP of every procedure; the chosen one (best OOF, or the one named) fitted on all of val.
     ``held_out``, when given, receives each procedure's out-of-fold detections (for the gain's interval)."""
     found = procedures(max_steps)
@@ -267,5 +278,5 @@ def choose_by_cv(evaluator: Evaluator, k: int, seed: int, max_steps: int, select
         oof[name] = evaluator.score_detections(detections).mean
         if held_out is not None:
             held_out[name] = detections
-    name = best_procedure(oof, list(found)) if selection == "cv" else selection
+    name = best_procedure(oof, list(found), min_gain) if selection == "cv" else selection
     return name, found[name](evaluator), oof

@@ -72,7 +72,7 @@ def cmd_ensemble(args) -> None:
     from ensemble.run import run_ensemble
 
     result = run_ensemble(args.sweep, args.data, args.out, args.config, args.set, top_n=args.top, folds=args.folds,
-                          selection=args.selection, seed=args.seed)
+                          selection=args.selection, seed=args.seed, min_gain=args.min_gain)
     print(json.dumps(result, indent=1))
 
 
@@ -94,7 +94,9 @@ def cmd_ui(args) -> None:
 
 
 def add_parsers(sub, add_command, config_arg, port) -> None:
-    from .cli import positive_float, positive_int
+    from ensemble.select import MIN_GAIN
+
+    from .cli import non_negative, positive_float, positive_int
 
     p = add_command(sub, "sweep", "Optuna + Ray Tune + Ray Train search, tracked in MLflow", cmd_sweep)
     p.add_argument("--data", type=Path, required=True, help="data-set folder (annotations.json + videos)")
@@ -166,6 +168,9 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
                                                          "greedy+refine/segments", "calibrated+greedy+refine", "cmaes",
                                                          "best_single"),
                    help="cv: the procedure with the best out-of-fold mAP; or name one")
+    p.add_argument("--min-gain", type=non_negative, default=MIN_GAIN,
+                   help="cv: keep the best single member unless a fusion beats its out-of-fold mAP by this much "
+                        "(default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds")
     config_arg(p)
 

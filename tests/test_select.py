@@ -50,6 +50,15 @@ def test_best_procedure_breaks_ties_by_order():
                           ["greedy", "top3_average", "best_single"]) == "greedy"
 
 
+def test_a_fusion_must_beat_the_best_single_member_by_the_margin():
+    order = ["greedy", "top3_average", "best_single"]
+    close = {"greedy": 0.505, "top3_average": 0.45, "best_single": 0.5}
+    assert best_procedure(close, order) == "greedy"
+    assert best_procedure(close, order, min_gain=0.01) == "best_single"
+    assert best_procedure({**close, "greedy": 0.52}, order, min_gain=0.01) == "greedy"
+    assert best_procedure({**close, "best_single": 0.6}, order, min_gain=0.01) == "best_single"
+
+
 def test_nested_figure_is_an_out_of_fold_score_of_the_whole_recipe():
     ev = evaluator(videos=8)
     nested = nested_cross_validate(ev, 4, 0, max_steps=4)
