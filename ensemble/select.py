@@ -209,7 +209,7 @@ def procedures(max_steps: int) -> dict:
     }
 
 
-MIN_GAIN = 0.01  # out-of-fold mAP a fusion must gain over the best single member to be chosen instead of it
+MIN_GAIN = 0.02  # out-of-fold mAP a fusion must gain over the best single member to be chosen instead of it
 
 
 def best_procedure(oof: dict[str, float], order: list[str], min_gain: float = 0.0) -> str:

@@ -95,6 +95,22 @@ def test_complementary_members_beat_either_and_noise_gets_no_weight(tmp_path):
     assert again.mean == pytest.approx(result["ensemble"]["val_mAP"])
 
 
+def test_a_fusion_short_of_the_margin_leaves_the_best_single_member(tmp_path):
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "good_a", truth, 1.0, {"a"}, 0.05, 1)
+    write_member(sweep, "good_b", truth, 0.5, {"b"}, 0.05, 2)
+    result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", folds=3, min_gain=0.9,
+                          overrides=["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"])
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["ensemble"]["procedure"] == "best_single" and metrics["min_gain"] == 0.9
+    # the nested figure applies the same margin inside every outer fold: the recipe is the best single member
+    assert metrics["gain"]["mAP"] == 0.0 and metrics["gain"]["low"] == metrics["gain"]["high"] == 0.0
+    assert result["ensemble"]["val_mAP"] == pytest.approx(result["best_single"]["val_mAP"])
+    members = json.loads((tmp_path / "out" / "ensemble.json").read_text())["members"]
+    assert [m["run_id"] for m in members] == [result["best_single"]["run_id"]]
+
+
 def test_mismatched_members_name_the_trial(tmp_path):
     truth = make_data(tmp_path)
     sweep = tmp_path / "sweep"
