@@ -35,11 +35,9 @@ class SelectionResult:
 
 
 def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: int = 12,
-                  init_size: int = 1, allowed: np.ndarray | None = None) -> SelectionResult:
-    """``allowed``: indices of the members greedy may take (all when None)."""
+                  init_size: int = 1) -> SelectionResult:
     members = len(single_scores)
-    allowed = np.arange(members) if allowed is None else np.sort(np.asarray(allowed, dtype=np.int64))
-    order = allowed[np.lexsort((allowed, -single_scores[allowed]))]
+    order = np.lexsort((np.arange(members), -single_scores))
     counts = np.zeros(members)
     counts[order[:init_size]] = 1
     running = [np.tensordot(counts, v.probs, axes=1) for v in evaluator.videos]
@@ -52,37 +50,14 @@ def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: in
             return evaluator.score_fused([(r + v.probs[m]) / total
                                           for r, v in zip(running, evaluator.videos, strict=True)]).mean
 
-        step_scores = evaluator.score_each(with_member, allowed)
-        pick = int(allowed[np.argmax(step_scores)])
+        step_scores = evaluator.score_each(with_member, range(members))
+        pick = int(np.argmax(step_scores))
         counts[pick] += 1
         running = [r + v.probs[pick] for r, v in zip(running, evaluator.videos, strict=True)]
-        step_best = float(np.max(step_scores))
-        history.append(step_best)
-        if step_best > best_score + 1e-12:
-            best_score, best_counts = step_best, counts.copy()
+        history.append(float(step_scores[pick]))
+        if step_scores[pick] > best_score + 1e-12:
+            best_score, best_counts = float(step_scores[pick]), counts.copy()
     return SelectionResult(best_counts / best_counts.sum(), best_score, history)
-
-
-BAGS = 20  # greedy runs of bagged selection
-BAG_FRACTION = 0.5  # share of the members each bagged run may take
-
-
-def bagged_select(evaluator: Evaluator, max_steps: int = 12, bags: int = BAGS, fraction: float = BAG_FRACTION,
-                  seed: int = 0) -> SelectionResult:
-    """Bagged ensemble selection (Caruana et al. 2004, section 4.3): greedy selection on ``bags`` random
-    subsets of ``fraction`` of the members, each giving a weight vector; the ensemble averages them. A member
-    that is only lucky on these videos wins few bags, so the averaged weights overfit less than one greedy run."""
-    singles = evaluator.single_scores()
-    members = len(singles)
-    if members < 3:
-        return fit_weights(evaluator, max_steps, refine=False)
-    rng = np.random.default_rng(seed)
-    size = max(2, int(round(members * fraction)))
-    total = np.zeros(members)
-    for _ in range(bags):
-        total += greedy_select(evaluator, singles, max_steps, allowed=rng.choice(members, size, replace=False)).weights
-    weights = total / total.sum()
-    return SelectionResult(weights, evaluator.score(weights))
 
 
 def refine_weights(evaluator: Evaluator, weights: np.ndarray, score: float, passes: int = 2,
