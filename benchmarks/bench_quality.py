@@ -1,7 +1,7 @@
 """Quality on hard data: the recommended single run and the recommended sweep + ensemble on the hard preset.
 
 1. ``talsearch synth --preset hard`` (50 videos: 32 train / 16 val / 2 test; seed 0 unless ``--seed``).
-2. The recommended single run: ``talsearch train --config configs/precise.yaml`` with the tiny backbone at 64 px,
+2. The recommended single run on hard data: ``talsearch train --config configs/hard.yaml`` with the tiny backbone at 64 px,
    12 epochs, the panoramic view (the one that sees every action), seeds ``--seeds`` (run-to-run spread).
 3. The recommended sweep, ``configs/sweep_hard.yaml``; ``talsearch refit`` of its ``--refit-top`` best
    configurations with ``--refit-seeds`` other seeds each (seed diversity for the ensemble; 0 skips it); then
@@ -47,7 +47,7 @@ def single_runs(data: Path, work: Path, seeds: list[int]) -> dict:
         out = work / f"single_seed{seed}"
         started = time.perf_counter()
         if not (out / "metrics.json").exists():
-            talsearch("train", "--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "precise.yaml"),
+            talsearch("train", "--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "hard.yaml"),
                       "--set", *SINGLE, f"train.seed={seed}", cwd=work)
         metrics = json.loads((out / "metrics.json").read_text())
         runs.append(figures(metrics) | {"seed": seed, "best_epoch": metrics["best_epoch"],
