@@ -26,9 +26,10 @@ from tal_core.tracking import log_ensemble_run, resolve_uri
 
 from .align import align
 from .candidates import Candidate, CandidateError, collect
+from .defaults import MIN_GAIN
 from .fuse import Evaluator
 from .gain import bootstrap_gain
-from .select import MIN_GAIN, SelectionResult, choose_by_cv, nested_out_of_fold
+from .select import SelectionResult, choose_by_cv, nested_out_of_fold
 
 logger = logging.getLogger("talsearch.ensemble")
 

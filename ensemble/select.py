@@ -21,6 +21,7 @@ from tqdm import tqdm
 from tal_core.errors import UserError
 from tal_core.metrics import Segments
 
+from .defaults import MIN_GAIN
 from .fuse import Evaluator
 from .gain import concat_segments
 
@@ -182,9 +183,6 @@ def procedures(max_steps: int) -> dict:
         "calibrated+greedy+refine": lambda ev: calibrated(ev, max_steps),
         "cmaes": cmaes_weights,
     }
-
-
-MIN_GAIN = 0.02  # out-of-fold mAP a fusion must gain over the best single member to be chosen instead of it
 
 
 def best_procedure(oof: dict[str, float], order: list[str], min_gain: float = 0.0) -> str:

@@ -94,7 +94,7 @@ def cmd_ui(args) -> None:
 
 
 def add_parsers(sub, add_command, config_arg, port) -> None:
-    from ensemble.select import MIN_GAIN
+    from ensemble.defaults import MIN_GAIN
 
     from .cli import non_negative, positive_float, positive_int
 

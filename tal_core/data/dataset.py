@@ -41,6 +41,11 @@ def tsn_positions(first: int, count: int, segments: int, rng: np.random.Generato
         offsets = (lows + highs) / 2
     else:
         offsets = lows + rng.random(segments) * (highs - lows)
+    return _frames_at(first, count, offsets)
+
+
+def _frames_at(first: int, count: int, offsets: np.ndarray) -> np.ndarray:
+    """Frame indices of fractional ``offsets`` into frames [first, first + count)."""
     return first + np.minimum(np.floor(offsets).astype(np.int64), count - 1)
 
 
@@ -49,9 +54,7 @@ def stride_positions(first: int, count: int, frames: int, rng: np.random.Generat
     apart (the spacing of evaluation's cell centres), all moved by one random offset within a spacing, so that
     the clip's frame spacing never changes (a flicker or a speed looks as it does in evaluation)."""
     count = max(count, 1)
-    spacing = count / frames
-    offsets = (np.arange(frames) + rng.random()) * spacing
-    return first + np.minimum(np.floor(offsets).astype(np.int64), count - 1)
+    return _frames_at(first, count, (np.arange(frames) + rng.random()) * (count / frames))
 
 
 def interval_frame_span(start: float, end: float, fps: float, available: int) -> tuple[int, int]:
