@@ -37,6 +37,10 @@ DECODE_VARIANTS = {  # changes to the precise config's eval keys, scored on the 
     "mean_0.375s": {"eval.smooth": "mean", "eval.smooth_seconds": 0.375},
     "multithreshold": {"eval.decode": "multithreshold"},
     "multithreshold_contrast": {"eval.decode": "multithreshold", "eval.boundary_contrast": True},
+    "hard_yaml_decoding": {"eval.decode": "multithreshold", "eval.smooth": "mean", "eval.smooth_seconds": 0.5,
+                           "eval.boundary_contrast": True, "eval.refine_seconds": 0.125},
+    "hard_yaml_decoding_unrefined": {"eval.decode": "multithreshold", "eval.smooth": "mean",
+                                     "eval.smooth_seconds": 0.5, "eval.boundary_contrast": True},
 }
 
 

@@ -107,6 +107,7 @@ class EvalConfig(_Section):
     smooth: Literal["median", "mean"] = Field("median", description="median (keeps steps, drops isolated cells) | mean (length-weighted moving average)")
     smooth_seconds: float = Field(0.0, ge=0, description="window (seconds) of that filter over cell probabilities before decoding (0 = off)")
     boundary_contrast: bool = Field(True, description="multithreshold: scale candidates by 1 - mean probability just outside them")
+    refine_seconds: float = Field(0.0, ge=0, description="move each segment's start and end to the strongest step of its class's unsmoothed probabilities within this many seconds (0 = off)")
     frame_phases: int = Field(1, ge=1, le=16, description="model.output=frame: evaluation passes per interval on shifted frames; cells per interval = frames_per_interval x this")
 
     @field_validator("tiou_thresholds", "thresholds")

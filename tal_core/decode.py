@@ -14,7 +14,9 @@ cell probabilities over a window of that length: ``eval.smooth=median`` (the def
 step stays exactly where it is while isolated wrong cells vanish) or ``mean`` (the
 length-weighted mean over the cells whose centres lie within half the window of its own:
 a step keeps its half-height point but its foot and shoulder spread, which shifts
-thresholded runs).
+thresholded runs). ``eval.refine_seconds`` then moves each candidate's start and end to the strongest step
+of its class's unsmoothed probabilities within that distance (``refine_edges``): smoothing finds the actions,
+the raw cells place their edges.
 """
 
 from __future__ import annotations
@@ -98,6 +100,44 @@ def filter_cells(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, cfg: E
     return smoother(starts, ends, probs, cfg.smooth_seconds)
 
 
+def refine_edges(actions: np.ndarray, layout: CellLayout, cls: np.ndarray, first: np.ndarray, stop: np.ndarray,
+                 seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's first and stop cell moved to the strongest step of its class's ``actions`` (K, cells) within
+    ``seconds`` (r cells, r from the median cell length of the run's video): the start to where the mean over
+    the r cells after it most exceeds the mean over the r cells before it, the stop the other way round (ties:
+    the smallest move). Cells outside the run's video read as 0, as the background between videos does. A
+    flicker that alternates between action and background averages out over the windows, so an edge follows
+    the action, not its flashes; a run keeps at least one cell."""
+    video = layout.video_of(first)
+    reach = layout.cells_within(seconds)[video][:, None]  # (runs, 1)
+    if not len(cls) or not reach.any():
+        return first, stop
+    lo, hi = layout.offsets[video][:, None], (layout.offsets + layout.lengths)[video][:, None]  # the video's cells
+    cumulative = np.concatenate([np.zeros((actions.shape[0], 1)), np.cumsum(actions, axis=1)], axis=1)
+    shifts = np.arange(-int(reach.max()), int(reach.max()) + 1)[None, :]
+    allowed = np.abs(shifts) <= reach
+
+    def mean_over(a, b):  # mean of cells [a, b) of each run's class, clipped to its video (outside: 0)
+        return (cumulative[cls[:, None], np.clip(b, lo, hi)] - cumulative[cls[:, None], np.clip(a, lo, hi)]) / \
+            np.maximum(reach, 1)
+
+    starts = np.clip(first[:, None] + shifts, lo, hi - 1)
+    rise = mean_over(starts, starts + reach) - mean_over(starts - reach, starts)
+    stops = np.clip(stop[:, None] + shifts, lo + 1, hi)
+    fall = mean_over(stops - reach, stops) - mean_over(stops, stops + reach)
+    rows = np.arange(len(cls))
+    best_first = starts[rows, _smallest_move_argmax(np.where(allowed, rise, -np.inf), shifts)]
+    best_stop = stops[rows, _smallest_move_argmax(np.where(allowed, fall, -np.inf), shifts)]
+    moved = (reach[:, 0] > 0) & (best_stop > best_first)
+    return np.where(moved, best_first, first), np.where(moved, best_stop, stop)
+
+
+def _smallest_move_argmax(values: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Per row, the column of the largest value; among equal ones the smallest |shift| (then the earlier)."""
+    top = values >= values.max(axis=1, keepdims=True) - 1e-12
+    return np.where(top, -np.abs(shifts), -np.inf).argmax(axis=1)
+
+
 class CellLayout:
     """Many videos' cells laid end to end with one background cell between consecutive videos (no run crosses
     it, and it reads as "outside the video" for the boundary contrast): where each video's cells sit, their
@@ -116,12 +156,24 @@ class CellLayout:
         self.columns = self.offsets[block_of] + self.position  # every video cell, video by video
         self.longest = int(self.lengths.max(initial=0))
         self.padded_index = block_of * self.longest + self.position
+        self._median_cell: np.ndarray | None = None  # per video, filled by cells_within
         if len(cells):
             self.starts[self.columns] = np.concatenate([np.asarray(s, np.float64) for s, _ in cells])
             self.ends[self.columns] = np.concatenate([np.asarray(e, np.float64) for _, e in cells])
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def cells_within(self, seconds: float) -> np.ndarray:
+        """Per video, how many of its cells (of its median cell length) span ``seconds``, rounded."""
+        if seconds <= 0:
+            return np.zeros(len(self), np.int64)
+        if self._median_cell is None:
+            lengths = self.ends[self.columns] - self.starts[self.columns]
+            bounds = np.concatenate([[0], np.cumsum(self.lengths)])
+            self._median_cell = np.array([np.median(lengths[a:b]) if b > a else 1.0
+                                          for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        return np.round(seconds / np.maximum(self._median_cell, 1e-12)).astype(np.int64)
 
     def stack(self, probs: list[np.ndarray]) -> np.ndarray:
         stacked = np.zeros((self.size, probs[0].shape[1]))
@@ -145,12 +197,14 @@ class CellLayout:
         return cumulative
 
 
-def _candidates(probs: np.ndarray, layout: CellLayout, thresholds, contrast: bool = True) -> tuple[np.ndarray, ...]:
+def _candidates(probs: np.ndarray, layout: CellLayout, thresholds, contrast: bool = True,
+                raw: np.ndarray | None = None, refine_seconds: float = 0.0) -> tuple[np.ndarray, ...]:
     """(action index, first cell, stop cell, score) of every candidate run in the stacked ``probs``.
 
     Scores: mean probability over the run, times its boundary contrast when thresholds are used
-    and ``contrast`` is on. Running sums restart at each video, so a video's scores do not depend on the
-    videos decoded with it."""
+    and ``contrast`` is on. With ``raw`` (the unsmoothed stacked probabilities) and ``refine_seconds``, each
+    run's edges then move (``refine_edges``) and it keeps its score. Running sums restart at each video, so a
+    video's scores do not depend on the videos decoded with it."""
     actions = probs[:, 1:].T  # (K, M)
     cumulative = layout.running_sums(actions)
     argmax = probs.argmax(axis=1)
@@ -162,6 +216,8 @@ def _candidates(probs: np.ndarray, layout: CellLayout, thresholds, contrast: boo
     scores = _run_scores(cumulative, cls, first, stop)
     if thresholds and contrast:
         scores = scores * _boundary_contrast(actions, cls, first, stop)
+    if raw is not None and refine_seconds > 0:  # the run found the action and scores it; the raw cells place it
+        first, stop = refine_edges(raw[:, 1:].T, layout, cls, first, stop, refine_seconds)
     return cls + 1, first, stop, scores
 
 
@@ -227,11 +283,13 @@ def _rank_in_group(sorted_groups: np.ndarray) -> np.ndarray:
 
 
 def _unique_runs(label, first, stop, score):
-    """Identical runs found at several thresholds are one candidate (keep the first)."""
+    """Identical runs found at several thresholds (or refined to the same edges) are one candidate: the
+    best-scored, the first found among equals."""
     width = int(stop.max(initial=0)) + 1
     keys = (label.astype(np.int64) * width + first) * width + stop
-    _, index = np.unique(keys, return_index=True)
-    index = np.sort(index)
+    best_first = np.lexsort((np.arange(len(score)), -score))
+    _, index = np.unique(keys[best_first], return_index=True)
+    index = np.sort(best_first[index])
     return label[index], first[index], stop[index], score[index]
 
 
@@ -259,12 +317,14 @@ def decode_flat(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: Ev
         return np.empty(0, np.int64), np.empty(0, np.int64), empty, empty, empty
     layout = layout or CellLayout([(s, e) for s, e, _ in videos])
     thresholds = cfg.thresholds if cfg.decode == "multithreshold" else ()
+    raw = layout.stack([np.asarray(p, np.float64) for _, _, p in videos]) if cfg.refine_seconds > 0 else None
     if cfg.smooth_seconds > 0:
         videos = [(s, e, filter_cells(np.asarray(s, np.float64), np.asarray(e, np.float64),
                                       np.asarray(p, np.float64), cfg)) for s, e, p in videos]
     stacked = layout.stack([p for _, _, p in videos])
-    label, first, stop, score = _candidates(stacked, layout, thresholds, cfg.boundary_contrast)
-    if cfg.decode != "merge":
+    label, first, stop, score = _candidates(stacked, layout, thresholds, cfg.boundary_contrast, raw,
+                                            cfg.refine_seconds)
+    if cfg.decode != "merge" or raw is not None:  # refined runs may coincide
         label, first, stop, score = _unique_runs(label, first, stop, score)
     video = layout.video_of(first)
     order = np.argsort(video, kind="stable")  # each video's candidates in their found order

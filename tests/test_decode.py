@@ -103,7 +103,8 @@ def test_boundary_contrast_can_be_switched_off():
 
 
 @pytest.mark.parametrize("cfg", [EvalConfig(), EvalConfig(decode="merge"), EvalConfig(smooth_seconds=1.0),
-                                 EvalConfig(boundary_contrast=False, max_segments_per_video=3)])
+                                 EvalConfig(boundary_contrast=False, max_segments_per_video=3),
+                                 EvalConfig(smooth="mean", smooth_seconds=1.0, refine_seconds=0.75)])
 def test_many_videos_decode_as_each_alone(cfg):
     from tal_core.decode import decode_videos
 
@@ -154,3 +155,45 @@ def test_grouped_nms_is_greedy_nms_of_each_video():
             expected += [int(mine[i]) for i in _greedy_nms(start[mine], end[mine], score[mine], label[mine],
                                                          threshold, keep_max)]
         assert kept == expected
+
+
+def _blurred_flickering_action(length=64, first=16, stop=40):
+    """0.125 s cells; class 1 from cell ``first`` to ``stop``, its probability flickering 0.9 / 0.3 from cell
+    to cell (an aliased flash), background elsewhere."""
+    starts = np.arange(length) * 0.125
+    probs = np.zeros((length, 2))
+    probs[:, 0] = 1.0
+    inside = np.arange(first, stop)
+    probs[inside, 1] = np.where(inside % 2 == 0, 0.9, 0.3)
+    probs[inside, 0] = 1.0 - probs[inside, 1]
+    return starts, starts + 0.125, probs
+
+
+def test_refined_edges_return_to_the_step_that_smoothing_blurred():
+    starts, ends, probs = _blurred_flickering_action()
+    cfg = EvalConfig(decode="multithreshold", thresholds=(0.2,), smooth="mean", smooth_seconds=1.0)
+    blurred = decode_cells(starts, ends, probs, cfg)
+    assert (blurred.start[0], blurred.end[0]) != (2.0, 5.0)  # a low threshold on mean-smoothed cells spills
+    refined = decode_cells(starts, ends, probs, cfg.model_copy(update={"refine_seconds": 0.5}))
+    assert (refined.start[0], refined.end[0]) == (2.0, 5.0)  # cells 16 and 40, in spite of the flicker
+    assert len(set(zip(refined.start.tolist(), refined.end.tolist(), strict=True))) == len(refined)  # no duplicates
+
+
+def test_refinement_keeps_an_action_at_the_video_edge_and_a_clean_step():
+    starts, ends, probs = _blurred_flickering_action(first=0, stop=24)
+    cfg = EvalConfig(thresholds=(0.2,), smooth="mean", smooth_seconds=1.0, refine_seconds=0.5)
+    seg = decode_cells(starts, ends, probs, cfg)
+    assert (seg.start[0], seg.end[0]) == (0.0, 3.0)
+    clean = np.zeros((32, 2))
+    clean[:, 0] = 1.0
+    clean[8:20] = [0.0, 1.0]
+    merge = EvalConfig(decode="merge", refine_seconds=0.5)
+    seg = decode_cells(starts[:32], ends[:32], clean, merge)
+    assert (seg.start.tolist(), seg.end.tolist()) == ([1.0], [2.5])  # already on the step: no move
+
+
+def test_refinement_reach_counts_each_videos_own_cells():
+    from tal_core.decode import CellLayout
+
+    layout = CellLayout([(np.arange(8) * 0.125, np.arange(1, 9) * 0.125), (np.arange(4.0), np.arange(1.0, 5.0))])
+    assert layout.cells_within(0.5).tolist() == [4, 0] and layout.cells_within(0.0).tolist() == [0, 0]
