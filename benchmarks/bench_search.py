@@ -1,16 +1,19 @@
 """Search efficiency on a recorded sweep: how much sooner TPE + ASHA finds what random search finds.
 
-Replays ``benchmarks/data/replay_hard.json`` (27 configurations of the hard preset, each trained to its full
-12 epochs, two trials at a time: see replay_hard.yaml beside it) with ``talsearch replay``'s simulator: Ray
-Tune's own schedulers and Optuna's own samplers, the recorded start-up and epoch times, the sweep's real
-concurrency, 100 seeds per strategy (20 left the ratio 0.1 from its 100-seed value), the search defaults of ``configs/base.yaml``, a uniform clock (every epoch
-costs the table's median epoch time: the recording shared its CPUs with another job for part of its trials; the
+Replays ``benchmarks/data/replay_hard48.json`` (48 configurations of the hard preset: learning rate 0.0003-0.01 x
+shift fraction x scene-loss weight x frame-loss weight, each trained to its full 12 epochs, two trials at a time:
+see replay_hard48.yaml beside it) with ``talsearch replay``'s simulator: Ray Tune's own schedulers and Optuna's
+own samplers, the recorded start-up and epoch times, the sweep's real concurrency, 100 seeds per strategy, the
+search defaults of ``configs/base.yaml``, a uniform clock (every epoch costs the table's median epoch time, every
+start-up the median start-up: the recordings shared their CPUs with other jobs for part of their trials; the
 recorded clock's ratio is printed too as ``tpe_asha_time_ratio_recorded_clock``). The target is random search's
 median best at the budget (every recorded trial once); per strategy: median simulated time to it over random
 search's. One JSON line: ``tpe_asha_time_ratio`` (<= 0.33 wanted) with its bootstrap 90% interval and the
-quartiles of its times, ``tpe_time_ratio`` (TPE without early stopping), ``random_asha_time_ratio``.
+quartiles of its times, ``tpe_time_ratio`` (TPE without early stopping), ``random_asha_time_ratio``; the same
+ratios on the earlier 27-configuration table (``replay_hard.json``, a narrower space around good learning rates)
+under ``table_replay_hard``.
 
-    python benchmarks/bench_search.py [--table FILE] [--seeds 100] [--plot best_so_far.png]
+    python benchmarks/bench_search.py [--table FILE] [--also FILE ...] [--seeds 100] [--plot best_so_far.png]
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from search.replay import Strategy, default_budget, run_strategies, summarize, t
 from search.replay_table import load_table  # noqa: E402
 from tal_core.config import load_config  # noqa: E402
 
-TABLE = Path(__file__).resolve().parent / "data" / "replay_hard.json"
+DATA = Path(__file__).resolve().parent / "data"
+TABLE = DATA / "replay_hard48.json"  # the wider space: 48 configurations, the learning rate over 1.5 decades
+OTHER_TABLES = (DATA / "replay_hard.json",)  # 27 configurations around good learning rates
 STRATEGIES = [Strategy("random", "fifo"), Strategy("tpe", "fifo"), Strategy("random", "asha"),
               Strategy("tpe", "asha")]
 NAMES = {"tpe+asha": "tpe_asha_time_ratio", "tpe+fifo": "tpe_time_ratio", "random+asha": "random_asha_time_ratio"}
@@ -71,11 +76,20 @@ def measure(table_path: Path, seeds: int, plot_path: Path | None = None, clock: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", type=Path, default=TABLE)
+    parser.add_argument("--also", type=Path, nargs="*", default=None,
+                        help=f"tables whose ratios are printed beside it (default with the default table: "
+                             f"{', '.join(t.name for t in OTHER_TABLES)})")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--clock", choices=("uniform", "recorded"), default="uniform")
     args = parser.parse_args()
-    print(json.dumps(measure(args.table, args.seeds, args.plot, args.clock)))
+    result = measure(args.table, args.seeds, args.plot, args.clock)
+    also = args.also if args.also is not None else (OTHER_TABLES if args.table == TABLE else ())
+    for other in also:
+        row = measure(Path(other), args.seeds, None, args.clock)
+        result[f"table_{Path(other).stem}"] = {k: v for k, v in row.items() if "ratio" in k or k in (
+            "recorded_trials", "budget_min", "target", "tpe+asha_minutes", "random+fifo_minutes")}
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

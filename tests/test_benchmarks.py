@@ -59,3 +59,19 @@ def test_bench_search_reports_each_ratio_against_random_search(tmp_path):
     if tpe_asha_median is not None:
         assert result["tpe_asha_time_ratio"] == pytest.approx(tpe_asha_median / random_median, rel=0.01)
     assert 0 < result["random+fifo_best_at_budget"] <= 0.8
+
+
+def test_bench_search_tables_are_committed_whole():
+    """The recorded sweeps bench_search replays ship with the repository: every configuration of each grid once,
+    each run to the full budget, with its per-epoch values and times."""
+    import itertools
+
+    from search.replay_table import load_table
+
+    bench_search = bench("bench_search")
+    for path, size in ((bench_search.TABLE, 48), *((p, 27) for p in bench_search.OTHER_TABLES)):
+        table = load_table(path)
+        assert len(table.trials) == size and len(table.full) == size
+        grid = {tuple(combo) for combo in itertools.product(*(p.values for p in table.space))}
+        assert {tuple(t.params[p.key] for p in table.space) for t in table.trials} == grid
+        assert all(len(t.values) == len(t.epoch_seconds) == table.max_epochs == 12 for t in table.trials)
