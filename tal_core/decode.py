@@ -107,24 +107,25 @@ def refine_edges(actions: np.ndarray, layout: CellLayout, cls: np.ndarray, first
     the r cells after it most exceeds the mean over the r cells before it, the stop the other way round (ties:
     the smallest move). Cells outside the run's video read as 0, as the background between videos does. A
     flicker that alternates between action and background averages out over the windows, so an edge follows
-    the action, not its flashes; a run keeps at least one cell."""
+    the action, not its flashes; a run keeps at least one cell. Window sums come from the layout's per-video
+    running sums, so a video's edges do not depend on the videos decoded with it."""
     video = layout.video_of(first)
     reach = layout.cells_within(seconds)[video][:, None]  # (runs, 1)
     if not len(cls) or not reach.any():
         return first, stop
     lo, hi = layout.offsets[video][:, None], (layout.offsets + layout.lengths)[video][:, None]  # the video's cells
-    cumulative = np.concatenate([np.zeros((actions.shape[0], 1)), np.cumsum(actions, axis=1)], axis=1)
+    cumulative = layout.running_sums(actions)
     shifts = np.arange(-int(reach.max()), int(reach.max()) + 1)[None, :]
     allowed = np.abs(shifts) <= reach
 
-    def mean_over(a, b):  # mean of cells [a, b) of each run's class, clipped to its video (outside: 0)
-        return (cumulative[cls[:, None], np.clip(b, lo, hi)] - cumulative[cls[:, None], np.clip(a, lo, hi)]) / \
-            np.maximum(reach, 1)
+    def window_sum(a, b):  # sum of cells [a, b) of each run's class, clipped to its video (outside: 0); the
+        # windows of one run have one length, so sums rank edges as means would
+        return cumulative[cls[:, None], np.clip(b, lo, hi)] - cumulative[cls[:, None], np.clip(a, lo, hi)]
 
     starts = np.clip(first[:, None] + shifts, lo, hi - 1)
-    rise = mean_over(starts, starts + reach) - mean_over(starts - reach, starts)
+    rise = window_sum(starts, starts + reach) - window_sum(starts - reach, starts)
     stops = np.clip(stop[:, None] + shifts, lo + 1, hi)
-    fall = mean_over(stops - reach, stops) - mean_over(stops, stops + reach)
+    fall = window_sum(stops - reach, stops) - window_sum(stops, stops + reach)
     rows = np.arange(len(cls))
     best_first = starts[rows, _smallest_move_argmax(np.where(allowed, rise, -np.inf), shifts)]
     best_stop = stops[rows, _smallest_move_argmax(np.where(allowed, fall, -np.inf), shifts)]
@@ -317,11 +318,14 @@ def decode_flat(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: Ev
         return np.empty(0, np.int64), np.empty(0, np.int64), empty, empty, empty
     layout = layout or CellLayout([(s, e) for s, e, _ in videos])
     thresholds = cfg.thresholds if cfg.decode == "multithreshold" else ()
-    raw = layout.stack([np.asarray(p, np.float64) for _, _, p in videos]) if cfg.refine_seconds > 0 else None
+    unsmoothed = [p for _, _, p in videos]
     if cfg.smooth_seconds > 0:
         videos = [(s, e, filter_cells(np.asarray(s, np.float64), np.asarray(e, np.float64),
                                       np.asarray(p, np.float64), cfg)) for s, e, p in videos]
     stacked = layout.stack([p for _, _, p in videos])
+    raw = None  # the unsmoothed stacked probabilities that refinement reads (stacked once)
+    if cfg.refine_seconds > 0:
+        raw = stacked if cfg.smooth_seconds <= 0 else layout.stack(unsmoothed)
     label, first, stop, score = _candidates(stacked, layout, thresholds, cfg.boundary_contrast, raw,
                                             cfg.refine_seconds)
     if cfg.decode != "merge" or raw is not None:  # refined runs may coincide
