@@ -1,8 +1,9 @@
 """Quality on hard data: the recommended single run and the recommended sweep + ensemble on the hard preset.
 
 1. ``talsearch synth --preset hard`` (50 videos: 32 train / 16 val / 2 test; seed 0 unless ``--seed``).
-2. The recommended single run on hard data: ``talsearch train --config configs/hard.yaml`` with the tiny backbone at 64 px,
-   12 epochs, the panoramic view (the one that sees every action), seeds ``--seeds`` (run-to-run spread).
+2. The recommended single run: ``talsearch train --config configs/precise.yaml`` with the tiny backbone at 64 px,
+   12 epochs, the panoramic view (the one that sees every action), seeds ``--seeds`` (run-to-run spread); each
+   run's decoding (chosen on val among the config's ``eval.alternatives``) and that choice's out-of-fold figure.
 3. The recommended sweep, ``configs/sweep_hard.yaml``; ``talsearch refit`` of its ``--refit-top`` best
    configurations with ``--refit-seeds`` other seeds each (seed diversity for the ensemble; 0 skips it); then
    ``talsearch ensemble`` over all its trials and their snapshots.
@@ -47,10 +48,13 @@ def single_runs(data: Path, work: Path, seeds: list[int]) -> dict:
         out = work / f"single_seed{seed}"
         started = time.perf_counter()
         if not (out / "metrics.json").exists():
-            talsearch("train", "--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "hard.yaml"),
+            talsearch("train", "--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "precise.yaml"),
                       "--set", *SINGLE, f"train.seed={seed}", cwd=work)
         metrics = json.loads((out / "metrics.json").read_text())
+        decoding = metrics.get("decoding") or {}
         runs.append(figures(metrics) | {"seed": seed, "best_epoch": metrics["best_epoch"],
+                                        "decoding": decoding.get("chosen"),
+                                        "decoding_oof_val_mAP": decoding.get("out_of_fold_val_mAP"),
                                         "seconds": round(time.perf_counter() - started, 1)})
     avg = [r["val_mAP"] for r in runs]
     return {"runs": runs, "seeds": seeds, "val_mAP_mean": round(sum(avg) / len(avg), 4),

@@ -24,6 +24,8 @@ def _trial_row(trial_dir: Path, outcome: dict, searched: list[str]) -> dict:
     if metrics is not None:
         row.update({k: v for k, v in metrics.items() if k.startswith("val_")})
         row["best_epoch"] = metrics.get("best_epoch")
+        if isinstance(metrics.get("decoding"), dict):  # the decoding the trial chose among eval.alternatives
+            row["decoding"] = metrics["decoding"].get("chosen")
     history = trial_dir / "history.jsonl"
     if history.exists():
         lines = read_jsonl(history)

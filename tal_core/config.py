@@ -14,7 +14,15 @@ from typing import Any, Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .errors import UserError
 from .io import write_text_atomic
@@ -95,6 +103,11 @@ class TrainConfig(_Section):
     ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, evaluated and saved instead of the raw weights (0 = off; e.g. 0.99)")
 
 
+DEFAULT_DECODING = "config"  # the name of the eval section's own decoding among eval.alternatives
+DECODING_KEYS = ("decode", "thresholds", "nms_tiou", "max_segments_per_video", "scene_prior", "smooth",
+                 "smooth_seconds", "boundary_contrast", "refine_seconds")  # what an eval.alternatives entry may change
+
+
 class EvalConfig(_Section):
     tiou_thresholds: tuple[float, ...] = Field((0.5, 0.75, 0.95), description="mAP thresholds; mAP = mean over them")
     decode: Literal["merge", "multithreshold"] = Field("multithreshold", description="merge (runs of equal arg-max) | multithreshold (runs above thresholds + NMS)")
@@ -109,6 +122,46 @@ class EvalConfig(_Section):
     boundary_contrast: bool = Field(True, description="multithreshold: scale candidates by 1 - mean probability just outside them")
     refine_seconds: float = Field(0.0, ge=0, description="move each segment's start and end to the strongest step of its class's unsmoothed probabilities within this many seconds (0 = off)")
     frame_phases: int = Field(1, ge=1, le=16, description="model.output=frame: evaluation passes per interval on shifted frames; cells per interval = frames_per_interval x this")
+    alternatives: dict[str, dict[str, Any]] = Field({}, description="other decodings, by name, each a mapping of decoding keys to values that replace this section's: every evaluation scores them all on val and uses the best (recorded in metrics.json's decoding, with an out-of-fold figure); null = none")
+
+    @field_validator("alternatives", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("alternatives")
+    @classmethod
+    def _alternatives_decode(cls, alternatives: dict[str, dict[str, Any]], info: ValidationInfo):
+        """Each alternative names decoding keys only, with values this section would accept."""
+        base = dict(info.data)  # the fields above, already validated (a bad one is reported on its own)
+        for name, changes in alternatives.items():
+            if not name.isidentifier() or name == DEFAULT_DECODING:
+                raise ValueError(f"'{name}' must be an identifier other than '{DEFAULT_DECODING}'")
+            if not changes:
+                raise ValueError(f"{name}: must map decoding keys to values")
+            unknown = sorted(set(changes) - set(DECODING_KEYS))
+            if unknown:
+                raise ValueError(f"{name}.{unknown[0]} is not a decoding key (those are {', '.join(DECODING_KEYS)})")
+            try:
+                EvalConfig.model_validate({**base, **changes})
+            except ValidationError as error:
+                item = error.errors()[0]
+                key = ".".join(str(p) for p in item["loc"])
+                raise ValueError(f"{name}.{key}: {item['msg']} (got {item.get('input')!r})") from None
+        return alternatives
+
+    def decodings(self) -> list[tuple[str, EvalConfig]]:
+        """(name, decoding) of this section ('config') and of each alternative, in order, alternatives emptied."""
+        own = self.model_copy(update={"alternatives": {}})
+        return [(DEFAULT_DECODING, own)] + [(name, self.decoding(name)) for name in self.alternatives]
+
+    def decoding(self, name: str) -> EvalConfig:
+        """This section with alternative ``name`` applied ('config': as it is), alternatives emptied."""
+        if name == DEFAULT_DECODING:
+            return self.model_copy(update={"alternatives": {}})
+        if name not in self.alternatives:
+            raise ConfigError(f"eval.alternatives has no decoding '{name}' (it has {sorted(self.alternatives)})")
+        return EvalConfig.model_validate({**self.model_dump(exclude={"alternatives"}), **self.alternatives[name]})
 
     @field_validator("tiou_thresholds", "thresholds")
     @classmethod
@@ -220,11 +273,11 @@ class Config(_Section):
 
 
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}."""
+    """{'a': {'b': 1}} -> {'a.b': 1}; an empty mapping stays a value ({'a': {}} -> {'a': {}})."""
     flat: dict[str, Any] = {}
     for key, value in nested.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and value:
             flat.update(flatten(value, name + "."))
         else:
             flat[name] = value

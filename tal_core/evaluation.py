@@ -15,7 +15,7 @@ from .formats import (
     placements_of,
     segments_to_detections,
 )
-from .metrics import average_precision, scene_accuracy
+from .metrics import Segments, average_precision, scene_accuracy
 from .predictions import IntervalPredictions
 
 
@@ -33,16 +33,26 @@ def decode_predictions(pred: IntervalPredictions, eval_cfg: EvalConfig,
 
 
 def detection_metrics(spec: DatasetSpec, subset: str, detections: dict[str, list[dict]],
-                      thresholds, prefix: str = "val_", bin_seconds: float = 0.0) -> tuple[dict[str, float], dict[str, float]]:
+                      thresholds, prefix: str = "val_", bin_seconds: float = 0.0,
+                      videos: set[str] | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """({val_mAP, val_mAP@t...}, per-class AP) of ``detections`` against the subset's ground truth (scored over
-    ``bin_seconds`` bins as the challenge does, when set)."""
-    truth, found = binned(ground_truth_segments(spec, subset), detections_to_segments(detections), bin_seconds,
-                          placements_of(spec))
+    ``bin_seconds`` bins as the challenge does, when set); with ``videos``, of those videos only."""
+    truth = ground_truth_segments(spec, subset)
+    if videos is not None:
+        truth = _of_videos(truth, videos)
+        detections = {v: found for v, found in detections.items() if v in videos}
+    truth, found = binned(truth, detections_to_segments(detections), bin_seconds, placements_of(spec))
     result = average_precision(truth, found, thresholds)
     metrics = {f"{prefix}mAP": result.mean}
     metrics.update({f"{prefix}mAP@{t:g}": float(m) for t, m in zip(result.thresholds, result.map_per_threshold,
                                                                   strict=True)})
     return metrics, result.to_json()["per_class"]
+
+
+def _of_videos(segments: Segments, videos: set[str]) -> Segments:
+    keep = np.fromiter((v in videos for v in segments.video), dtype=bool, count=len(segments))
+    return Segments(segments.video[keep], segments.label[keep], segments.start[keep], segments.end[keep],
+                    segments.score[keep])
 
 
 def scene_metrics(spec: DatasetSpec, pred: IntervalPredictions) -> float:

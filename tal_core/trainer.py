@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from .config import Config, save_config
 from .data.annotations import DatasetError, DatasetSpec
 from .data.dataset import IntervalDataset
 from .data.video import FrameCache
+from .decoding_choice import DecodingChoice, choose_decoding
 from .distributed import is_distributed, rank, select_device
 from .ema import WeightEMA
 from .errors import UserError
@@ -38,7 +39,7 @@ from .io import append_jsonl, clean_temporaries, write_atomic
 from .losses import balanced_class_weights
 from .model.global_bn import global_batch_norm
 from .model.multitask import MultiTaskTSM
-from .predictions import save_predictions
+from .predictions import IntervalPredictions, save_predictions
 from .run_folder import RunFolder
 
 EpochCallback = Callable[[int, dict, Path], None]
@@ -213,27 +214,37 @@ class Run:
         return loops.predict(self.evaluated_model(), dataset, self.device, self.cfg.eval.batch_size or 2 * self.cfg.train.batch_size,
                               self.cfg.train.amp, dict(self.meta, split=split), self.cfg.data.num_workers)
 
-    def validate(self):
+    def validate(self) -> tuple[DecodingChoice, IntervalPredictions]:
+        """Val predictions, decoded every way ``eval`` lists (``choose_decoding``); they record the chosen
+        decoding as their config's ``eval`` section, so whoever reads them decodes them as this run does."""
         val_pred = self.predict(self.val_set, "val")
-        metrics, per_class, detections = evaluation.evaluate(self.spec, val_pred, self.cfg, "val", self.scene_prior)
-        return metrics, per_class, detections, val_pred
+        choice = choose_decoding(self.spec, val_pred, self.cfg, "val", self.scene_prior)
+        return choice, self.decoded_as(val_pred, choice)
+
+    def decoded_as(self, pred: IntervalPredictions | None, choice: DecodingChoice) -> IntervalPredictions | None:
+        if pred is None or not self.cfg.eval.alternatives:
+            return pred
+        resolved = self.cfg.model_copy(update={"eval": choice.eval})
+        return replace(pred, meta=dict(pred.meta, config=resolved.flat(), decoding=choice.name))
 
     def predict_test(self):
         """Test predictions (collective under DDP: every rank calls it), or None without test videos."""
         return self.predict(self.test_set, "test") if len(self.test_set) else None
 
-    def write_best(self, metrics: dict, per_class: dict, detections: dict, val_pred, test_pred) -> None:
-        """Rank 0 writes the best epoch's outputs."""
+    def write_best(self, metrics: dict, choice: DecodingChoice, val_pred, test_pred) -> None:
+        """Rank 0 writes the best epoch's outputs, test detections decoded the way val chose."""
         if rank() != 0:
             return
         out = self.run_dir
         save_predictions(val_pred, out / "predictions" / "val.npz")
-        write_detections(detections, out / "detections" / "val.json")
+        write_detections(choice.detections, out / "detections" / "val.json")
         if test_pred is not None:
-            save_predictions(test_pred, out / "predictions" / "test.npz")
-            write_detections(evaluation.decode_predictions(test_pred, self.cfg.eval, self.scene_prior),
+            save_predictions(self.decoded_as(test_pred, choice), out / "predictions" / "test.npz")
+            write_detections(evaluation.decode_predictions(test_pred, choice.eval, self.scene_prior),
                              out / "detections" / "test.json")
-        summary = dict(metrics, best_epoch=self.state.best_epoch, per_class_AP=per_class)
+        summary = dict(metrics, best_epoch=self.state.best_epoch, per_class_AP=choice.per_class)
+        if self.cfg.eval.alternatives:
+            summary["decoding"] = choice.summary()
         RunFolder(out).write_metrics(summary)
         save_checkpoint(out / "checkpoint.pt", self.evaluated_model(), cfg=self.cfg)
 
@@ -242,7 +253,7 @@ class Run:
         ranked = sorted(self.state.history, key=lambda m: (-m["val_mAP"], m["epoch"]))
         return [m["epoch"] for m in ranked[: self.cfg.train.snapshots + 1]]
 
-    def write_snapshot(self, metrics: dict, val_pred, test_pred) -> None:
+    def write_snapshot(self, metrics: dict, choice: DecodingChoice, val_pred, test_pred) -> None:
         """Rank 0 keeps this epoch's predictions under snapshots/epoch_N and drops those out of the top."""
         if rank() != 0:
             return
@@ -250,7 +261,7 @@ class Run:
         folder = RunFolder(self.run_dir).snapshot(metrics["epoch"])
         save_predictions(val_pred, folder.predictions_file("val"))
         if test_pred is not None:
-            save_predictions(test_pred, folder.predictions_file("test"))
+            save_predictions(self.decoded_as(test_pred, choice), folder.predictions_file("test"))
         folder.write_metrics(dict(metrics, best_epoch=metrics["epoch"]))
         for epoch, old in RunFolder(self.run_dir).snapshots().items():
             if epoch not in keep:
@@ -284,8 +295,10 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
     for epoch in range(run.state.epoch, cfg.train.epochs):
         started = time.perf_counter()
         losses = run.train_epoch(epoch, after_step)
-        metrics, per_class, detections, val_pred = run.validate()
-        metrics = {"epoch": epoch + 1, **losses, **metrics, "epoch_seconds": time.perf_counter() - started}
+        choice, val_pred = run.validate()
+        metrics = {"epoch": epoch + 1, **losses, **choice.metrics, "epoch_seconds": time.perf_counter() - started}
+        if cfg.eval.alternatives:
+            metrics["decoding"] = choice.name
         run.state.epoch = epoch + 1
         run.state.history.append(metrics)
         is_best = metrics["val_mAP"] > run.state.best_metric
@@ -293,10 +306,10 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
         test_pred = run.predict_test() if is_best or is_snapshot else None  # the same on every rank
         if is_best:
             run.state.best_metric, run.state.best_epoch = metrics["val_mAP"], epoch + 1
-            run.write_best(metrics, per_class, detections, val_pred, test_pred)
+            run.write_best(metrics, choice, val_pred, test_pred)
             best = metrics
         if is_snapshot:
-            run.write_snapshot(metrics, val_pred, test_pred)
+            run.write_snapshot(metrics, choice, val_pred, test_pred)
         if rank() == 0:
             save_checkpoint(run_dir / "last.pt", run.model, run.optimizer, run.scheduler, run.state, cfg, run.ema)
             append_jsonl(RunFolder(run_dir).history_file, metrics)
@@ -314,4 +327,5 @@ def _epoch_line(m: dict, epochs: int) -> str:
     at = " ".join(f"{k[4:]}={v:.3f}" for k, v in m.items() if k.startswith("val_mAP@"))
     return (f"epoch {m['epoch']}/{epochs} loss={m['train_loss']:.3f} (action {m['train_action_loss']:.3f}, "
             f"frame {m['train_frame_loss']:.3f}, scene {m['train_scene_loss']:.3f}) val_mAP={m['val_mAP']:.3f} [{at}] "
-            f"scene_acc={m['val_scene_acc']:.2f} {m['epoch_seconds']:.1f}s")
+            f"scene_acc={m['val_scene_acc']:.2f} {m['epoch_seconds']:.1f}s"
+            + (f" decoding={m['decoding']}" if "decoding" in m else ""))

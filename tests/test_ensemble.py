@@ -200,3 +200,17 @@ def test_rerun_into_the_same_folder_leaves_nothing_of_the_previous_run(tmp_path)
                                                                 f"tracking.uri=sqlite:///{tmp_path}/m.db"], folds=2)
     assert not (out / "submission.csv").exists() and not (out / "detections" / "test.json").exists()
     assert (out / "ensemble.json").exists() and (out / "detections" / "val.json").exists()
+
+
+def test_the_ensemble_decodes_as_its_best_member_chose_and_keeps_no_alternatives(tmp_path):
+    from ensemble.candidates import Candidate
+    from ensemble.run import with_member_decoding
+    from tal_core.config import Config, load_config
+
+    config = tmp_path / "sweep.yaml"  # the sweep's config lists a second decoding; its trial chose that one
+    config.write_text("eval:\n  decode: merge\n  alternatives:\n    flicker: {decode: multithreshold, smooth: mean}\n")
+    chosen = Config().with_overrides({"eval.decode": "multithreshold", "eval.smooth": "mean"}).flat()
+    best = Candidate("t1", None, None, 0.5, chosen, "t1")
+    cfg = with_member_decoding(load_config(config), best, config, {})
+    assert cfg.eval.alternatives == {} and cfg.eval.smooth == "mean"
+    assert cfg.eval.decode == "merge"  # a key the ensemble's own config sets stays as it sets it
