@@ -11,7 +11,8 @@ folds, each fold decoded the way that scores best on the other folds, then all o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -31,7 +32,16 @@ class DecodingChoice:
     per_class: dict[str, float]
     detections: dict[str, list[dict]]
     val_map: dict[str, float]  # every decoding's val mAP, by name
-    out_of_fold: float | None  # val mAP with each fold decoded as chosen on the others (None: one decoding)
+    scored_as: tuple = field(default=(), repr=False, compare=False)  # (spec, subset, folds, every decoding's detections)
+
+    @cached_property
+    def out_of_fold(self) -> float | None:
+        """val mAP with each fold of videos decoded as chosen on the other folds (None: one decoding). Computed
+        when first asked (a run asks at its best epochs only)."""
+        if len(self.val_map) < 2:
+            return None
+        spec, subset, folds, detections = self.scored_as
+        return _out_of_fold(spec, subset, detections, self.eval, folds)
 
     def summary(self) -> dict:
         """What metrics.json keeps under "decoding"."""
@@ -53,8 +63,8 @@ def choose_decoding(spec: DatasetSpec, pred: IntervalPredictions, cfg: Config, s
     name, decoding, metrics, per_class, detections = scored[best]
     metrics = dict(metrics, val_scene_acc=scene_metrics(spec, pred))
     val_map = {entry[0]: entry[2]["val_mAP"] for entry in scored}
-    oof = _out_of_fold(spec, subset, [entry[4] for entry in scored], cfg.eval, folds) if len(scored) > 1 else None
-    return DecodingChoice(name, decoding, metrics, per_class, detections, val_map, oof)
+    return DecodingChoice(name, decoding, metrics, per_class, detections, val_map,
+                          (spec, subset, folds, [entry[4] for entry in scored]))
 
 
 def _out_of_fold(spec: DatasetSpec, subset: str, detections: list[dict[str, list[dict]]], eval_cfg: EvalConfig,
