@@ -45,3 +45,13 @@ def test_refit_trials_carry_their_own_status(tmp_path):
     (tmp_path / "refit.json").write_text(json.dumps({"trials": {"r1": {"status": "FINISHED", "epochs": 2}}}))
     table = leaderboard(tmp_path)
     assert dict(zip(table["trial_id"], table["status"], strict=True)) == {"r1": "FINISHED", "a": "FINISHED"}
+
+
+def test_a_trial_that_chose_among_decodings_shows_its_choice(tmp_path):
+    sweep_folder(tmp_path, {"a": (0.001, 0.3, "FINISHED"), "b": (0.01, 0.6, "FINISHED")})
+    metrics = tmp_path / "trials" / "b" / "metrics.json"
+    metrics.write_text(json.dumps({**json.loads(metrics.read_text()), "decoding": {
+        "chosen": "flicker", "val_mAP": {"config": 0.5, "flicker": 0.6}, "out_of_fold_val_mAP": 0.58}}))
+    table = leaderboard(tmp_path)
+    chosen = dict(zip(table["trial_id"], table["decoding"], strict=True))
+    assert chosen["b"] == "flicker" and chosen["a"] != chosen["a"]  # NaN: trial a chose nothing
