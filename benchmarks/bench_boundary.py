@@ -34,6 +34,7 @@ KEYS = ("val_mAP@0.5", "val_mAP@0.75", "val_mAP@0.95", "val_mAP")
 DECODE_VARIANTS = {  # changes to the precise config's eval keys, scored on the same stored predictions
     "as_configured": {},
     "no_filter": {"eval.smooth_seconds": 0.0},
+    "no_bridge": {"eval.bridge_seconds": 0.0},
     "median_0.5s": {"eval.smooth_seconds": 0.5},
     "median_1.5s": {"eval.smooth_seconds": 1.5},
     "mean_0.375s": {"eval.smooth": "mean", "eval.smooth_seconds": 0.375},

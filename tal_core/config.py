@@ -105,7 +105,7 @@ class TrainConfig(_Section):
 
 DEFAULT_DECODING = "config"  # the name of the eval section's own decoding among eval.alternatives
 DECODING_KEYS = ("decode", "thresholds", "nms_tiou", "max_segments_per_video", "scene_prior", "smooth",
-                 "smooth_seconds", "boundary_contrast", "refine_seconds")  # what an eval.alternatives entry may change
+                 "smooth_seconds", "boundary_contrast", "bridge_seconds", "refine_seconds")  # what an eval.alternatives entry may change
 
 
 class EvalConfig(_Section):
@@ -120,9 +120,21 @@ class EvalConfig(_Section):
     smooth: Literal["median", "mean"] = Field("median", description="median (keeps steps, drops isolated cells) | mean (length-weighted moving average)")
     smooth_seconds: float = Field(0.0, ge=0, description="window (seconds) of that filter over cell probabilities before decoding (0 = off)")
     boundary_contrast: bool = Field(True, description="multithreshold: scale candidates by 1 - mean probability just outside them")
+    bridge_seconds: float = Field(0.0, ge=0, description="merge: runs of one class at most this many seconds apart become one segment, scored by their length-weighted mean score (0 = off)")
     refine_seconds: float = Field(0.0, ge=0, description="move each segment's start and end to the strongest step of its class's unsmoothed probabilities within this many seconds (0 = off)")
     frame_phases: int = Field(1, ge=1, le=16, description="model.output=frame: evaluation passes per interval on shifted frames; cells per interval = frames_per_interval x this")
+    grid_offsets: tuple[float, ...] = Field((), description="model.output=frame: evaluation also runs on the interval grid shifted by each of these fractions of an interval (each a whole number of cells), and every cell's probabilities are averaged over the grids (test-time augmentation: each frame seen among other neighbours; [] = off)")
     alternatives: dict[str, dict[str, Any]] = Field({}, description="other decodings, by name, each a mapping of decoding keys to values that replace this section's: every evaluation scores them all on val and uses the best (recorded in metrics.json's decoding, with an out-of-fold figure); null = none")
+
+    @field_validator("grid_offsets")
+    @classmethod
+    def _fractions(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [v for v in values if not 0 < v < 1]
+        if bad:
+            raise ValueError(f"fractions of an interval lie in (0, 1), got {bad}")
+        if len(set(values)) != len(values):
+            raise ValueError(f"each offset once, got {list(values)}")
+        return tuple(float(v) for v in values)
 
     @field_validator("alternatives", mode="before")
     @classmethod
@@ -258,6 +270,20 @@ class Config(_Section):
     tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
+    def _grid_offsets_align(self) -> Config:
+        """Shifted grids are averaged cell by cell: they need per-frame cells, and shifts of whole cells."""
+        offsets = self.eval.grid_offsets
+        if offsets and self.model.output != "frame":
+            raise ValueError(f"eval.grid_offsets={list(offsets)} needs model.output=frame (interval cells of a "
+                             "shifted grid never coincide with the unshifted ones)")
+        cells = self.data.frames_per_interval * self.eval.frame_phases
+        off_grid = [o for o in offsets if abs(o * cells - round(o * cells)) > 1e-6]
+        if off_grid:
+            raise ValueError(f"eval.grid_offsets {off_grid} are not whole cells: an interval holds {cells} cells "
+                             f"(data.frames_per_interval x eval.frame_phases), so use multiples of 1/{cells}")
+        return self
+
+    @model_validator(mode="after")
     def _flip_needs_pairs(self) -> Config:
         """A flip turns left into right: it is allowed only where the data say which actions swap."""
         if self.augment.flip > 0 and self.data.flip_pairs is None:
@@ -314,6 +340,8 @@ def _describe(error: ValidationError, source: str) -> str:
         key = ".".join(str(p) for p in item["loc"])
         if item["type"] == "extra_forbidden":
             lines.append(f"unknown config key '{key}'")
+        elif not key:  # a rule across sections: its message names the keys
+            lines.append(item["msg"].removeprefix("Value error, "))
         else:
             lines.append(f"config key '{key}': {item['msg']} (got {item.get('input')!r})")
     return f"invalid config{source}:\n  " + "\n  ".join(lines)

@@ -16,7 +16,8 @@ length-weighted mean over the cells whose centres lie within half the window of 
 a step keeps its half-height point but its foot and shoulder spread, which shifts
 thresholded runs). ``eval.refine_seconds`` then moves each candidate's start and end to the strongest step
 of its class's unsmoothed probabilities within that distance (``refine_edges``): smoothing finds the actions,
-the raw cells place their edges.
+the raw cells place their edges. With ``merge``, ``eval.bridge_seconds`` joins runs of one class separated by
+at most that much (``bridge_gaps``): a flicker the arg-max cut into pieces is one segment again.
 """
 
 from __future__ import annotations
@@ -283,6 +284,25 @@ def _rank_in_group(sorted_groups: np.ndarray) -> np.ndarray:
     return np.arange(count) - np.repeat(starts, np.diff(np.r_[starts, count]))
 
 
+def bridge_gaps(layout: CellLayout, label, first, stop, score, seconds: float) -> tuple[np.ndarray, ...]:
+    """Runs of one class in one video that are at most ``seconds`` apart (in that video's cells) become one
+    run from the first's start to the last's stop, scored by the mean of their scores weighted by their
+    lengths (the gaps do not count). A flicker that the arg-max cuts into pieces becomes one segment again."""
+    if not len(label):
+        return label, first, stop, score
+    video = layout.video_of(first)
+    order = np.lexsort((first, label, video))
+    label, first, stop, score, video = label[order], first[order], stop[order], score[order], video[order]
+    gap = first[1:] - stop[:-1]
+    joins = (video[1:] == video[:-1]) & (label[1:] == label[:-1]) & (gap >= 0) & \
+        (gap <= layout.cells_within(seconds)[video[1:]])
+    group = np.concatenate([[0], np.cumsum(~joins)])
+    heads = np.flatnonzero(np.r_[True, ~joins])
+    length = (stop - first).astype(np.float64)
+    weighted = np.bincount(group, score * length) / np.bincount(group, length)
+    return label[heads], first[heads], np.maximum.reduceat(stop, heads), weighted
+
+
 def _unique_runs(label, first, stop, score):
     """Identical runs found at several thresholds (or refined to the same edges) are one candidate: the
     best-scored, the first found among equals."""
@@ -328,6 +348,8 @@ def decode_flat(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: Ev
         raw = stacked if cfg.smooth_seconds <= 0 else layout.stack(unsmoothed)
     label, first, stop, score = _candidates(stacked, layout, thresholds, cfg.boundary_contrast, raw,
                                             cfg.refine_seconds)
+    if cfg.decode == "merge" and cfg.bridge_seconds > 0:
+        label, first, stop, score = bridge_gaps(layout, label, first, stop, score, cfg.bridge_seconds)
     if cfg.decode != "merge" or raw is not None:  # refined runs may coincide
         label, first, stop, score = _unique_runs(label, first, stop, score)
     video = layout.video_of(first)

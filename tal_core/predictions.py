@@ -69,6 +69,42 @@ class IntervalPredictions:
         )
 
 
+def average_coinciding_cells(base: IntervalPredictions, others: list[IntervalPredictions]) -> IntervalPredictions:
+    """``base`` with each cell's probabilities averaged with those of every cell of ``others`` (the same videos,
+    other grids) that has its start and end (to a microsecond); cells of ``others`` that no base cell matches are
+    dropped, base cells that none matches keep their own. Scene probabilities: the mean over all."""
+    if not others:
+        return base
+    total = base.probs.astype(np.float64)
+    count = np.ones(len(total))
+    scenes = base.scene_probs.astype(np.float64)
+    for other in others:
+        if other.video_ids != base.video_ids:
+            raise ValueError("predictions to average hold other videos")
+        for v in range(len(base.video_ids)):
+            lo, hi = base.offsets[v], base.offsets[v + 1]
+            rows = _matching_rows(base.starts[lo:hi], base.ends[lo:hi], *other.video(v)[:2])
+            found = rows >= 0
+            np.add.at(total, lo + rows[found], other.video(v)[2][found])
+            np.add.at(count, lo + rows[found], 1)
+        scenes += other.scene_probs
+    return IntervalPredictions(base.video_ids, base.offsets, base.starts, base.ends,
+                               (total / count[:, None]).astype(np.float32),
+                               (scenes / (len(others) + 1)).astype(np.float32), base.meta)
+
+
+def _matching_rows(starts, ends, other_starts, other_ends) -> np.ndarray:
+    """For each (other_start, other_end), the row of the sorted (starts, ends) with the same times, or -1."""
+    key = np.round(np.asarray(starts) * 1e6).astype(np.int64)
+    other_key = np.round(np.asarray(other_starts) * 1e6).astype(np.int64)
+    if not len(key):
+        return np.full(len(other_key), -1)
+    row = np.clip(np.searchsorted(key, other_key), 0, len(key) - 1)
+    same = key[row] == other_key
+    same &= np.round(np.asarray(ends)[row] * 1e6).astype(np.int64) == np.round(np.asarray(other_ends) * 1e6)
+    return np.where(same, row, -1)
+
+
 def save_predictions(pred: IntervalPredictions, path: str | Path) -> Path:
     return write_atomic(path, lambda handle: np.savez_compressed(
         handle, video_ids=np.array(pred.video_ids, dtype=str), offsets=pred.offsets, starts=pred.starts,

@@ -39,7 +39,7 @@ from .io import append_jsonl, clean_temporaries, write_atomic
 from .losses import balanced_class_weights
 from .model.global_bn import global_batch_norm
 from .model.multitask import MultiTaskTSM
-from .predictions import IntervalPredictions, save_predictions
+from .predictions import IntervalPredictions, average_coinciding_cells, save_predictions
 from .run_folder import RunFolder
 
 EpochCallback = Callable[[int, dict, Path], None]
@@ -128,6 +128,9 @@ class Run:
         phases = cfg.eval.frame_phases if cfg.model.output == "frame" else 1
         self.val_set = IntervalDataset(spec, "val", cfg.data, train=False, cache=cache, phases=phases)
         self.test_set = IntervalDataset(spec, "test", cfg.data, train=False, cache=cache, phases=phases)
+        self.shifted = {split: [IntervalDataset(spec, split, cfg.data, train=False, cache=cache, phases=phases,
+                                                grid_offset=offset) for offset in cfg.eval.grid_offsets]
+                        for split in ("val", "test")}  # eval.grid_offsets: the same cells seen in other clips
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise DatasetError(f"data set {spec.root} needs train and val videos with view '{cfg.data.view}'")
         self.model = build_model(cfg, spec).to(self.device)
@@ -211,8 +214,12 @@ class Run:
                                       class_weight=self.class_weight)
 
     def predict(self, dataset: IntervalDataset, split: str):
-        return loops.predict(self.evaluated_model(), dataset, self.device, self.cfg.eval.batch_size or 2 * self.cfg.train.batch_size,
-                              self.cfg.train.amp, dict(self.meta, split=split), self.cfg.data.num_workers)
+        """Cell probabilities of ``dataset``, averaged over the shifted grids of ``eval.grid_offsets``."""
+        predicted = [loops.predict(self.evaluated_model(), grid, self.device,
+                                   self.cfg.eval.batch_size or 2 * self.cfg.train.batch_size, self.cfg.train.amp,
+                                   dict(self.meta, split=split), self.cfg.data.num_workers)
+                     for grid in [dataset, *self.shifted[split]]]
+        return average_coinciding_cells(predicted[0], predicted[1:])
 
     def validate(self) -> tuple[DecodingChoice, IntervalPredictions]:
         """Val predictions, decoded every way ``eval`` lists (``choose_decoding``); they record the chosen

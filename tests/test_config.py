@@ -78,3 +78,14 @@ def test_tracking_credentials_move_to_mlflow_environment_variables(monkeypatch, 
     written = (tmp_path / "config.yaml").read_text() + json.dumps(cfg.flat())
     assert "s3cret" not in written and "tok123" not in written and "bob" not in written
     assert load_config(None, {"tracking.uri": "sqlite:///x.db"}).tracking.uri == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize("overrides, named", [
+    ({"eval.grid_offsets": [0.5]}, "needs model.output=frame"),
+    ({"model.output": "frame", "eval.grid_offsets": [0.3]}, "not whole cells"),
+    ({"model.output": "frame", "eval.grid_offsets": [1.0]}, "eval.grid_offsets"),
+    ({"model.output": "frame", "eval.grid_offsets": [0.5, 0.5]}, "each offset once"),
+])
+def test_grid_offsets_name_what_is_wrong(overrides, named):
+    with pytest.raises(ConfigError, match=named):
+        load_config(None, overrides)

@@ -112,3 +112,26 @@ def test_strided_training_clips_are_the_frames_of_one_evaluation_pass(tiny_data)
     assert all(clip in passes for clip in seen) and all(p in seen for p in passes)
     tsn = IntervalDataset(spec, "train", data.model_copy(update={"sampling": "tsn"}), train=True, seed=3)
     assert any(tsn.positions(2.0, 3.0, 100, item).tolist() not in passes for item in range(30))
+
+
+def test_a_shifted_evaluation_grid_holds_every_full_cell_of_the_unshifted_one(tiny_data):
+    spec = load_dataset(tiny_data)
+    data = DataConfig(image_size=32, frames_per_interval=4, interval_seconds=1.0, decode_fps=8.0)
+    plain = IntervalDataset(spec, "val", data, train=False, phases=2)
+    shifted = IntervalDataset(spec, "val", data, train=False, phases=2, grid_offset=0.25)
+    duration = plain.videos[0].video.duration
+    starts = shifted.videos[0].starts
+    assert starts[0] == -0.75 and np.allclose(np.diff(starts), 1.0) and starts[-1] < duration <= starts[-1] + 1.0
+    assert np.allclose(shifted.videos[0].ends - starts, 1.0)  # full intervals, also past the video's end
+    plain_cells = set(zip(*(np.round(c, 6) for c in plain.cells_of(0)), strict=True))
+    shifted_cells = set(zip(*(np.round(c, 6) for c in shifted.cells_of(0)), strict=True))
+    full = {cell for cell in plain_cells if abs(cell[1] - cell[0] - 0.125) < 1e-6}
+    assert full <= shifted_cells  # every full cell is seen again, inside another clip
+    clip, *_ = shifted[0]  # the first clip reaches back before the video: its frames there repeat frame 0
+    assert clip.shape == (4, 3, 32, 32) and torch.equal(clip[0], clip[1])
+    try:
+        IntervalDataset(spec, "train", data, train=True, grid_offset=0.5)
+    except ValueError as error:
+        assert "evaluation" in str(error)
+    else:
+        raise AssertionError("a training set took a grid offset")

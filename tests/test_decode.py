@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tal_core.config import EvalConfig
-from tal_core.decode import apply_scene_prior, decode_cells, nms_grouped, runs
+from tal_core.decode import apply_scene_prior, decode_cells, decode_videos, nms_grouped, runs
 
 STARTS = np.arange(6.0)
 ENDS = STARTS + 1
@@ -197,3 +197,36 @@ def test_refinement_reach_counts_each_videos_own_cells():
 
     layout = CellLayout([(np.arange(8) * 0.125, np.arange(1, 9) * 0.125), (np.arange(4.0), np.arange(1.0, 5.0))])
     assert layout.cells_within(0.5).tolist() == [4, 0] and layout.cells_within(0.0).tolist() == [0, 0]
+
+
+def test_bridging_joins_pieces_of_one_class_across_short_gaps_only():
+    starts = np.arange(20) * 0.125
+    probs = np.zeros((20, 3))
+    probs[:, 0] = 1.0
+
+    def on(cells, k, p):
+        probs[cells] = [1 - p, p, 0] if k == 1 else [1 - p, 0, p]
+
+    on(slice(2, 5), 1, 0.9)  # class 1: cells 2-4, a 1-cell gap, cells 6-7
+    on(slice(6, 8), 1, 0.6)
+    on(slice(11, 13), 1, 0.9)  # then a 3-cell gap: stays apart at 2 cells of bridging
+    on(slice(13, 15), 2, 0.8)  # class 2 right after: never joined to class 1
+    cfg = EvalConfig(decode="merge", smooth_seconds=0.0, bridge_seconds=0.25)
+    seg = decode_cells(starts, starts + 0.125, probs, cfg)
+    found = sorted(zip(seg.label.tolist(), seg.start.tolist(), seg.end.tolist(), np.round(seg.score, 6).tolist(), strict=True))
+    assert found == [(1, 0.25, 1.0, round((3 * 0.9 + 2 * 0.6) / 5, 6)), (1, 1.375, 1.625, 0.9), (2, 1.625, 1.875, 0.8)]
+    unbridged = decode_cells(starts, starts + 0.125, probs, cfg.model_copy(update={"bridge_seconds": 0.0}))
+    assert len(unbridged) == 4
+
+
+def test_bridging_never_joins_across_videos():
+    starts = np.arange(4) * 0.25
+    ends = starts + 0.25
+    first = np.array([[1, 0], [1, 0], [0.1, 0.9], [0.1, 0.9]])  # the action at the end of one video ...
+    second = np.array([[0.1, 0.9], [1, 0], [1, 0], [1, 0]])   # ... and at the start of the next
+    cfg = EvalConfig(decode="merge", bridge_seconds=0.5)
+    alone = [decode_cells(starts, ends, p, cfg) for p in (first, second)]
+    together = decode_videos([(starts, ends, first), (starts, ends, second)], cfg)
+    for a, b in zip(alone, together, strict=True):
+        assert a.start.tolist() == b.start.tolist() and a.end.tolist() == b.end.tolist()
+    assert together[0].start.tolist() == [0.5] and together[1].end.tolist() == [0.25]

@@ -155,3 +155,22 @@ def test_challenge_bins_score_the_run_as_evaluate_does(tiny_data, tmp_path, caps
                  str(tmp_path / "detections" / "val.json"), "--bins", "3"]) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["mAP"] == pytest.approx(best["val_mAP"], abs=1e-9) and best["val_mAP"] > 0
+
+
+def test_shifted_grids_are_averaged_into_the_runs_own_cells(tiny_data, tmp_path):
+    from tal_core.trainer import Run
+
+    spec = load_dataset(tiny_data)
+    frame = {**TINY_OVERRIDES, "model.output": "frame", "eval.frame_phases": 2}
+    shifted_cfg = load_config(None, {**frame, "eval.grid_offsets": [0.5]})
+    run = Run(shifted_cfg, spec, tmp_path / "a")
+    fused = run.predict(run.val_set, "val")
+    plain = Run(load_config(None, frame), spec, tmp_path / "b")
+    plain.model.load_state_dict(run.model.state_dict())
+    alone = plain.predict(plain.val_set, "val")
+    assert fused.starts.tolist() == alone.starts.tolist() and fused.ends.tolist() == alone.ends.tolist()
+    assert not np.allclose(fused.probs, alone.probs)  # the shifted clips saw the cells among other neighbours
+    assert np.allclose(fused.probs.sum(axis=1), 1, atol=1e-5)
+    best = fit(shifted_cfg, spec, tmp_path / "c")
+    assert load_predictions(tmp_path / "c" / "predictions" / "val.npz").starts.tolist() == alone.starts.tolist()
+    assert 0 <= best["val_mAP"] <= 1

@@ -11,6 +11,10 @@ time at its centre, (i + 0.5) / fps (see ``video.source_frame_indices``).
   prediction (``cells_of``). With ``phases`` P > 1 (``eval.frame_phases``) each interval is cut into
   ``frames_per_interval * P`` cells and seen in P passes: pass p takes the frames of cells p, p + P,
   p + 2P, ... (one per TSN segment, as in training), so every cell is classified from its own frame.
+- ``grid_offset`` o (evaluation only, ``eval.grid_offsets``) shifts the interval grid by o of an interval:
+  intervals start at (o - 1) * interval + k * interval, so the first one reaches back before the video's start
+  (frames there repeat the first one) and every cell of the unshifted grid also lies in a clip of this one,
+  seen from other neighbours (``predictions.average_coinciding_cells`` then averages them).
 """
 
 from __future__ import annotations
@@ -91,8 +95,12 @@ class IntervalDataset(Dataset):
     item index)."""
 
     def __init__(self, spec: DatasetSpec, subset: str, data: DataConfig, train: bool,
-                 cache: FrameCache | None = None, seed: int = 0, phases: int = 1, temporal_jitter: float = 0.0):
+                 cache: FrameCache | None = None, seed: int = 0, phases: int = 1, temporal_jitter: float = 0.0,
+                 grid_offset: float = 0.0):
+        if grid_offset and train:
+            raise ValueError("grid_offset shifts evaluation grids only")
         self.spec, self.data, self.train, self.seed = spec, data, train, seed
+        self.grid_offset = grid_offset
         self.temporal_jitter = temporal_jitter if train else 0.0
         self.phases = 1 if train else phases
         self.cache = cache or FrameCache(decode_timeout_s=data.decode_timeout_s, decoder=data.decoder)
@@ -121,6 +129,11 @@ class IntervalDataset(Dataset):
 
     def _intervals(self, video: Video) -> VideoIntervals:
         starts, ends = interval_grid(video.duration, self.data.interval_seconds)
+        if self.grid_offset:  # full-length intervals from (offset - 1) * interval on, covering the video
+            step = self.data.interval_seconds
+            starts = (self.grid_offset - 1) * step + np.arange(len(starts) + 1) * step
+            starts = starts[starts < video.duration]
+            ends = starts + step
         labels = label_intervals(starts, ends, video.segments, self.spec.taxonomy, self.data.min_action_overlap)
         scenes = self.spec.taxonomy.scenes
         scene = scenes.index(video.scene) if video.scene in scenes else -1
