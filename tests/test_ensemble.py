@@ -209,8 +209,10 @@ def test_the_ensemble_decodes_as_its_best_member_chose_and_keeps_no_alternatives
 
     config = tmp_path / "sweep.yaml"  # the sweep's config lists a second decoding; its trial chose that one
     config.write_text("eval:\n  decode: merge\n  alternatives:\n    flicker: {decode: multithreshold, smooth: mean}\n")
-    chosen = Config().with_overrides({"eval.decode": "multithreshold", "eval.smooth": "mean"}).flat()
+    chosen = Config().with_overrides({"eval.decode": "multithreshold", "eval.smooth": "mean", "model.output": "frame",
+                                      "eval.grid_offsets": [0.5], "eval.frame_phases": 2}).flat()
     best = Candidate("t1", None, None, 0.5, chosen, "t1")
     cfg = with_member_decoding(load_config(config), best, config, {})
     assert cfg.eval.alternatives == {} and cfg.eval.smooth == "mean"
     assert cfg.eval.decode == "merge"  # a key the ensemble's own config sets stays as it sets it
+    assert cfg.eval.grid_offsets == () and cfg.eval.frame_phases == 1  # how the member predicted is its own
