@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tal_core.config import load_config, parse_overrides, read_yaml
+from tal_core.config import DECODING_KEYS, load_config, parse_overrides, read_yaml
 from tal_core.data.annotations import load_ground_truth
 from tal_core.formats import (
     ground_truth_segments,
@@ -99,19 +99,19 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
 
 def with_member_decoding(cfg, best: Candidate, config, overrides):
     """The decoding (``eval.*``) the sweep's best member ran with, except keys that ``config`` or ``overrides``
-    set and keys of how it predicted (PREDICTION_KEYS): fused probabilities are decoded as their members were
+    set (MEMBER_KEYS: decoding and scoring only): fused probabilities are decoded as their members were
     tuned to be. A member's predictions record the decoding its run chose among ``eval.alternatives``; the
     ensemble decodes one way, so it keeps no alternatives."""
     flat = overrides if isinstance(overrides, dict) else parse_overrides(overrides or ())
     explicit = set(flat) | ({f"eval.{k}" for k in (read_yaml(config).get("eval") or {})} if config else set())
     known = set(cfg.flat())
-    member_eval = {k: v for k, v in best.params.items() if k.startswith("eval.") and k in known and k not in explicit
-                   and k not in PREDICTION_KEYS}
+    member_eval = {k: v for k, v in best.params.items() if k in MEMBER_KEYS and k in known and k not in explicit}
     return cfg.with_overrides({**member_eval, "eval.alternatives": None})
 
 
-PREDICTION_KEYS = {"eval.grid_offsets", "eval.frame_phases", "eval.batch_size"}  # how a member predicted: its
-# files hold the result, and the ensemble (whose own model.output may differ) predicts nothing
+# how a member's probabilities become segments and are scored; how it predicted them (grid offsets, frame phases,
+# batch size) is its own: its files hold the result, and the ensemble (whose model.output may differ) predicts nothing
+MEMBER_KEYS = {f"eval.{key}" for key in (*DECODING_KEYS, "tiou_thresholds", "bin_seconds")}
 
 
 OUTPUTS = ("ensemble.json", "metrics.json", "submission.csv", "detections", "weights.png", "map_vs_size.png",
