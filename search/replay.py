@@ -81,7 +81,8 @@ def simulate(table: ReplayTable, search: SearchConfig, workers: int, seed: int, 
     def start(now: float) -> None:
         nonlocal order
         ot_trial = study.ask(distributions)
-        if search.avoid_repeats and replace_repeat(study, ot_trial, table.space, rng) is not None:
+        if search.avoid_repeats and replace_repeat(study, ot_trial, table.space, rng,
+                                                   search.repeat_replacement == "nearest") is not None:
             ot_trial = study.ask(distributions)
         recorded, exact = table.nearest(ot_trial.params)
         trace.trials += 1

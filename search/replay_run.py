@@ -68,7 +68,8 @@ def replay(source: str | Path, searchers: list[str], schedulers: list[str], work
             "recorded_trials": len(table.trials), "max_epochs": table.max_epochs,
             "settings": {"grace_period": base.grace_period, "reduction_factor": base.reduction_factor,
                          "startup_trials": base.startup_trials, "multivariate": base.multivariate,
-                         "constant_liar": base.constant_liar, "avoid_repeats": base.avoid_repeats},
+                         "constant_liar": base.constant_liar, "avoid_repeats": base.avoid_repeats,
+                         "repeat_replacement": base.repeat_replacement},
             **summary}
 
 

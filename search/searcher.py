@@ -8,7 +8,8 @@ samplers expect for partial evaluations (TPE ranks pruned trials below complete
 ones by the step they reached).
 
 With ``avoid_repeats``, a proposal equal to a configuration a trial already tried (TPE keeps re-proposing its
-favourite point of a categorical space) is replaced by a random untried one (``strategy.replace_repeat``).
+favourite point of a categorical space) is replaced by an untried one, by default one searched key away
+(``strategy.replace_repeat``).
 """
 
 from __future__ import annotations
@@ -28,20 +29,22 @@ logger = logging.getLogger(__name__)
 
 class BudgetAwareOptunaSearch(OptunaSearch):
     def __init__(self, *args, full_budget: int, params: tuple[Param, ...] = (), avoid_repeats: bool = False,
-                 seed: int = 0, **kwargs):
+                 seed: int = 0, repeat_replacement: str = "nearest", **kwargs):
         """``full_budget``: the epochs of a trial whose ``train.epochs`` is not searched; a trial that samples
         ``train.epochs`` has that many as its own full budget. ``params``: the searched keys (for
-        ``avoid_repeats``' random replacements, seeded with ``seed``)."""
+        ``avoid_repeats``' replacements, ``repeat_replacement`` nearest | random, seeded with ``seed``)."""
         super().__init__(*args, **kwargs)
         self.full_budget = full_budget
         self.params, self.avoid_repeats = params, avoid_repeats
+        self.nearest = repeat_replacement == "nearest"
         self.replacements = np.random.default_rng(seed)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
         if not self.avoid_repeats or config is None:
             return config
-        if replace_repeat(optuna_study(self), optuna_trial(self, trial_id), self.params, self.replacements) is None:
+        if replace_repeat(optuna_study(self), optuna_trial(self, trial_id), self.params, self.replacements,
+                          self.nearest) is None:
             return config
         forget_optuna_trial(self, trial_id)
         return super().suggest(trial_id)  # asks again: Optuna hands out the queued replacement

@@ -75,13 +75,13 @@ def tried_params(study, but: int) -> list[dict]:
     return [t.params for t in study.get_trials(deepcopy=False, states=states) if t.number != but]
 
 
-def replace_repeat(study, trial, space: tuple[Param, ...], rng):
-    """``trial``'s configuration when untried; else the configuration it is replaced by (the repeat is told to
-    Optuna as FAIL with the user attribute ``repeat_of_a_tried_configuration`` and the replacement is queued for
-    the next ``ask``), or None when every configuration was tried."""
+def replace_repeat(study, trial, space: tuple[Param, ...], rng, nearest: bool = True):
+    """None when ``trial``'s configuration is untried; else the configuration it is replaced by (the repeat is
+    told to Optuna as FAIL with the user attribute ``repeat_of_a_tried_configuration`` and the replacement is
+    queued for the next ``ask``), or None when every configuration was tried. ``nearest``: see ``replacement``."""
     from optuna.trial import TrialState
 
-    fresh = replacement(trial.params, tried_params(study, trial.number), space, rng)
+    fresh = replacement(trial.params, tried_params(study, trial.number), space, rng, nearest)
     if fresh is None:
         return None
     trial.set_user_attr("repeat_of_a_tried_configuration", True)
@@ -90,18 +90,43 @@ def replace_repeat(study, trial, space: tuple[Param, ...], rng):
     return fresh
 
 
-def replacement(params: dict, tried: list[dict], space: tuple[Param, ...], rng) -> dict | None:
+def replacement(params: dict, tried: list[dict], space: tuple[Param, ...], rng, nearest: bool = True) -> dict | None:
     """None when ``params`` stays: no trial has tried that configuration yet, or 50 draws find no untried one
-    (every point of a small grid tried); else a random configuration of ``space`` none has tried (categorical
-    values uniformly, ranges as Optuna's RandomSampler draws them)."""
+    (every point of a small grid tried); else a configuration of ``space`` none has tried. ``nearest``: one
+    searched key away from ``params`` where one is untried (random among those, ``neighbours``): the sampler
+    re-proposes the point its model favours, so the next best guess is next door (in the replay of the recorded
+    hard sweep TPE + ASHA reached random search's best in 0.27 of its time this way, 0.38 with random
+    replacements: docs/performance.md). Otherwise a random configuration (categorical values uniformly, ranges
+    as Optuna's RandomSampler draws them)."""
     seen = {_key(p, space) for p in tried}
     if _key(params, space) not in seen:
         return None
+    if nearest:
+        untried = next((n for n in neighbours(params, space, rng) if _key(n, space) not in seen), None)
+        if untried is not None:
+            return untried
     for _ in range(50):
         draw = {p.key: _draw(p, rng) for p in space}
         if _key(draw, space) not in seen:
             return draw
     return None
+
+
+def neighbours(params: dict, space: tuple[Param, ...], rng) -> list[dict]:
+    """The configurations one searched key away from ``params``, in a random order: another value of a
+    categorical key, or an integer key one step up or down within its range. Float ranges have no neighbours
+    (a repeat there is a repeat of a queued point, and a random draw replaces it)."""
+    found = []
+    for param in space:
+        current = params.get(param.key)
+        if param.kind == "categorical":
+            others = [v for v in param.values if repr(v) != repr(current)]
+        elif param.kind == "int" and current is not None:
+            others = [v for v in (int(current) - 1, int(current) + 1) if param.low <= v <= param.high]
+        else:
+            others = []
+        found += [{**params, param.key: value} for value in others]
+    return [found[i] for i in rng.permutation(len(found))]
 
 
 def _key(params: dict, space: tuple[Param, ...]) -> tuple:

@@ -120,7 +120,8 @@ def _searcher(spec: SweepSpec, sweep_dir: Path, study_name: str, epochs: int):
     return BudgetAwareOptunaSearch(space=spec.optuna_space(), metric=spec.base.search.metric, mode="max",
                                    sampler=sampler, storage=storage, study_name=study_name,
                                    full_budget=spec.base.train.epochs, params=spec.params,
-                                   avoid_repeats=spec.base.search.avoid_repeats, seed=spec.base.search.seed)
+                                   avoid_repeats=spec.base.search.avoid_repeats, seed=spec.base.search.seed,
+                                   repeat_replacement=spec.base.search.repeat_replacement)
 
 
 @contextlib.contextmanager

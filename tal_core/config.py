@@ -105,7 +105,8 @@ class TrainConfig(_Section):
 
 DEFAULT_DECODING = "config"  # the name of the eval section's own decoding among eval.alternatives
 DECODING_KEYS = ("decode", "thresholds", "nms_tiou", "max_segments_per_video", "scene_prior", "smooth",
-                 "smooth_seconds", "boundary_contrast", "bridge_seconds", "refine_seconds")  # what an eval.alternatives entry may change
+                 "smooth_seconds", "boundary_contrast", "bridge_seconds", "refine_seconds",
+                 "foreground_classes")  # what an eval.alternatives entry may change
 
 
 class EvalConfig(_Section):
@@ -121,6 +122,7 @@ class EvalConfig(_Section):
     smooth_seconds: float = Field(0.0, ge=0, description="window (seconds) of that filter over cell probabilities before decoding (0 = off)")
     boundary_contrast: bool = Field(True, description="multithreshold: scale candidates by 1 - mean probability just outside them")
     bridge_seconds: float = Field(0.0, ge=0, description="merge: runs of one class at most this many seconds apart become one segment, scored by their length-weighted mean score (0 = off)")
+    foreground_classes: int = Field(0, ge=0, description="every run of cells whose arg-max is an action (any action) is also a segment of each of its this many likeliest actions (mean probability over the run): an action whose cells waver between two similar classes is found whole (0 = off)")
     refine_seconds: float = Field(0.0, ge=0, description="move each segment's start and end to the strongest step of its class's unsmoothed probabilities within this many seconds (0 = off)")
     frame_phases: int = Field(1, ge=1, le=16, description="model.output=frame: evaluation passes per interval on shifted frames; cells per interval = frames_per_interval x this")
     grid_offsets: tuple[float, ...] = Field((), description="model.output=frame: evaluation also runs on the interval grid shifted by each of these fractions of an interval (each a whole number of cells), and every cell's probabilities are averaged over the grids (test-time augmentation: each frame seen among other neighbours; [] = off)")
@@ -203,7 +205,8 @@ class SearchConfig(_Section):
     sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="tpe (Optuna's TPE) | random (Optuna's RandomSampler) | grid (every combination of categorical values, in a seeded order)")
     startup_trials: int = Field(0, ge=0, description="TPE's random proposals before it models the results (0 = one per searched key, at least 2)")
     multivariate: bool = Field(False, description="TPE models the searched keys jointly (Optuna's multivariate TPE) instead of one by one")
-    avoid_repeats: bool = Field(True, description="a proposal that repeats a configuration a trial already tried (every searched key equal) is replaced by a random untried one: samplers keep re-proposing their favourite point of a categorical space, and a repeat with the same seed trains the same model again")
+    avoid_repeats: bool = Field(True, description="a proposal that repeats a configuration a trial already tried (every searched key equal) is replaced by an untried one (search.repeat_replacement): samplers keep re-proposing their favourite point of a categorical space, and a repeat with the same seed trains the same model again")
+    repeat_replacement: Literal["nearest", "random"] = Field("nearest", description="what replaces a repeat: nearest (an untried configuration one searched key away from it, random among those; random when all are tried) | random (any untried configuration)")
     constant_liar: bool = Field(False, description="TPE counts running trials as bad results so that concurrent trials get different proposals")
     poll_interval_s: float = Field(0.5, gt=0, le=60, description="how often Ray Train's controller polls a trial's workers (Ray's default: 2 s)")
     private_network: bool = Field(True, description="a local cluster runs in a network namespace of its own: Ray reachable on loopback only (Linux; needs a local tracking store)")

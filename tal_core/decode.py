@@ -17,7 +17,10 @@ a step keeps its half-height point but its foot and shoulder spread, which shift
 thresholded runs). ``eval.refine_seconds`` then moves each candidate's start and end to the strongest step
 of its class's unsmoothed probabilities within that distance (``refine_edges``): smoothing finds the actions,
 the raw cells place their edges. With ``merge``, ``eval.bridge_seconds`` joins runs of one class separated by
-at most that much (``bridge_gaps``): a flicker the arg-max cut into pieces is one segment again.
+at most that much (``bridge_gaps``): a flicker the arg-max cut into pieces is one segment again. With
+``eval.foreground_classes`` N, every run of cells whose arg-max is some action (not background) is also a
+candidate of each of its N likeliest actions (``foreground_candidates``): where the cells of one action waver
+between two similar classes, the arg-max cuts it into pieces of both, and the whole run is found as each.
 """
 
 from __future__ import annotations
@@ -223,6 +226,27 @@ def _candidates(probs: np.ndarray, layout: CellLayout, thresholds, contrast: boo
     return cls + 1, first, stop, scores
 
 
+def foreground_candidates(probs: np.ndarray, layout: CellLayout, count: int, raw: np.ndarray | None = None,
+                          refine_seconds: float = 0.0) -> tuple[np.ndarray, ...]:
+    """(action index, first cell, stop cell, score) of every run of cells whose arg-max is not background, once
+    for each of its ``count`` likeliest actions by mean probability over the run (ties: the lower index), scored
+    by that mean. Edges are refined as ``_candidates`` refines them."""
+    actions = probs[:, 1:].T  # (K, M)
+    count = min(count, actions.shape[0])
+    _, first, stop = runs((probs.argmax(axis=1) != 0)[None, :])
+    if count == 0 or not len(first):
+        return np.empty(0, np.int64), first, stop, np.empty(0)
+    cumulative = layout.running_sums(actions)
+    means = (cumulative[:, stop] - cumulative[:, first]) / (stop - first)  # (K, runs)
+    likeliest = np.argsort(-means, axis=0, kind="stable")[:count]  # (count, runs)
+    cls = likeliest.T.ravel()
+    first, stop = np.repeat(first, count), np.repeat(stop, count)
+    scores = means[cls, np.repeat(np.arange(means.shape[1]), count)]
+    if raw is not None and refine_seconds > 0:
+        first, stop = refine_edges(raw[:, 1:].T, layout, cls, first, stop, refine_seconds)
+    return cls + 1, first, stop, scores
+
+
 def nms_grouped(video, start, end, score, label, iou_threshold: float, keep_max: int) -> np.ndarray:
     """Greedy per-label NMS inside each video, for all videos at once: the indices kept, by video, then
     descending score (ties: lower index first), at most keep_max per video.
@@ -350,7 +374,13 @@ def decode_flat(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: Ev
                                             cfg.refine_seconds)
     if cfg.decode == "merge" and cfg.bridge_seconds > 0:
         label, first, stop, score = bridge_gaps(layout, label, first, stop, score, cfg.bridge_seconds)
-    if cfg.decode != "merge" or raw is not None:  # refined runs may coincide
+    if cfg.foreground_classes > 0:  # bridged apart from the arg-max runs: a run and its pieces would interleave
+        extra = foreground_candidates(stacked, layout, cfg.foreground_classes, raw, cfg.refine_seconds)
+        if cfg.decode == "merge" and cfg.bridge_seconds > 0:
+            extra = bridge_gaps(layout, *extra, cfg.bridge_seconds)
+        label, first, stop, score = (np.concatenate(pair) for pair in zip((label, first, stop, score), extra,
+                                                                          strict=True))
+    if cfg.decode != "merge" or raw is not None or cfg.foreground_classes > 0:  # refined or foreground runs may coincide
         label, first, stop, score = _unique_runs(label, first, stop, score)
     video = layout.video_of(first)
     order = np.argsort(video, kind="stable")  # each video's candidates in their found order

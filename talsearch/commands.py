@@ -52,7 +52,8 @@ def cmd_replay(args) -> None:
 
     overrides = {"grace_period": args.grace_period, "reduction_factor": args.reduction_factor,
                  "startup_trials": args.startup_trials, "multivariate": args.multivariate,
-                 "constant_liar": args.constant_liar, "avoid_repeats": args.avoid_repeats}
+                 "constant_liar": args.constant_liar, "avoid_repeats": args.avoid_repeats,
+                 "repeat_replacement": args.repeat_replacement}
     result = replay(args.sweep, args.searcher, args.scheduler, args.workers, args.seeds, args.budget_min and
                     args.budget_min * 60, args.target, args.config, overrides, args.plot, args.table_out,
                     args.clock)
@@ -143,7 +144,9 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
     p.add_argument("--constant-liar", action=argparse.BooleanOptionalAction, default=None,
                    help="TPE's constant liar for concurrent trials")
     p.add_argument("--avoid-repeats", action=argparse.BooleanOptionalAction, default=None,
-                   help="replace a proposal that repeats a tried configuration by a random untried one")
+                   help="replace a proposal that repeats a tried configuration by an untried one")
+    p.add_argument("--repeat-replacement", choices=("nearest", "random"), default=None,
+                   help="nearest: an untried configuration one searched key away; random: any untried one")
     p.add_argument("--clock", choices=("recorded", "uniform"), default="recorded",
                    help="recorded: each epoch costs its recorded time; uniform: every epoch the table's median "
                         "(configurations of equal cost whose recorded times were disturbed)")

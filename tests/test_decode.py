@@ -230,3 +230,52 @@ def test_bridging_never_joins_across_videos():
     for a, b in zip(alone, together, strict=True):
         assert a.start.tolist() == b.start.tolist() and a.end.tolist() == b.end.tolist()
     assert together[0].start.tolist() == [0.5] and together[1].end.tolist() == [0.25]
+
+
+def _wavering_action() -> tuple[np.ndarray, np.ndarray]:
+    """10 cells: background, then cells 2-7 one action whose arg-max wavers between classes 1 and 2 (class 1
+    a little likelier over the run), then background."""
+    probs = np.zeros((10, 4))
+    probs[:, 0] = 1.0
+    for cell, (p1, p2) in zip(range(2, 8), [(0.5, 0.4), (0.4, 0.5), (0.5, 0.4), (0.5, 0.4), (0.4, 0.5), (0.5, 0.4)],
+                              strict=True):
+        probs[cell] = [0.1, p1, p2, 0.0]
+    return np.arange(10) * 0.125, probs
+
+
+def test_foreground_runs_find_a_wavering_action_whole_as_each_of_its_likeliest_classes():
+    starts, probs = _wavering_action()
+    cfg = EvalConfig(decode="merge", smooth_seconds=0.0)
+    pieces = decode_cells(starts, starts + 0.125, probs, cfg)
+    assert (0.25, 1.0) not in set(zip(pieces.start.tolist(), pieces.end.tolist(), strict=True))  # cut into pieces
+    seg = decode_cells(starts, starts + 0.125, probs, cfg.model_copy(update={"foreground_classes": 2}))
+    whole = {(int(k), round(float(c), 6)) for k, s, e, c in zip(seg.label, seg.start, seg.end, seg.score, strict=True)
+             if s == 0.25 and e == 1.0}
+    assert whole == {(1, round(2.8 / 6, 6)), (2, round(2.6 / 6, 6))}  # mean probability of each over the run
+    assert not any(seg.label == 3)  # only the 2 likeliest: class 3 never proposed
+    pieces_kept = {(int(k), float(s), float(e)) for k, s, e in zip(pieces.label, pieces.start, pieces.end, strict=True)}
+    assert pieces_kept <= {(int(k), float(s), float(e)) for k, s, e in zip(seg.label, seg.start, seg.end, strict=True)}
+
+
+def test_foreground_runs_add_no_duplicate_of_an_arg_max_run():
+    starts = np.arange(6) * 0.25
+    probs = np.array([[1, 0, 0], [0.2, 0.7, 0.1], [0.2, 0.7, 0.1], [1, 0, 0], [0.1, 0.1, 0.8], [1, 0, 0]])
+    for decode in ("merge", "multithreshold"):
+        cfg = EvalConfig(decode=decode, smooth_seconds=0.0, thresholds=(0.5,))
+        plain = decode_cells(starts, starts + 0.25, probs, cfg)
+        more = decode_cells(starts, starts + 0.25, probs, cfg.model_copy(update={"foreground_classes": 2}))
+        keys = list(zip(more.label.tolist(), more.start.tolist(), more.end.tolist(), strict=True))
+        assert len(keys) == len(set(keys))  # each (class, start, end) once
+        assert len(more) == len(plain) + 2  # each run also as its second class (scored 0.1)
+        assert sorted(np.round(more.score, 6).tolist())[:2] == [0.1, 0.1]
+
+
+def test_foreground_runs_decode_each_video_as_alone():
+    starts, probs = _wavering_action()
+    cfg = EvalConfig(decode="merge", smooth_seconds=0.0, bridge_seconds=0.25, foreground_classes=2)
+    flipped = probs[::-1].copy()
+    alone = [decode_cells(starts, starts + 0.125, p, cfg) for p in (probs, flipped)]
+    together = decode_videos([(starts, starts + 0.125, probs), (starts, starts + 0.125, flipped)], cfg)
+    for a, b in zip(alone, together, strict=True):
+        assert sorted(zip(a.label.tolist(), a.start.tolist(), a.end.tolist(), strict=True)) == \
+            sorted(zip(b.label.tolist(), b.start.tolist(), b.end.tolist(), strict=True))

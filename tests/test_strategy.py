@@ -6,7 +6,15 @@ import pytest
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 from search.space import Param
-from search.strategy import OpenGridSampler, brackets, make_sampler, make_scheduler, replace_repeat
+from search.strategy import (
+    OpenGridSampler,
+    brackets,
+    make_sampler,
+    make_scheduler,
+    neighbours,
+    replace_repeat,
+    replacement,
+)
 from tal_core.config import ConfigError, SearchConfig, load_config
 
 PARAMS = (Param("train.lr", "categorical", values=(0.001, 0.003)), Param("loss.scene_weight", "float", low=0, high=1))
@@ -93,3 +101,38 @@ def test_only_a_repeated_proposal_is_replaced():
     assert fresh == {"train.lr": ({0.001, 0.003} - {first.params["train.lr"]}).pop()}
     assert study.trials[again.number].state == optuna.trial.TrialState.FAIL
     assert study.ask(space).params == fresh  # the replacement is what the next ask hands out
+
+
+GRID = (Param("train.lr", "categorical", values=(0.001, 0.003, 0.01)),
+        Param("model.shift_fraction", "categorical", values=(0.0, 0.125, 0.25)),
+        Param("train.epochs", "int", low=2, high=4))
+
+
+def _distance(a: dict, b: dict) -> int:
+    return sum(a[k] != b[k] for k in a)
+
+
+def test_a_repeat_is_replaced_by_an_untried_configuration_one_key_away():
+    tpe_favourite = {"train.lr": 0.003, "model.shift_fraction": 0.25, "train.epochs": 4}
+    tried = [tpe_favourite, {**tpe_favourite, "train.lr": 0.001}]
+    away = [replacement(tpe_favourite, tried, GRID, np.random.default_rng(seed)) for seed in range(30)]
+    assert all(_distance(r, tpe_favourite) == 1 and r not in tried for r in away)
+    # every untried neighbour is reachable: lr 0.01, shift 0 or 1/8, epochs 3 (4 + 1 is out of range)
+    assert {tuple(r.values()) for r in away} == {(0.01, 0.25, 4), (0.003, 0.0, 4), (0.003, 0.125, 4), (0.003, 0.25, 3)}
+    randomly = [replacement(tpe_favourite, tried, GRID, np.random.default_rng(seed), nearest=False)
+                for seed in range(30)]
+    assert any(_distance(r, tpe_favourite) > 1 for r in randomly) and not any(r in tried for r in randomly)
+
+
+def test_with_every_neighbour_tried_a_repeat_is_replaced_by_a_random_untried_configuration():
+    centre = {"train.lr": 0.003, "model.shift_fraction": 0.25, "train.epochs": 4}
+    tried = [centre] + neighbours(centre, GRID, np.random.default_rng(0))
+    assert len(tried) == 6  # itself, 2 other lrs, 2 other shifts, epochs 3
+    fresh = replacement(centre, tried, GRID, np.random.default_rng(1))
+    assert fresh not in tried and _distance(fresh, centre) >= 2
+    assert replacement({**centre, "train.lr": 0.01, "train.epochs": 2}, tried, GRID, np.random.default_rng(1)) is None
+
+
+def test_float_ranges_have_no_neighbours():
+    assert neighbours({"train.lr": 0.001, "loss.scene_weight": 0.3}, PARAMS, np.random.default_rng(0)) == [
+        {"train.lr": 0.003, "loss.scene_weight": 0.3}]
