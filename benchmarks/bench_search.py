@@ -9,7 +9,9 @@ start-up the median start-up: the recordings shared their CPUs with other jobs f
 recorded clock's ratio is printed too as ``tpe_asha_time_ratio_recorded_clock``). The target is random search's
 median best at the budget (every recorded trial once); per strategy: median simulated time to it over random
 search's. One JSON line: ``tpe_asha_time_ratio`` (<= 0.33 wanted) with its bootstrap 90% interval and the
-quartiles of its times, ``tpe_time_ratio`` (TPE without early stopping), ``random_asha_time_ratio``; the same
+quartiles of its times, ``tpe_time_ratio`` (TPE without early stopping), ``random_asha_time_ratio``;
+``tpe_asha_time_ratio_random_replacement`` (the other ``search.repeat_replacement``: what replacing TPE's repeats
+by an untried neighbour instead of a random configuration is worth); the same
 ratios on the earlier 27-configuration table (``replay_hard.json``, a narrower space around good learning rates)
 under ``table_replay_hard``.
 
@@ -50,7 +52,7 @@ def measure(table_path: Path, seeds: int, plot_path: Path | None = None, clock: 
     result = {"bench": "search", "table": table_path.name, "recorded_trials": len(table.trials), "clock": clock,
               "workers": workers, "seeds": seeds, "budget_min": round(budget / 60, 1), "target": summary["target"],
               "grace_period": search.grace_period, "reduction_factor": search.reduction_factor,
-              "avoid_repeats": search.avoid_repeats}
+              "avoid_repeats": search.avoid_repeats, "repeat_replacement": search.repeat_replacement}
     for name, key in NAMES.items():
         row = summary["strategies"][name]
         result[key] = row["time_ratio"]
@@ -60,6 +62,12 @@ def measure(table_path: Path, seeds: int, plot_path: Path | None = None, clock: 
         result[f"{name}_minutes"] = [None if v is None else round(v / 60, 2) for v in
                                      (times["q25"], times["median"], times["q75"])]
         result[f"{name}_best_at_budget"] = row["best_at_budget"]["median"]
+    other = "random" if search.repeat_replacement == "nearest" else "nearest"  # what the replacement rule is worth
+    swapped = run_strategies(table, search.model_copy(update={"repeat_replacement": other}), [STRATEGIES[3]], workers,
+                             list(range(seeds)), budget)
+    reference = {"random+fifo": traces["random+fifo"]}
+    result[f"tpe_asha_time_ratio_{other}_replacement"] = summarize(reference | swapped, budget, summary["target"])[
+        "strategies"]["tpe+asha"]["time_ratio"]
     if clock == "uniform":  # the same strategies on the times as recorded
         budget_rec = default_budget(recorded, workers)
         pair = run_strategies(recorded, search, [STRATEGIES[0], STRATEGIES[3]], workers, list(range(seeds)), budget_rec)

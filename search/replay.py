@@ -21,7 +21,7 @@ from tal_core.config import SearchConfig
 
 from .ray_compat import ReplayedTrial
 from .replay_table import RecordedTrial, ReplayTable
-from .strategy import describe, make_sampler, make_scheduler, replace_repeat
+from .strategy import describe, make_sampler, make_scheduler, replace_repeat, replaces_with_nearest
 
 logger = logging.getLogger("talsearch.replay")
 STOP, CONTINUE = "STOP", "CONTINUE"
@@ -82,7 +82,7 @@ def simulate(table: ReplayTable, search: SearchConfig, workers: int, seed: int, 
         nonlocal order
         ot_trial = study.ask(distributions)
         if search.avoid_repeats and replace_repeat(study, ot_trial, table.space, rng,
-                                                   search.repeat_replacement == "nearest") is not None:
+                                                   replaces_with_nearest(search)) is not None:
             ot_trial = study.ask(distributions)
         recorded, exact = table.nearest(ot_trial.params)
         trace.trials += 1

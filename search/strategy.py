@@ -26,6 +26,13 @@ class OpenGridSampler(optuna.samplers.GridSampler):
         pass
 
 
+def replaces_with_nearest(search: SearchConfig) -> bool:
+    """Whether a repeated proposal is replaced by an untried neighbour (``search.repeat_replacement``): TPE's
+    repeat is its model's favourite, so the next best guess is next door; a random sampler's repeat says nothing,
+    and random search stays random search without repeats."""
+    return search.repeat_replacement == "nearest" and search.sampler == "tpe"
+
+
 def startup_trials(search: SearchConfig, params: tuple[Param, ...]) -> int:
     """TPE's random start-up proposals: ``search.startup_trials``, else one per searched key (at least 2)."""
     return search.startup_trials or max(2, len(params))

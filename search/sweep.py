@@ -38,7 +38,7 @@ from tal_core.tracking import (
 )
 
 from .space import SweepSpec, load_sweep, space_entry
-from .strategy import describe, make_sampler, make_scheduler
+from .strategy import describe, make_sampler, make_scheduler, replaces_with_nearest
 
 
 def tag_warm_start(uri: str, parent_id: str, summary: dict) -> None:
@@ -121,7 +121,7 @@ def _searcher(spec: SweepSpec, sweep_dir: Path, study_name: str, epochs: int):
                                    sampler=sampler, storage=storage, study_name=study_name,
                                    full_budget=spec.base.train.epochs, params=spec.params,
                                    avoid_repeats=spec.base.search.avoid_repeats, seed=spec.base.search.seed,
-                                   repeat_replacement=spec.base.search.repeat_replacement)
+                                   repeat_replacement="nearest" if replaces_with_nearest(spec.base.search) else "random")
 
 
 @contextlib.contextmanager

@@ -206,7 +206,7 @@ class SearchConfig(_Section):
     startup_trials: int = Field(0, ge=0, description="TPE's random proposals before it models the results (0 = one per searched key, at least 2)")
     multivariate: bool = Field(False, description="TPE models the searched keys jointly (Optuna's multivariate TPE) instead of one by one")
     avoid_repeats: bool = Field(True, description="a proposal that repeats a configuration a trial already tried (every searched key equal) is replaced by an untried one (search.repeat_replacement): samplers keep re-proposing their favourite point of a categorical space, and a repeat with the same seed trains the same model again")
-    repeat_replacement: Literal["nearest", "random"] = Field("nearest", description="what replaces a repeat: nearest (an untried configuration one searched key away from it, random among those; random when all are tried) | random (any untried configuration)")
+    repeat_replacement: Literal["nearest", "random"] = Field("nearest", description="what replaces a repeat of TPE: nearest (an untried configuration one searched key away from it, random among those; random when all are tried) | random (any untried configuration); the random sampler's repeats are always replaced randomly (random search without repeats)")
     constant_liar: bool = Field(False, description="TPE counts running trials as bad results so that concurrent trials get different proposals")
     poll_interval_s: float = Field(0.5, gt=0, le=60, description="how often Ray Train's controller polls a trial's workers (Ray's default: 2 s)")
     private_network: bool = Field(True, description="a local cluster runs in a network namespace of its own: Ray reachable on loopback only (Linux; needs a local tracking store)")
