@@ -104,6 +104,22 @@ def test_summary_ranks_strategies_by_time_to_random_searchs_final_best():
     assert (mine is None and math.isinf(times[2])) or mine == pytest.approx(times[2], abs=1e-3)
 
 
+def test_repeats_of_tpe_are_replaced_next_door_and_random_search_stays_random():
+    t = table(epochs=2)
+    budget = default_budget(t, workers=1) * 3  # long enough for every configuration and many repeats
+
+    def points(sampler, replacement, seed):
+        trace = simulate(t, SearchConfig(sampler=sampler, scheduler="fifo", repeat_replacement=replacement), 1, seed,
+                         budget)
+        return trace.points, len(trace.configurations)
+
+    for seed in range(3):  # the random sampler's replacements do not depend on the rule
+        assert points("random", "nearest", seed) == points("random", "random", seed)
+    tpe = [(points("tpe", "nearest", seed), points("tpe", "random", seed)) for seed in range(6)]
+    assert any(near != rand for near, rand in tpe)  # the rule reaches TPE's replacements
+    assert all(near[1] == len(QUALITY) for near, _ in tpe)  # and every configuration still gets tried
+
+
 def test_table_file_round_trip_and_the_command(tmp_path):
     path = table().save(tmp_path / "table.json")
     again = load_table(path)
@@ -113,11 +129,13 @@ def test_table_file_round_trip_and_the_command(tmp_path):
     assert result["strategies"]["grid+fifo"]["best_at_budget"]["median"] == 0.8  # the grid visits every point
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     done = subprocess.run([sys.executable, "-m", "talsearch.cli", "replay", str(path), "--seeds", "2",
-                           "--searcher", "tpe", "--scheduler", "hyperband", "--grace-period", "1"],
+                           "--searcher", "tpe", "--scheduler", "hyperband", "--grace-period", "1",
+                           "--repeat-replacement", "random"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert list(out["strategies"]) == ["tpe+hyperband"] and out["settings"]["grace_period"] == 1
+    assert out["settings"]["repeat_replacement"] == "random"
     assert "tpe+hyperband" in done.stderr  # the human table
 
 
