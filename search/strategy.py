@@ -102,7 +102,7 @@ def replacement(params: dict, tried: list[dict], space: tuple[Param, ...], rng, 
     (every point of a small grid tried); else a configuration of ``space`` none has tried. ``nearest``: one
     searched key away from ``params`` where one is untried (random among those, ``neighbours``): the sampler
     re-proposes the point its model favours, so the next best guess is next door (in the replay of the recorded
-    hard sweep TPE + ASHA reached random search's best in 0.27 of its time this way, 0.38 with random
+    hard sweep TPE + ASHA reached random search's best in 0.30 of its time this way, 0.38 with random
     replacements: docs/performance.md). Otherwise a random configuration (categorical values uniformly, ranges
     as Optuna's RandomSampler draws them)."""
     seen = {_key(p, space) for p in tried}
