@@ -97,6 +97,11 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     return {"out": str(out), **metrics}
 
 
+# how a member's probabilities become segments and are scored; how it predicted them (grid offsets, frame phases,
+# batch size) is its own: its files hold the result, and the ensemble (whose model.output may differ) predicts nothing
+MEMBER_KEYS = {f"eval.{key}" for key in (*DECODING_KEYS, "tiou_thresholds", "bin_seconds")}
+
+
 def with_member_decoding(cfg, best: Candidate, config, overrides):
     """The decoding (``eval.*``) the sweep's best member ran with, except keys that ``config`` or ``overrides``
     set (MEMBER_KEYS: decoding and scoring only): fused probabilities are decoded as their members were
@@ -107,11 +112,6 @@ def with_member_decoding(cfg, best: Candidate, config, overrides):
     known = set(cfg.flat())
     member_eval = {k: v for k, v in best.params.items() if k in MEMBER_KEYS and k in known and k not in explicit}
     return cfg.with_overrides({**member_eval, "eval.alternatives": None})
-
-
-# how a member's probabilities become segments and are scored; how it predicted them (grid offsets, frame phases,
-# batch size) is its own: its files hold the result, and the ensemble (whose model.output may differ) predicts nothing
-MEMBER_KEYS = {f"eval.{key}" for key in (*DECODING_KEYS, "tiou_thresholds", "bin_seconds")}
 
 
 OUTPUTS = ("ensemble.json", "metrics.json", "submission.csv", "detections", "weights.png", "map_vs_size.png",

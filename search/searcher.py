@@ -29,14 +29,15 @@ logger = logging.getLogger(__name__)
 
 class BudgetAwareOptunaSearch(OptunaSearch):
     def __init__(self, *args, full_budget: int, params: tuple[Param, ...] = (), avoid_repeats: bool = False,
-                 seed: int = 0, repeat_replacement: str = "nearest", **kwargs):
+                 seed: int = 0, nearest_replacement: bool = True, **kwargs):
         """``full_budget``: the epochs of a trial whose ``train.epochs`` is not searched; a trial that samples
         ``train.epochs`` has that many as its own full budget. ``params``: the searched keys (for
-        ``avoid_repeats``' replacements, ``repeat_replacement`` nearest | random, seeded with ``seed``)."""
+        ``avoid_repeats``' replacements, seeded with ``seed``: one key away with ``nearest_replacement``, see
+        ``strategy.replacement``)."""
         super().__init__(*args, **kwargs)
         self.full_budget = full_budget
         self.params, self.avoid_repeats = params, avoid_repeats
-        self.nearest = repeat_replacement == "nearest"
+        self.nearest = nearest_replacement
         self.replacements = np.random.default_rng(seed)
 
     def suggest(self, trial_id: str) -> dict | None:

@@ -121,7 +121,7 @@ def _searcher(spec: SweepSpec, sweep_dir: Path, study_name: str, epochs: int):
                                    sampler=sampler, storage=storage, study_name=study_name,
                                    full_budget=spec.base.train.epochs, params=spec.params,
                                    avoid_repeats=spec.base.search.avoid_repeats, seed=spec.base.search.seed,
-                                   repeat_replacement="nearest" if replaces_with_nearest(spec.base.search) else "random")
+                                   nearest_replacement=replaces_with_nearest(spec.base.search))
 
 
 @contextlib.contextmanager

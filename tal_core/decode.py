@@ -237,7 +237,7 @@ def foreground_candidates(probs: np.ndarray, layout: CellLayout, count: int, raw
     if count == 0 or not len(first):
         return np.empty(0, np.int64), first, stop, np.empty(0)
     cumulative = layout.running_sums(actions)
-    means = (cumulative[:, stop] - cumulative[:, first]) / (stop - first)  # (K, runs)
+    means = _run_scores(cumulative, np.arange(actions.shape[0])[:, None], first, stop)  # (K, runs)
     likeliest = np.argsort(-means, axis=0, kind="stable")[:count]  # (count, runs)
     cls = likeliest.T.ravel()
     first, stop = np.repeat(first, count), np.repeat(stop, count)
@@ -372,11 +372,12 @@ def decode_flat(videos: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: Ev
         raw = stacked if cfg.smooth_seconds <= 0 else layout.stack(unsmoothed)
     label, first, stop, score = _candidates(stacked, layout, thresholds, cfg.boundary_contrast, raw,
                                             cfg.refine_seconds)
-    if cfg.decode == "merge" and cfg.bridge_seconds > 0:
+    bridging = cfg.decode == "merge" and cfg.bridge_seconds > 0
+    if bridging:
         label, first, stop, score = bridge_gaps(layout, label, first, stop, score, cfg.bridge_seconds)
     if cfg.foreground_classes > 0:  # bridged apart from the arg-max runs: a run and its pieces would interleave
         extra = foreground_candidates(stacked, layout, cfg.foreground_classes, raw, cfg.refine_seconds)
-        if cfg.decode == "merge" and cfg.bridge_seconds > 0:
+        if bridging:
             extra = bridge_gaps(layout, *extra, cfg.bridge_seconds)
         label, first, stop, score = (np.concatenate(pair) for pair in zip((label, first, stop, score), extra,
                                                                           strict=True))
