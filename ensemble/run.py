@@ -29,7 +29,7 @@ from .candidates import Candidate, CandidateError, collect
 from .defaults import MIN_GAIN
 from .fuse import Evaluator
 from .gain import bootstrap_gain
-from .select import SelectionResult, choose_by_cv, nested_out_of_fold
+from .select import SelectionResult, choose_by_cv, gains_over_fold_seeds, nested_out_of_fold
 
 logger = logging.getLogger("talsearch.ensemble")
 
@@ -47,8 +47,9 @@ def _metrics(result) -> dict:
 
 def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv",
-                 min_gain: float = MIN_GAIN) -> dict:
-    """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
+                 min_gain: float = MIN_GAIN, fold_seeds: int = 1) -> dict:
+    """``fold_seeds`` > 1 also reports the gain for that many draws of the folds (``seed``, ``seed`` + 1, ...):
+    ``gain.by_fold_seed`` and its mean, min and max. ``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
     out-of-fold val mAP (the best single member unless a fusion beats it by ``min_gain``); or name one ("greedy+refine", "greedy", "top3_average", "best_single",
     "greedy+refine/segments", "calibrated+greedy+refine", "cmaes")."""
     cfg = load_config(config, overrides)
@@ -77,6 +78,9 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     nested = evaluator.score_detections(nested_detections).mean
     gain = bootstrap_gain(evaluator.scored_truth, evaluator.scored(nested_detections),
                           evaluator.scored(held_out["best_single"]), evaluator.thresholds, seed=seed)
+    if fold_seeds > 1:
+        gain |= fold_seed_spread(gain["mAP"], seed, gains_over_fold_seeds(
+            evaluator, folds, range(seed + 1, seed + fold_seeds), max_steps, selection, min_gain))
     best_single = int(np.argmax(evaluator.single_scores()))
     ens_result = evaluator.score_detections(evaluator.detections_of(fitted))
     single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
@@ -90,11 +94,22 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
                "oof_val_mAP_by_procedure": oof, "min_gain": min_gain, "folds": min(folds, len(videos)),
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
+    if fold_seeds > 1:
+        logger.info(f"[ensemble] gain over {fold_seeds} fold seeds: mean {gain['fold_seed_mean']:+.4f}, "
+                    f"min {gain['fold_seed_min']:+.4f}, max {gain['fold_seed_max']:+.4f}")
     logger.info(f"[ensemble] ensemble ({procedure}) val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {oof[procedure]:.4f}, nested "
         f"{nested:.4f}) vs best single {metrics['best_single']['val_mAP']:.4f} (oof {oof['best_single']:.4f}): gain "
         f"{gain['mAP']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]")
     _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
     return {"out": str(out), **metrics}
+
+
+def fold_seed_spread(gain: float, seed: int, others: list[dict]) -> dict:
+    """The gain of every fold seed (``seed``'s first) and their mean, min and max."""
+    rows = [{"seed": seed, "mAP": gain}, *others]
+    values = [row["mAP"] for row in rows]
+    return {"by_fold_seed": rows, "fold_seed_mean": float(np.mean(values)), "fold_seed_min": min(values),
+            "fold_seed_max": max(values)}
 
 
 # how a member's probabilities become segments and are scored; how it predicted them (grid offsets, frame phases,

@@ -73,7 +73,8 @@ def cmd_ensemble(args) -> None:
     from ensemble.run import run_ensemble
 
     result = run_ensemble(args.sweep, args.data, args.out, args.config, args.set, top_n=args.top, folds=args.folds,
-                          selection=args.selection, seed=args.seed, min_gain=args.min_gain)
+                          selection=args.selection, seed=args.seed, min_gain=args.min_gain,
+                          fold_seeds=args.fold_seeds)
     print(json.dumps(result, indent=1))
 
 
@@ -175,6 +176,8 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
                    help="cv: keep the best single member unless a fusion beats its out-of-fold mAP by this much "
                         "(default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds")
+    p.add_argument("--fold-seeds", type=positive_int, default=1,
+                   help="also report the gain for this many draws of the folds (seed, seed + 1, ...): its spread")
     config_arg(p)
 
     p = add_command(sub, "demo", "the whole pipeline on synthetic data", cmd_demo)

@@ -216,3 +216,22 @@ def test_the_ensemble_decodes_as_its_best_member_chose_and_keeps_no_alternatives
     assert cfg.eval.alternatives == {} and cfg.eval.smooth == "mean"
     assert cfg.eval.decode == "merge"  # a key the ensemble's own config sets stays as it sets it
     assert cfg.eval.grid_offsets == () and cfg.eval.frame_phases == 1  # how the member predicted is its own
+
+
+def test_the_gain_is_reported_for_other_draws_of_the_folds(tmp_path):
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "good_a", truth, 1.0, {"a"}, 0.05, 1)
+    write_member(sweep, "good_b", truth, 0.5, {"b"}, 0.3, 2)
+    write_member(sweep, "half", truth, 1.0, {"a", "b"}, 0.6, 3)
+    options = dict(folds=3, overrides=["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"])
+    result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", fold_seeds=3, **options)
+    gain = json.loads((tmp_path / "out" / "metrics.json").read_text())["gain"]
+    assert [row["seed"] for row in gain["by_fold_seed"]] == [0, 1, 2]
+    assert gain["by_fold_seed"][0]["mAP"] == pytest.approx(gain["mAP"]) == pytest.approx(result["gain"]["mAP"])
+    values = [row["mAP"] for row in gain["by_fold_seed"]]
+    assert gain["fold_seed_min"] == min(values) <= gain["fold_seed_mean"] <= max(values) == gain["fold_seed_max"]
+    # each fold seed's figure is the gain that run gets with that seed
+    again = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "again", seed=2, **options)
+    assert gain["by_fold_seed"][2]["mAP"] == pytest.approx(again["gain"]["mAP"])
+    assert "by_fold_seed" not in again["gain"]
