@@ -48,10 +48,11 @@ def _metrics(result) -> dict:
 def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv",
                  min_gain: float = MIN_GAIN, fold_seeds: int = 1) -> dict:
-    """``fold_seeds`` > 1 also reports the gain for that many draws of the folds (``seed``, ``seed`` + 1, ...):
-    ``gain.by_fold_seed`` and its mean, min and max. ``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
-    out-of-fold val mAP (the best single member unless a fusion beats it by ``min_gain``); or name one ("greedy+refine", "greedy", "top3_average", "best_single",
-    "greedy+refine/segments", "calibrated+greedy+refine", "cmaes")."""
+    """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
+    out-of-fold val mAP (the best single member unless a fusion beats it by ``min_gain``); or name one
+    ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
+    "calibrated+greedy+refine", "cmaes"). ``fold_seeds`` > 1 also reports the gain for that many draws of the
+    folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max."""
     cfg = load_config(config, overrides)
     out = Path(out)
     spec = load_ground_truth(Path(data))
