@@ -29,7 +29,7 @@ from .candidates import Candidate, CandidateError, collect
 from .defaults import MIN_GAIN
 from .fuse import Evaluator
 from .gain import bootstrap_gain
-from .select import SelectionResult, choose_by_cv, gains_over_fold_seeds, nested_out_of_fold
+from .select import SelectionResult, choose_by_cv, gains_over_fold_seeds, held_out_pair
 
 logger = logging.getLogger("talsearch.ensemble")
 
@@ -74,11 +74,11 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     evaluator = Evaluator(videos, gt, candidates[0].val.actions, cfg.eval, placements=placements_of(spec))
     held_out: dict = {}
     procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, max_steps, selection, held_out, min_gain)
-    nested_detections = (nested_out_of_fold(evaluator, folds, seed, max_steps, min_gain=min_gain) if selection == "cv"
-                         else held_out[procedure])
+    nested_detections, single_detections = held_out_pair(evaluator, folds, seed, max_steps, selection, min_gain,
+                                                         held_out)
     nested = evaluator.score_detections(nested_detections).mean
     gain = bootstrap_gain(evaluator.scored_truth, evaluator.scored(nested_detections),
-                          evaluator.scored(held_out["best_single"]), evaluator.thresholds, seed=seed)
+                          evaluator.scored(single_detections), evaluator.thresholds, seed=seed)
     if fold_seeds > 1:
         gain |= fold_seed_spread(gain["mAP"], seed, gains_over_fold_seeds(
             evaluator, folds, range(seed + 1, seed + fold_seeds), max_steps, selection, min_gain))

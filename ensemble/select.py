@@ -220,18 +220,30 @@ def nested_out_of_fold(evaluator: Evaluator, k: int, seed: int, max_steps: int, 
     return out_of_fold(evaluator, k, seed, choose_and_fit)
 
 
+def held_out_pair(evaluator: Evaluator, k: int, seed: int, max_steps: int, selection: str = "cv",
+                  min_gain: float = MIN_GAIN, held_out: dict | None = None) -> tuple[Segments, Segments]:
+    """The out-of-fold detections the gain compares for one draw of the folds: the recipe's (``selection`` "cv":
+    the nested recipe; a named procedure: its own) and the best single member's. ``held_out``: procedures'
+    out-of-fold detections already made with this ``seed`` (``choose_by_cv``), reused instead of made again."""
+    held_out = held_out or {}
+
+    def detections_of(name: str) -> Segments:
+        return held_out[name] if name in held_out else out_of_fold(evaluator, k, seed, procedures(max_steps)[name])
+
+    recipe = (nested_out_of_fold(evaluator, k, seed, max_steps, min_gain=min_gain) if selection == "cv"
+              else detections_of(selection))
+    return recipe, detections_of("best_single")
+
+
 def gains_over_fold_seeds(evaluator: Evaluator, k: int, seeds, max_steps: int, selection: str = "cv",
                           min_gain: float = MIN_GAIN) -> list[dict]:
     """The ensemble's gain over the best single member (both out of fold) again for other draws of the folds:
     ``[{"seed", "mAP"}]`` per fold seed. With 16 val videos, which videos share a fold moves the gain by about a
-    hundredth; this is that spread. ``selection`` "cv" repeats the nested recipe, a named procedure its own
-    out-of-fold detections."""
+    hundredth; this is that spread."""
     rows = []
     for seed in seeds:
-        ensemble = (nested_out_of_fold(evaluator, k, seed, max_steps, min_gain=min_gain) if selection == "cv"
-                    else out_of_fold(evaluator, k, seed, procedures(max_steps)[selection]))
-        single = out_of_fold(evaluator, k, seed, best_single)
-        rows.append({"seed": int(seed), "mAP": evaluator.score_detections(ensemble).mean
+        recipe, single = held_out_pair(evaluator, k, seed, max_steps, selection, min_gain)
+        rows.append({"seed": seed, "mAP": evaluator.score_detections(recipe).mean
                      - evaluator.score_detections(single).mean})
     return rows
 
