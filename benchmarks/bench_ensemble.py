@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ensemble.align import align  # noqa: E402
 from ensemble.fuse import Evaluator  # noqa: E402
-from ensemble.select import choose_by_cv, fit_weights, nested_cross_validate  # noqa: E402
+from ensemble.select import Recipe, choose_by_cv, fit_weights, nested_cross_validate  # noqa: E402
 from tal_core.config import EvalConfig  # noqa: E402
 from tal_core.metrics import Segments  # noqa: E402
 from tal_core.predictions import IntervalPredictions  # noqa: E402
@@ -71,8 +71,8 @@ def main(candidates: int = 50, videos: int = 200) -> None:
     seconds = time.perf_counter() - started
     calls = evaluator.calls
     started = time.perf_counter()
-    chosen, _, oof = choose_by_cv(evaluator, 3, 0, 4)
-    nested = nested_cross_validate(evaluator, 3, 0, 4, inner_k=2)
+    chosen, _, oof = choose_by_cv(evaluator, 3, 0, Recipe(max_steps=4))
+    nested = nested_cross_validate(evaluator, 3, 0, Recipe(max_steps=4), inner_k=2)
     cv_seconds = time.perf_counter() - started
     print(json.dumps({"bench": "ensemble", "candidates": candidates, "videos": videos,
                       "cells_per_video": int(np.mean([len(v.starts) for v in aligned])),

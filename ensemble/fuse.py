@@ -13,6 +13,7 @@ from tal_core.decode import CellLayout, decode_flat
 from tal_core.metrics import Segments, average_precision
 
 from .align import AlignedVideo
+from .boundaries import apply_offsets
 from .calibrate import apply_temperatures, cell_labels, fit_temperatures
 from .parallel import map_scores
 from .segment_fusion import fuse_segments
@@ -33,6 +34,7 @@ class Evaluator:
         self._action_names = np.array(actions, dtype=object)
         self._layout = CellLayout([(v.starts, v.ends) for v in videos])  # the same cells at every evaluation
         self._member_detections: dict[int, tuple[np.ndarray, ...]] = {}
+        self.video_ends = {v.video_id: float(v.ends[-1]) for v in videos}  # where each video's cells end
 
     def subset(self, video_ids: set[str]) -> Evaluator:
         keep = np.array([v in video_ids for v in self.gt.video], dtype=bool)
@@ -53,8 +55,10 @@ class Evaluator:
                          self.thresholds, self.placements)
 
     def detections_of(self, chosen) -> Segments:
-        """Detections of a selection result: its temperatures, weights and fusion applied to these videos."""
-        return self.with_temperatures(chosen.temperatures).detections_for(chosen.weights, chosen.fusion)
+        """Detections of a selection result: its temperatures, weights, fusion and boundary offsets applied to
+        these videos."""
+        found = self.with_temperatures(chosen.temperatures).detections_for(chosen.weights, chosen.fusion)
+        return apply_offsets(found, chosen.boundary_offsets, self.video_ends)
 
     def single_scores(self) -> np.ndarray:
         """val mAP of each member alone (computed once per evaluator: every procedure starts from them)."""

@@ -25,11 +25,12 @@ from tal_core.run_plots import detection_plots
 from tal_core.tracking import log_ensemble_run, resolve_uri
 
 from .align import align
+from .boundaries import offsets_json
 from .candidates import Candidate, CandidateError, collect
 from .defaults import MIN_GAIN
 from .fuse import Evaluator
 from .gain import bootstrap_gain
-from .select import SelectionResult, choose_by_cv, gains_over_fold_seeds, held_out_pair
+from .select import AS_TRAINED, Recipe, SelectionResult, choose_by_cv, gains_over_fold_seeds, held_out_pair
 
 logger = logging.getLogger("talsearch.ensemble")
 
@@ -47,20 +48,61 @@ def _metrics(result) -> dict:
 
 def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv",
-                 min_gain: float = MIN_GAIN, fold_seeds: int = 1) -> dict:
+                 min_gain: float = MIN_GAIN, fold_seeds: int = 1, boundary_offsets: bool = True) -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
     out-of-fold val mAP (the best single member unless a fusion beats it by ``min_gain``); or name one
     ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
-    "calibrated+greedy+refine", "cmaes"). ``fold_seeds`` > 1 also reports the gain for that many draws of the
-    folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max."""
+    "calibrated+greedy+refine", "cmaes"). ``boundary_offsets``: every procedure's detections get per-class
+    boundary offsets fitted where its weights are (``ensemble.boundaries``); the gain is still measured against
+    the best single member as it was trained. ``fold_seeds`` > 1 also reports the gain for that many draws of
+    the folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max."""
     cfg = load_config(config, overrides)
     out = Path(out)
     spec = load_ground_truth(Path(data))
     uri = resolve_uri(cfg.tracking.uri)
     candidates = collect(str(source), uri, out, top_n)
     cfg = with_member_decoding(cfg, candidates[0], config, overrides)
+    recipe = Recipe(max_steps, selection, min_gain, boundary_offsets)
     started = time.perf_counter()
     logger.info(f"[ensemble] {len(candidates)} candidate(s) from {source}")
+    evaluator = _evaluator(candidates, spec, data, cfg)
+    held_out: dict = {}
+    procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, recipe, held_out)
+    nested_detections, single_detections = held_out_pair(evaluator, folds, seed, recipe, held_out)
+    nested = evaluator.score_detections(nested_detections).mean
+    single_oof = evaluator.score_detections(single_detections).mean
+    gain = _gain(evaluator, nested_detections, single_detections, seed)
+    if boundary_offsets:
+        gain["boundary_offsets_alone"] = {key: value for key, value in _gain(
+            evaluator, held_out["best_single"], held_out[AS_TRAINED], seed).items() if key in ("mAP", "low", "high")}
+    if fold_seeds > 1:
+        gain |= fold_seed_spread(gain["mAP"], seed, gains_over_fold_seeds(
+            evaluator, folds, range(seed + 1, seed + fold_seeds), recipe))
+    best_single = int(np.argmax(evaluator.single_scores()))
+    ens_result = evaluator.score_detections(evaluator.detections_of(fitted))
+    single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
+    metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
+                                                   "procedure": procedure, "fusion": fitted.fusion,
+                                                   "boundary_offsets": offsets_json(fitted.boundary_offsets),
+                                                   "per_class_AP": ens_result.to_json()["per_class"]},
+               "gain": gain | {"measure": "nested out-of-fold ensemble mAP - best single's out-of-fold mAP (as "
+                                          "trained: no boundary offsets); "
+                                          f"{round(gain['level'] * 100)}% bootstrap interval over val videos"},
+               "best_single": _metrics(single_result) | {"oof_val_mAP": single_oof,
+                                                          "run_id": candidates[best_single].run_id},
+               "oof_val_mAP_by_procedure": oof, "boundary_offsets": "class" if boundary_offsets else "none",
+               "min_gain": min_gain, "folds": min(folds, len(evaluator.videos)),
+               "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
+    if boundary_offsets:
+        metrics["best_single"]["oof_val_mAP_with_boundary_offsets"] = oof["best_single"]
+    write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
+    _log_summary(metrics, fold_seeds)
+    _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
+    return {"out": str(out), **metrics}
+
+
+def _evaluator(candidates: list[Candidate], spec, data, cfg) -> Evaluator:
+    """The candidates' val predictions on one grid, scored against the annotations of their val videos."""
     missing = [v for v in candidates[0].val.video_ids if v not in spec.videos]
     if missing:
         raise CandidateError(f"trial {candidates[0].run_id}: val videos {missing[:5]} are not in {data}")
@@ -71,38 +113,26 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     gt = ground_truth_segments(spec, None)
     keep = np.isin(gt.video.astype(str), [v.video_id for v in videos])
     gt = type(gt)(gt.video[keep], gt.label[keep], gt.start[keep], gt.end[keep], gt.score[keep])
-    evaluator = Evaluator(videos, gt, candidates[0].val.actions, cfg.eval, placements=placements_of(spec))
-    held_out: dict = {}
-    procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, max_steps, selection, held_out, min_gain)
-    nested_detections, single_detections = held_out_pair(evaluator, folds, seed, max_steps, selection, min_gain,
-                                                         held_out)
-    nested = evaluator.score_detections(nested_detections).mean
-    gain = bootstrap_gain(evaluator.scored_truth, evaluator.scored(nested_detections),
-                          evaluator.scored(single_detections), evaluator.thresholds, seed=seed)
-    if fold_seeds > 1:
-        gain |= fold_seed_spread(gain["mAP"], seed, gains_over_fold_seeds(
-            evaluator, folds, range(seed + 1, seed + fold_seeds), max_steps, selection, min_gain))
-    best_single = int(np.argmax(evaluator.single_scores()))
-    ens_result = evaluator.score_detections(evaluator.detections_of(fitted))
-    single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
-    metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
-                                                   "procedure": procedure, "fusion": fitted.fusion,
-                                                   "per_class_AP": ens_result.to_json()["per_class"]},
-               "gain": gain | {"measure": "nested out-of-fold ensemble mAP - best single's out-of-fold mAP; "
-                                          f"{round(gain['level'] * 100)}% bootstrap interval over val videos"},
-               "best_single": _metrics(single_result) | {"oof_val_mAP": oof["best_single"],
-                                                          "run_id": candidates[best_single].run_id},
-               "oof_val_mAP_by_procedure": oof, "min_gain": min_gain, "folds": min(folds, len(videos)),
-               "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
-    write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
+    return Evaluator(videos, gt, candidates[0].val.actions, cfg.eval, placements=placements_of(spec))
+
+
+def _gain(evaluator: Evaluator, found, single, seed: int) -> dict:
+    return bootstrap_gain(evaluator.scored_truth, evaluator.scored(found), evaluator.scored(single),
+                          evaluator.thresholds, seed=seed)
+
+
+def _log_summary(metrics: dict, fold_seeds: int) -> None:
+    ens, single, gain = metrics["ensemble"], metrics["best_single"], metrics["gain"]
     if fold_seeds > 1:
         logger.info(f"[ensemble] gain over {fold_seeds} fold seeds: mean {gain['fold_seed_mean']:+.4f}, "
                     f"min {gain['fold_seed_min']:+.4f}, max {gain['fold_seed_max']:+.4f}")
-    logger.info(f"[ensemble] ensemble ({procedure}) val_mAP {metrics['ensemble']['val_mAP']:.4f} (oof {oof[procedure]:.4f}, nested "
-        f"{nested:.4f}) vs best single {metrics['best_single']['val_mAP']:.4f} (oof {oof['best_single']:.4f}): gain "
-        f"{gain['mAP']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]")
-    _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
-    return {"out": str(out), **metrics}
+    if "boundary_offsets_alone" in gain:
+        alone = gain["boundary_offsets_alone"]
+        logger.info(f"[ensemble] boundary offsets alone (best single): {alone['mAP']:+.4f} "
+                    f"[{alone['low']:+.4f}, {alone['high']:+.4f}]; offsets {ens['boundary_offsets']}")
+    logger.info(f"[ensemble] ensemble ({ens['procedure']}) val_mAP {ens['val_mAP']:.4f} (oof {ens['oof_val_mAP']:.4f}, "
+                f"nested {ens['nested_oof_val_mAP']:.4f}) vs best single {single['val_mAP']:.4f} (oof "
+                f"{single['oof_val_mAP']:.4f}): gain {gain['mAP']:+.4f} [{gain['low']:+.4f}, {gain['high']:+.4f}]")
 
 
 def fold_seed_spread(gain: float, seed: int, others: list[dict]) -> dict:
@@ -160,6 +190,7 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
                  "fusions_compared": {name: oof for name, oof in metrics["oof_val_mAP_by_procedure"].items()
                                       if name in ("greedy+refine", "greedy+refine/segments")},
                  "members": members, "grid": "union of member interval boundaries",
+                 "boundary_offsets": offsets_json(fitted.boundary_offsets),
                  "decode": cfg.eval.model_dump(mode="json"), "selection_history": fitted.history}
     write_json_atomic(out / "ensemble.json", spec_json)
     write_json_atomic(out / "metrics.json", metrics)
@@ -171,7 +202,8 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
         weights = fitted.weights[chosen_members]
         temperatures = None if fitted.temperatures is None else fitted.temperatures[chosen_members]
         test_dets = _detections_json(test_eval, type(fitted)(weights / weights.sum(), fitted.score,
-                                                             fusion=fitted.fusion, temperatures=temperatures))
+                                                             fusion=fitted.fusion, temperatures=temperatures,
+                                                             boundary_offsets=fitted.boundary_offsets))
         write_detections(test_dets, out / "detections" / "test.json")
         durations = {v: spec.videos[v].duration for v in test_dets if v in spec.videos}
         write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions, cfg.eval.bin_seconds or 10.0,

@@ -6,14 +6,15 @@
    is one add + decode + mAP; the best prefix is kept. Ties: lowest member index.
 2. Refinement on the simplex: coordinate ascent that scales one member's weight at
    a time by a few factors and keeps strict improvements.
-3. k-fold cross-validation over val videos: weights fitted on k-1 folds are scored
+3. Per-class boundary offsets (``boundaries``) fitted on the same videos as the weights.
+4. k-fold cross-validation over val videos: weights fitted on k-1 folds are scored
    on the held-out fold, giving an out-of-fold mAP beside the in-sample one.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from tqdm import tqdm
@@ -21,6 +22,7 @@ from tqdm import tqdm
 from tal_core.errors import UserError
 from tal_core.metrics import Segments
 
+from .boundaries import Offsets, apply_offsets, fit_offsets
 from .defaults import MIN_GAIN
 from .fuse import Evaluator
 from .gain import concat_segments
@@ -33,6 +35,21 @@ class SelectionResult:
     history: list = field(default_factory=list)  # val mAP after each greedy step
     fusion: str = "probabilities"  # how the members are combined: probabilities | segments (see Evaluator.detections_for)
     temperatures: np.ndarray | None = None  # per-member calibration applied before fusion (None: none)
+    boundary_offsets: Offsets | None = None  # per-class edge offsets applied to the fused detections (None: none)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the ensemble chooses its members: greedy steps; "cv" (the procedure with the best out-of-fold mAP) or
+    a procedure's name; the out-of-fold margin a fusion must win by over the best single member; whether each
+    procedure's detections get per-class boundary offsets fitted on the videos its weights were fitted on."""
+    max_steps: int = 12
+    selection: str = "cv"
+    min_gain: float = MIN_GAIN
+    boundary_offsets: bool = True
+
+    def procedures(self) -> dict:
+        return procedures(self.max_steps, self.boundary_offsets)
 
 
 def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: int = 12,
@@ -161,11 +178,39 @@ def calibrated(evaluator: Evaluator, max_steps: int) -> SelectionResult:
     return SelectionResult(chosen.weights, chosen.score, chosen.history, temperatures=temperatures)
 
 
-def procedures(max_steps: int) -> dict:
+def with_boundary_offsets(evaluator: Evaluator, chosen: SelectionResult) -> SelectionResult:
+    """``chosen`` with per-class boundary offsets fitted on these videos (``boundaries``): of each class's median
+    offsets, those that raise the class's AP here (a median is not an mAP optimum: offsets that would cost a class
+    AP on the videos they were fitted on are left out)."""
+    found = evaluator.detections_of(chosen)
+    offsets = fit_offsets(found, evaluator.gt)
+    if not offsets:
+        return chosen
+    before = evaluator.score_detections(found).to_json()["per_class"]
+    after = evaluator.score_detections(apply_offsets(found, offsets, evaluator.video_ends))
+    kept = {label: moved for label, moved in offsets.items()
+            if after.to_json()["per_class"].get(label, 0.0) > before.get(label, 0.0)}
+    if not kept:
+        return chosen
+    fitted = replace(chosen, boundary_offsets=kept)
+    score = after if kept == offsets else evaluator.score_detections(evaluator.detections_of(fitted))
+    return replace(fitted, score=score.mean)
+
+
+def procedures(max_steps: int, boundary_offsets: bool = True) -> dict:
     """The ways of choosing weights (and the fusion) that cross-validation compares (names are reported).
     ``greedy+refine/segments`` takes greedy+refine's weights (computed once per set of videos) and fuses the
     members' detections instead of their probabilities; ``calibrated+greedy+refine`` tempers each member's
-    probabilities first (``calibrate``); ``cmaes`` searches normalised weights of the best members with CMA-ES."""
+    probabilities first (``calibrate``); ``cmaes`` searches normalised weights of the best members with CMA-ES.
+    With ``boundary_offsets`` every procedure's detections then get per-class boundary offsets fitted on the
+    same videos (``with_boundary_offsets``)."""
+    found = _procedures(max_steps)
+    if not boundary_offsets:
+        return found
+    return {name: (lambda ev, fit=fit: with_boundary_offsets(ev, fit(ev))) for name, fit in found.items()}
+
+
+def _procedures(max_steps: int) -> dict:
     fitted: dict[tuple, SelectionResult] = {}
 
     def greedy_refine(ev: Evaluator) -> SelectionResult:
@@ -196,54 +241,60 @@ def best_procedure(oof: dict[str, float], order: list[str], min_gain: float = 0.
     return best
 
 
-def nested_cross_validate(evaluator: Evaluator, k: int, seed: int, max_steps: int, inner_k: int = 3,
-                          min_gain: float = MIN_GAIN) -> float:
+def nested_cross_validate(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recipe(),
+                          inner_k: int = 3) -> float:
     """Out-of-fold mAP of the whole recipe, procedure choice included: in each outer fold the procedure is
     chosen by an inner cross-validation on the outer training videos only, fitted there, and applied to the
     held-out videos. Unbiased where the plain figure of the best procedure is optimistic (it was chosen on the
     same held-out folds it is scored on)."""
-    return evaluator.score_detections(nested_out_of_fold(evaluator, k, seed, max_steps, inner_k, min_gain)).mean
+    return evaluator.score_detections(nested_out_of_fold(evaluator, k, seed, recipe, inner_k)).mean
 
 
-def nested_out_of_fold(evaluator: Evaluator, k: int, seed: int, max_steps: int, inner_k: int = 3,
-                       min_gain: float = MIN_GAIN) -> Segments:
+def nested_out_of_fold(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recipe(),
+                       inner_k: int = 3) -> Segments:
     """The held-out detections behind ``nested_cross_validate`` (every val video's, each from the outer fold
     that held it out)."""
-    found = procedures(max_steps)
+    found = recipe.procedures()
 
     def choose_and_fit(train: Evaluator) -> SelectionResult:
         if len(train.videos) < 2:  # too few videos to cross-validate inside: the first procedure
             return next(iter(found.values()))(train)
         inner = {name: cross_validate(train, inner_k, seed + 1, fit) for name, fit in found.items()}
-        return found[best_procedure(inner, list(found), min_gain)](train)
+        return found[best_procedure(inner, list(found), recipe.min_gain)](train)
 
     return out_of_fold(evaluator, k, seed, choose_and_fit)
 
 
-def held_out_pair(evaluator: Evaluator, k: int, seed: int, max_steps: int, selection: str = "cv",
-                  min_gain: float = MIN_GAIN, held_out: dict | None = None) -> tuple[Segments, Segments]:
+AS_TRAINED = "best_single (as trained)"  # held_out's name for the best single member without boundary offsets
+
+
+def held_out_pair(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recipe(),
+                  held_out: dict | None = None) -> tuple[Segments, Segments]:
     """The out-of-fold detections the gain compares for one draw of the folds: the recipe's (``selection`` "cv":
-    the nested recipe; a named procedure: its own) and the best single member's. ``held_out``: procedures'
-    out-of-fold detections already made with this ``seed`` (``choose_by_cv``), reused instead of made again."""
-    held_out = held_out or {}
+    the nested recipe; a named procedure: its own) and the best single member's as it was trained (no boundary
+    offsets: what the sweep alone would submit). ``held_out``: out-of-fold detections already made with this
+    ``seed`` (``choose_by_cv``), by name; the ones made here are added."""
+    held_out = held_out if held_out is not None else {}
 
     def detections_of(name: str) -> Segments:
-        return held_out[name] if name in held_out else out_of_fold(evaluator, k, seed, procedures(max_steps)[name])
+        if name not in held_out:
+            fit = best_single if name == AS_TRAINED else recipe.procedures()[name]
+            held_out[name] = out_of_fold(evaluator, k, seed, fit)
+        return held_out[name]
 
-    recipe = (nested_out_of_fold(evaluator, k, seed, max_steps, min_gain=min_gain) if selection == "cv"
-              else detections_of(selection))
-    return recipe, detections_of("best_single")
+    found = (nested_out_of_fold(evaluator, k, seed, recipe) if recipe.selection == "cv"
+             else detections_of(recipe.selection))
+    return found, detections_of(AS_TRAINED if recipe.boundary_offsets else "best_single")
 
 
-def gains_over_fold_seeds(evaluator: Evaluator, k: int, seeds, max_steps: int, selection: str = "cv",
-                          min_gain: float = MIN_GAIN) -> list[dict]:
+def gains_over_fold_seeds(evaluator: Evaluator, k: int, seeds, recipe: Recipe = Recipe()) -> list[dict]:
     """The ensemble's gain over the best single member (both out of fold) again for other draws of the folds:
     ``[{"seed", "mAP"}]`` per fold seed. With 16 val videos, which videos share a fold moves the gain by about a
     hundredth; this is that spread."""
     rows = []
     for seed in seeds:
-        recipe, single = held_out_pair(evaluator, k, seed, max_steps, selection, min_gain)
-        rows.append({"seed": seed, "mAP": evaluator.score_detections(recipe).mean
+        found, single = held_out_pair(evaluator, k, seed, recipe)
+        rows.append({"seed": seed, "mAP": evaluator.score_detections(found).mean
                      - evaluator.score_detections(single).mean})
     return rows
 
@@ -265,13 +316,12 @@ def out_of_fold(evaluator: Evaluator, k: int, seed: int, fit) -> Segments:
     return concat_segments(parts)
 
 
-def choose_by_cv(evaluator: Evaluator, k: int, seed: int, max_steps: int, selection: str = "cv",
-                 held_out: dict | None = None, min_gain: float = MIN_GAIN):
+def choose_by_cv(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recipe(), held_out: dict | None = None):
     """Out-of-fold mAP of every procedure; the chosen one (best OOF, or the one named) fitted on all of val.
     ``held_out``, when given, receives each procedure's out-of-fold detections (for the gain's interval)."""
-    found = procedures(max_steps)
-    if selection != "cv" and selection not in found:
-        raise UserError(f"ensemble selection {selection!r}: choose cv or one of {sorted(found)}")
+    found = recipe.procedures()
+    if recipe.selection != "cv" and recipe.selection not in found:
+        raise UserError(f"ensemble selection {recipe.selection!r}: choose cv or one of {sorted(found)}")
     oof = {}
     for name, fit in tqdm(found.items(), desc="cross-validation", unit="procedure", file=sys.stderr, disable=None,
                           leave=False):
@@ -279,5 +329,5 @@ def choose_by_cv(evaluator: Evaluator, k: int, seed: int, max_steps: int, select
         oof[name] = evaluator.score_detections(detections).mean
         if held_out is not None:
             held_out[name] = detections
-    name = best_procedure(oof, list(found), min_gain) if selection == "cv" else selection
+    name = best_procedure(oof, list(found), recipe.min_gain) if recipe.selection == "cv" else recipe.selection
     return name, found[name](evaluator), oof

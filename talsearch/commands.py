@@ -74,7 +74,7 @@ def cmd_ensemble(args) -> None:
 
     result = run_ensemble(args.sweep, args.data, args.out, args.config, args.set, top_n=args.top, folds=args.folds,
                           selection=args.selection, seed=args.seed, min_gain=args.min_gain,
-                          fold_seeds=args.fold_seeds)
+                          fold_seeds=args.fold_seeds, boundary_offsets=args.boundary_offsets == "class")
     print(json.dumps(result, indent=1))
 
 
@@ -176,6 +176,10 @@ def add_parsers(sub, add_command, config_arg, port) -> None:
                    help="cv: keep the best single member unless a fusion beats its out-of-fold mAP by this much "
                         "(default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds")
+    p.add_argument("--boundary-offsets", choices=("class", "none"), default="class",
+                   help="class: move each class's detected edges back by the median offset of its matched "
+                        "detections, fitted where the weights are (inside cross-validation: training folds only); "
+                        "none: keep the edges")
     p.add_argument("--fold-seeds", type=positive_int, default=1,
                    help="also report the gain for this many draws of the folds (seed, seed + 1, ...): its spread")
     config_arg(p)

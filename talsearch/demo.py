@@ -63,10 +63,16 @@ def gain_line(metrics: dict) -> str:
     gain = metrics.get("gain")
     if not gain:
         return ""
-    return (f"gain over the best single trial (nested out-of-fold): {gain['mAP']:+.4f}, "
+    line = (f"gain over the best single trial (nested out-of-fold): {gain['mAP']:+.4f}, "
             f"{round(gain['level'] * 100)}% bootstrap interval [{gain['low']:+.4f}, {gain['high']:+.4f}] over "
             f"{gain['videos']} val videos; procedure {metrics['ensemble']['procedure']}, "
             f"{metrics['ensemble'].get('fusion', 'probabilities')} fusion")
+    alone = gain.get("boundary_offsets_alone")
+    if alone:
+        moved = ", ".join(sorted(metrics["ensemble"].get("boundary_offsets") or {})) or "none"
+        line += (f"\nof which boundary offsets alone (best single trial with them): {alone['mAP']:+.4f} "
+                 f"[{alone['low']:+.4f}, {alone['high']:+.4f}]; classes moved: {moved}")
+    return line
 
 
 def trial_outcomes(sweep_dir: Path) -> list[dict]:

@@ -23,6 +23,14 @@ def test_gain_line_states_the_gain_its_interval_and_how_it_was_fused():
     assert gain_line({k: v for k, v in METRICS.items() if k != "gain"}) == ""
 
 
+def test_gain_line_says_what_the_boundary_offsets_alone_give():
+    metrics = {**METRICS, "ensemble": {**METRICS["ensemble"], "boundary_offsets": {"b": {"start": 0.5, "end": 0}}},
+               "gain": {**METRICS["gain"], "boundary_offsets_alone": {"mAP": 0.03, "low": 0.0, "high": 0.05}}}
+    second = gain_line(metrics).splitlines()[1]
+    assert "+0.0300 [+0.0000, +0.0500]" in second and second.endswith("classes moved: b")
+    assert len(gain_line(METRICS).splitlines()) == 1
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_quick_demo_runs_the_whole_pipeline(tmp_path):

@@ -27,15 +27,16 @@ def make_data(tmp_path, n_videos=10, seed=0):
     return truth
 
 
-def member_probs(truth, interval, good_on, rng, noise=0.0):
-    """Interval probabilities that know the truth for classes in good_on, else guess background."""
+def member_probs(truth, interval, good_on, rng, noise=0.0, late=0.0):
+    """Interval probabilities that know the truth for classes in good_on, else guess background; the first and
+    last ``late`` seconds of every action look like background."""
     starts = np.arange(0, DURATION, interval)
     ends = np.minimum(starts + interval, DURATION)
     probs = np.zeros((len(starts), 3))
     probs[:, 0] = 1.0
     for s, e, label in truth:
         k = ACTIONS.index(label) + 1
-        inside = (starts >= s) & (ends <= e)
+        inside = (starts >= s + late) & (ends <= e - late)
         probs[inside] = 0.0
         if label in good_on:
             probs[inside, k] = 1.0
@@ -45,10 +46,10 @@ def member_probs(truth, interval, good_on, rng, noise=0.0):
     return starts, ends, probs / probs.sum(axis=1, keepdims=True)
 
 
-def write_member(sweep, name, truth, interval, good_on, noise, seed, val_map=0.5):
+def write_member(sweep, name, truth, interval, good_on, noise, seed, val_map=0.5, late=0.0):
     rng = np.random.default_rng(seed)
     vids = sorted(truth)
-    parts = [member_probs(truth[v], interval, good_on, rng, noise) for v in vids]
+    parts = [member_probs(truth[v], interval, good_on, rng, noise, late) for v in vids]
     meta = {"actions": list(ACTIONS), "scenes": [], "interval_seconds": interval, "config": {}}
     pred = IntervalPredictions.from_videos(vids, [p[0] for p in parts], [p[1] for p in parts],
                                            [p[2] for p in parts], np.zeros((len(vids), 0)), meta)
@@ -235,3 +236,31 @@ def test_the_gain_is_reported_for_other_draws_of_the_folds(tmp_path):
     again = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "again", seed=2, **options)
     assert gain["by_fold_seed"][2]["mAP"] == pytest.approx(again["gain"]["mAP"])
     assert "by_fold_seed" not in again["gain"]
+
+
+def test_edges_every_member_misses_alike_are_moved_back_by_the_boundary_offsets(tmp_path):
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    for seed in (1, 2):  # both members see every action half a second late and lose it half a second early
+        write_member(sweep, f"late{seed}", truth, 0.5, {"a", "b"}, 0.05, seed, late=0.5)
+    options = dict(folds=3, overrides=["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"])
+    result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", **options)
+    offsets = {"a": {"start": 0.5, "end": -0.5}, "b": {"start": 0.5, "end": -0.5}}
+    assert result["ensemble"]["boundary_offsets"] == offsets and result["boundary_offsets"] == "class"
+    assert json.loads((tmp_path / "out" / "ensemble.json").read_text())["boundary_offsets"] == offsets
+    # fitted on training folds only, the offsets put every held-out edge on the truth: every tIoU threshold met
+    assert result["ensemble"]["nested_oof_val_mAP"] == pytest.approx(1.0)
+    # the best single member as it was trained finds every action at tIoU 2/3 only: mAP@0.5 alone
+    assert result["best_single"]["oof_val_mAP"] == pytest.approx(1 / 3)
+    assert result["best_single"]["oof_val_mAP_with_boundary_offsets"] == pytest.approx(1.0)
+    gain = result["gain"]
+    assert gain["mAP"] == pytest.approx(2 / 3) and gain["boundary_offsets_alone"]["mAP"] == pytest.approx(2 / 3)
+    # the written detections carry the moved edges
+    found = json.loads((tmp_path / "out" / "detections" / "val.json").read_text())["results"]
+    assert all([s, e] in [row["segment"] for row in found[v]] for v in truth for s, e, _ in truth[v])
+    # --boundary-offsets none: the edges stay, the baseline is the same
+    plain = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "plain", boundary_offsets=False, **options)
+    assert plain["ensemble"]["boundary_offsets"] == {} and plain["boundary_offsets"] == "none"
+    assert plain["ensemble"]["nested_oof_val_mAP"] == pytest.approx(1 / 3)
+    assert plain["best_single"]["oof_val_mAP"] == result["best_single"]["oof_val_mAP"]
+    assert "boundary_offsets_alone" not in plain["gain"] and "oof_val_mAP_with_boundary_offsets" not in plain["best_single"]

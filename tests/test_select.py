@@ -2,7 +2,14 @@ import numpy as np
 
 from ensemble.align import AlignedVideo
 from ensemble.fuse import Evaluator
-from ensemble.select import best_procedure, cross_validate, fit_weights, greedy_select, nested_cross_validate
+from ensemble.select import (
+    Recipe,
+    best_procedure,
+    cross_validate,
+    fit_weights,
+    greedy_select,
+    nested_cross_validate,
+)
 from tal_core.config import EvalConfig
 from tal_core.metrics import Segments
 
@@ -61,7 +68,7 @@ def test_a_fusion_must_beat_the_best_single_member_by_the_margin():
 
 def test_nested_figure_is_an_out_of_fold_score_of_the_whole_recipe():
     ev = evaluator(videos=8)
-    nested = nested_cross_validate(ev, 4, 0, max_steps=4)
+    nested = nested_cross_validate(ev, 4, 0, Recipe(max_steps=4))
     plain = cross_validate(ev, 4, 0, lambda e: fit_weights(e, 4))
     assert 0.0 <= nested <= 1.0 and nested > ev.single_scores().max()
     assert abs(nested - plain) < 0.2
@@ -69,7 +76,7 @@ def test_nested_figure_is_an_out_of_fold_score_of_the_whole_recipe():
 
 def test_nested_figure_with_two_videos():
     ev = evaluator(videos=2)
-    assert 0.0 <= nested_cross_validate(ev, 5, 0, max_steps=2) <= 1.0
+    assert 0.0 <= nested_cross_validate(ev, 5, 0, Recipe(max_steps=2)) <= 1.0
 
 
 def test_forked_candidate_scoring_gives_the_sequential_result(monkeypatch):
@@ -99,3 +106,26 @@ def test_every_procedure_runs_under_cross_validation():
     ev = evaluator(videos=6)
     for name, fit in procedures(3).items():
         assert 0.0 <= cross_validate(ev, 3, 0, fit) <= 1.0, name
+
+
+def test_boundary_offsets_are_kept_for_the_classes_whose_ap_they_raise():
+    """Class b starts 1 s late in every video: moved back. Class a starts 1 s late in two videos and on time in
+    two: its median offset (0.5 s) would put every start half a second off and cost AP@0.95: left out."""
+    from ensemble.select import SelectionResult, with_boundary_offsets
+
+    starts = np.arange(20.0)
+    aligned, rows = [], []
+    for v in range(4):
+        probs = np.zeros((1, 20, 3))
+        probs[0, :, 0] = 1.0
+        a_from = 3 if v < 2 else 2
+        probs[0, a_from:6], probs[0, 11:14] = [0, 1, 0], [0, 0, 1]
+        aligned.append(AlignedVideo(f"v{v}", starts, starts + 1, probs, np.zeros((1, 0))))
+        rows += [(f"v{v}", "a", 2.0, 6.0, 1.0), (f"v{v}", "b", 10.0, 14.0, 1.0)]
+    ev = Evaluator(aligned, Segments.from_rows(rows), ("a", "b"), CFG)
+    plain = SelectionResult(np.ones(1), ev.score(np.ones(1)))
+    fitted = with_boundary_offsets(ev, plain)
+    assert fitted.boundary_offsets == {"b": (1.0, 0.0)}
+    assert fitted.score == ev.score_detections(ev.detections_of(fitted)).mean > plain.score
+    per_class = ev.score_detections(ev.detections_of(fitted)).to_json()["per_class"]
+    assert per_class["b"] == 1.0 and per_class["a"] == ev.score_detections(ev.detections_of(plain)).to_json()["per_class"]["a"]

@@ -104,11 +104,13 @@ def test_ensemble_of_a_real_sweep(tiny_data, tiny_sweep, tmp_path):
     state = json.loads((out / "sweep.json").read_text())
     from_run = subprocess.run([sys.executable, "-m", "talsearch.cli", "ensemble", "--sweep", state["parent_run_id"],
                                "--data", str(tiny_data), "--out", str(tmp_path / "ens_run"), "--top", "2",
-                               "--selection", "greedy", "--set", f"tracking.uri={state['tracking_uri']}"],
+                               "--selection", "greedy", "--boundary-offsets", "none",
+                               "--set", f"tracking.uri={state['tracking_uri']}"],
                               capture_output=True, text=True, timeout=600)
     assert from_run.returncode == 0, from_run.stderr[-2000:]
     by_run = json.loads(from_run.stdout)
     assert by_run["ensemble"]["procedure"] == "greedy"
+    assert by_run["boundary_offsets"] == "none" and by_run["ensemble"]["boundary_offsets"] == {}
     members = [m["run_id"] for m in json.loads((tmp_path / "ens_run" / "ensemble.json").read_text())["members"]]
     children = {r.info.run_id for r in MlflowClient(state["tracking_uri"]).search_runs(
         [MlflowClient(state["tracking_uri"]).get_run(state["parent_run_id"]).info.experiment_id],
