@@ -79,6 +79,12 @@ def refit(sweep: Path, work: Path, top: int, seeds: int) -> dict:
             "val_mAP": sorted(round(v, 4) for v in values), "seconds": round(time.perf_counter() - started, 1)}
 
 
+def _rounded(value):
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return round(value, 4) if isinstance(value, float) else value
+
+
 def sweep_and_ensemble(data: Path, work: Path, refit_top: int = 3, refit_seeds: int = 2) -> dict:
     sweep = work / "sweep"
     started = time.perf_counter()
@@ -106,8 +112,10 @@ def sweep_and_ensemble(data: Path, work: Path, refit_top: int = 3, refit_seeds: 
                "members": {m["run_id"]: round(m["weight"], 3) for m in members},
                "nested_oof_val_mAP": round(float(ensemble["nested_oof_val_mAP"]), 4),
                "best_single_oof_val_mAP": round(float(single["oof_val_mAP"]), 4),
+               "boundary_offsets": ensemble.get("boundary_offsets"),
+               "best_single_oof_val_mAP_with_boundary_offsets": single.get("oof_val_mAP_with_boundary_offsets"),
                "oof_val_mAP_by_procedure": {k: round(v, 4) for k, v in result["oof_val_mAP_by_procedure"].items()},
-               "gain": {k: round(v, 4) if isinstance(v, float) else v for k, v in result["gain"].items()}
+               "gain": {k: _rounded(v) for k, v in result["gain"].items()}
                | {"by_fold_seed": {row["seed"]: round(row["mAP"], 4) for row in result["gain"]["by_fold_seed"]}},
                "seconds": round(time.perf_counter() - started, 1)}}
 
