@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tal_core.metrics import Segments
+from tal_core.metrics import Segments, segment_iou
 
 MATCH_TIOU = 0.5
 MIN_MATCHES = 3
@@ -40,9 +40,7 @@ def matched_errors(detections: Segments, truth: Segments) -> dict[str, np.ndarra
         if rows is None:
             continue
         start, end = detections.start[rows], detections.end[rows]
-        overlap = np.clip(np.minimum(end, truth.end[t]) - np.maximum(start, truth.start[t]), 0.0, None)
-        tiou = overlap / (np.maximum(end, truth.end[t]) - np.minimum(start, truth.start[t]))
-        candidates = np.flatnonzero(tiou >= MATCH_TIOU)
+        candidates = np.flatnonzero(segment_iou(start, end, truth.start[t], truth.end[t]) >= MATCH_TIOU)
         if len(candidates):
             best = candidates[np.argmax(detections.score[rows][candidates])]
             errors.setdefault(str(truth.label[t]), []).append((start[best] - truth.start[t], end[best] - truth.end[t]))

@@ -188,13 +188,14 @@ def with_boundary_offsets(evaluator: Evaluator, chosen: SelectionResult) -> Sele
         return chosen
     before = evaluator.score_detections(found).to_json()["per_class"]
     after = evaluator.score_detections(apply_offsets(found, offsets, evaluator.video_ends))
+    after_per_class = after.to_json()["per_class"]
     kept = {label: moved for label, moved in offsets.items()
-            if after.to_json()["per_class"].get(label, 0.0) > before.get(label, 0.0)}
+            if after_per_class.get(label, 0.0) > before.get(label, 0.0)}
     if not kept:
         return chosen
-    fitted = replace(chosen, boundary_offsets=kept)
-    score = after if kept == offsets else evaluator.score_detections(evaluator.detections_of(fitted))
-    return replace(fitted, score=score.mean)
+    if kept != offsets:  # the kept ones moved on the detections already decoded
+        after = evaluator.score_detections(apply_offsets(found, kept, evaluator.video_ends))
+    return replace(chosen, boundary_offsets=kept, score=after.mean)
 
 
 def procedures(max_steps: int, boundary_offsets: bool = True) -> dict:
