@@ -28,7 +28,7 @@ from tal_core.config import from_dict, load_config, merge_nested, read_yaml, unf
 from tal_core.data.annotations import load_dataset  # noqa: E402
 from tal_core.data.synth import SynthSpec, synthesize  # noqa: E402
 from tal_core.data.video import FrameCache  # noqa: E402
-from tal_core.trainer import fit  # noqa: E402
+from tal_core.training.trainer import fit  # noqa: E402
 
 KEYS = ("val_mAP@0.5", "val_mAP@0.75", "val_mAP@0.95", "val_mAP")
 DECODE_VARIANTS = {  # changes to the precise config's eval keys, scored on the same stored predictions
@@ -73,8 +73,8 @@ def train(cfg, spec, cache, out: Path) -> dict:
 def redecoded(cfg, spec, run_dir: Path) -> dict:
     """The run's stored val predictions decoded each fixed way of DECODE_VARIANTS (its own decoding section
     with the change, no alternatives)."""
-    from tal_core import evaluation
-    from tal_core.predictions import load_predictions
+    from tal_core.decoding import evaluation
+    from tal_core.scoring.predictions import load_predictions
 
     pred = load_predictions(run_dir / "predictions" / "val.npz")
     out = {}

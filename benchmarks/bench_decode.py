@@ -16,8 +16,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tal_core.config import EvalConfig  # noqa: E402
-from tal_core.decode import decode_cells  # noqa: E402
-from tal_core.metrics import Segments, average_precision  # noqa: E402
+from tal_core.decoding.decode import decode_cells  # noqa: E402
+from tal_core.scoring.metrics import Segments, average_precision  # noqa: E402
 
 DURATION = 40.0
 
@@ -55,8 +55,8 @@ def score(gt, preds, actions, cfg: EvalConfig) -> dict:
 
 def from_sweep(sweep: Path, data: Path):
     from tal_core.data.annotations import load_ground_truth
-    from tal_core.formats import ground_truth_segments
-    from tal_core.predictions import load_predictions
+    from tal_core.scoring.formats import ground_truth_segments
+    from tal_core.scoring.predictions import load_predictions
 
     gt = ground_truth_segments(load_ground_truth(data), "val")
     for path in sorted(sweep.glob("trials/*/predictions/val.npz")):

@@ -22,8 +22,8 @@ from ensemble.align import align  # noqa: E402
 from ensemble.fuse import Evaluator  # noqa: E402
 from ensemble.select import Recipe, choose_by_cv, fit_weights, nested_cross_validate  # noqa: E402
 from tal_core.config import EvalConfig  # noqa: E402
-from tal_core.metrics import Segments  # noqa: E402
-from tal_core.predictions import IntervalPredictions  # noqa: E402
+from tal_core.scoring.metrics import Segments  # noqa: E402
+from tal_core.scoring.predictions import IntervalPredictions  # noqa: E402
 
 ACTIONS = tuple(f"a{i}" for i in range(10))
 DURATION = 30.0

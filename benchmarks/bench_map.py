@@ -15,7 +15,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tal_core.metrics import Segments, average_precision  # noqa: E402
+from tal_core.scoring.metrics import Segments, average_precision  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from reference_map import reference_map  # noqa: E402

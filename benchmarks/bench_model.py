@@ -17,8 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tal_core.config import LossConfig, ModelConfig  # noqa: E402
-from tal_core.losses import multitask_loss  # noqa: E402
 from tal_core.model.multitask import MultiTaskTSM  # noqa: E402
+from tal_core.training.losses import multitask_loss  # noqa: E402
 
 
 def setup(backbone: str, fraction: float, device: str, size: int, batch: int):

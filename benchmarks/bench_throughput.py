@@ -29,8 +29,8 @@ from tal_core.data.annotations import load_dataset  # noqa: E402
 from tal_core.data.dataset import IntervalDataset  # noqa: E402
 from tal_core.data.synth import SynthSpec, synthesize  # noqa: E402
 from tal_core.data.video import FrameCache  # noqa: E402
-from tal_core.loops import train_one_epoch  # noqa: E402
-from tal_core.trainer import build_model  # noqa: E402
+from tal_core.training.loops import train_one_epoch  # noqa: E402
+from tal_core.training.trainer import build_model  # noqa: E402
 
 SETTINGS = {  # device -> backbone, frame size, batch, synthetic videos, loader worker counts to try
     "cuda": {"backbone": "resnet50", "size": 224, "batch": 16, "videos": 16, "workers": (0, 4, 8, 12)},

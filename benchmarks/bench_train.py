@@ -18,7 +18,7 @@ from tal_core.config import load_config  # noqa: E402
 from tal_core.data.annotations import load_dataset  # noqa: E402
 from tal_core.data.synth import SynthSpec, synthesize  # noqa: E402
 from tal_core.data.video import FrameCache  # noqa: E402
-from tal_core.trainer import fit  # noqa: E402
+from tal_core.training.trainer import fit  # noqa: E402
 
 DIRECTION = ("slide_left", "slide_right")
 
@@ -37,9 +37,9 @@ def train(spec, cache, out: Path, shift: float) -> dict:
 
 def scene_prior_effect(spec, cache, run_dir: Path) -> dict:
     """val mAP of the same predictions decoded with and without the scene prior."""
-    from tal_core import evaluation
     from tal_core.data.dataset import IntervalDataset
-    from tal_core.predictions import load_predictions
+    from tal_core.decoding import evaluation
+    from tal_core.scoring.predictions import load_predictions
 
     cfg = load_config(ROOT / "configs" / "demo.yaml")
     prior = evaluation.scene_action_prior(IntervalDataset(spec, "train", cfg.data, True, cache), len(spec.taxonomy.scenes))

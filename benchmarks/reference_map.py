@@ -1,5 +1,5 @@
 """Straightforward per-prediction-loop ActivityNet mAP: the baseline our vectorised
-``tal_core.metrics.average_precision`` is checked and timed against."""
+``tal_core.scoring.metrics.average_precision`` is checked and timed against."""
 
 from __future__ import annotations
 

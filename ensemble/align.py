@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tal_core.predictions import IntervalPredictions
+from tal_core.scoring.predictions import IntervalPredictions
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tal_core.metrics import Segments, segment_iou
+from tal_core.scoring.metrics import Segments, segment_iou
 
 MATCH_TIOU = 0.5
 MIN_MATCHES = 3

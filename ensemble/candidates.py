@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tal_core.errors import UserError
-from tal_core.predictions import IntervalPredictions, PredictionsError, load_predictions
+from tal_core.reporting.tracking import download_trial_outputs
 from tal_core.run_folder import RunFolder
-from tal_core.tracking import download_trial_outputs
+from tal_core.scoring.predictions import IntervalPredictions, PredictionsError, load_predictions
 
 
 class CandidateError(UserError, ValueError):

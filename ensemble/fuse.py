@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tal_core.binning import binned_predictions, binned_truth
 from tal_core.config import EvalConfig
-from tal_core.decode import CellLayout, decode_flat
-from tal_core.metrics import Segments, average_precision
+from tal_core.decoding.decode import CellLayout, decode_flat
+from tal_core.scoring.binning import binned_predictions, binned_truth
+from tal_core.scoring.metrics import Segments, average_precision
 
 from .align import AlignedVideo
 from .boundaries import apply_offsets

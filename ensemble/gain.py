@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tal_core.metrics import Segments, average_precision
+from tal_core.scoring.metrics import Segments, average_precision
 
 
 def concat_segments(parts: list[Segments]) -> Segments:

@@ -11,7 +11,11 @@ import numpy as np
 
 from tal_core.config import DECODING_KEYS, load_config, parse_overrides, read_yaml
 from tal_core.data.annotations import load_ground_truth
-from tal_core.formats import (
+from tal_core.io import write_json_atomic
+from tal_core.reporting.plots import bar_plot, grouped_bar_plot, line_plot
+from tal_core.reporting.run_plots import detection_plots
+from tal_core.reporting.tracking import log_ensemble_run, resolve_uri
+from tal_core.scoring.formats import (
     ground_truth_segments,
     placements_of,
     segments_to_detection_dict,
@@ -19,10 +23,6 @@ from tal_core.formats import (
     write_detections,
     write_submission,
 )
-from tal_core.io import write_json_atomic
-from tal_core.plots import bar_plot, grouped_bar_plot, line_plot
-from tal_core.run_plots import detection_plots
-from tal_core.tracking import log_ensemble_run, resolve_uri
 
 from .align import align
 from .boundaries import offsets_json

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from tal_core.config import EvalConfig
-from tal_core.decode import intersecting_pairs, nms_grouped
+from tal_core.decoding.decode import intersecting_pairs, nms_grouped
 
 VOTE_TIOU = 0.5
 

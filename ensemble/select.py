@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tal_core.errors import UserError
-from tal_core.metrics import Segments
+from tal_core.scoring.metrics import Segments
 
 from .boundaries import Offsets, apply_offsets, fit_offsets
 from .defaults import MIN_GAIN

@@ -23,8 +23,8 @@ import yaml
 from tal_core.config import ConfigError, from_dict
 from tal_core.data.annotations import load_dataset
 from tal_core.io import write_json_atomic
+from tal_core.reporting.tracking import end_unfinished_runs, finish_children
 from tal_core.run_folder import RunFolder
-from tal_core.tracking import end_unfinished_runs, finish_children
 
 logger = logging.getLogger("talsearch.sweep")
 TUNE_NAME = "refit"

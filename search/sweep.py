@@ -25,8 +25,7 @@ from tal_core.config import ConfigError
 from tal_core.data.annotations import DatasetSpec, load_dataset
 from tal_core.data.video import FrameCache
 from tal_core.io import clean_temporaries, write_json_atomic, write_text_atomic
-from tal_core.run_folder import RunFolder
-from tal_core.tracking import (
+from tal_core.reporting.tracking import (
     check_reachable,
     end_unfinished_runs,
     finish_children,
@@ -36,6 +35,7 @@ from tal_core.tracking import (
     save_trials_view,
     start_parent_run,
 )
+from tal_core.run_folder import RunFolder
 
 from .space import SweepSpec, load_sweep, space_entry
 from .strategy import describe, make_sampler, make_scheduler, replaces_with_nearest
@@ -319,7 +319,7 @@ def trial_outcomes(results, base_epochs: int, sweep_dir: Path) -> dict[str, dict
 def _sweep_plots(sweep_dir: Path, study_name: str) -> None:
     import optuna
 
-    from tal_core.plots import optuna_plots
+    from tal_core.reporting.plots import optuna_plots
 
     (sweep_dir / "plots").mkdir(exist_ok=True)
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{sweep_dir / 'optuna.db'}")

@@ -1,4 +1,4 @@
-"""One Tune trial = one Ray Train (DDP) run of ``tal_core.trainer.fit``.
+"""One Tune trial = one Ray Train (DDP) run of ``tal_core.training.trainer.fit``.
 
 The Tune function builds a ``TorchTrainer`` named after the trial id (so a
 restarted trial resumes from its last checkpoint) and calls ``fit()``; every
@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import logging
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -49,10 +47,11 @@ def worker_loop(loop_config: dict) -> None:
         _warming.join()  # can deadlock on its circular imports (Python then raises in one of them)
     from tal_core.data.annotations import load_dataset
     from tal_core.data.video import FrameCache
-    from tal_core.trainer import RunCallbacks, fit
+    from tal_core.logs import configure_logging
+    from tal_core.training.trainer import RunCallbacks, fit
 
     # a worker process is an entry point of its own: its progress lines go to its stderr (Ray's worker log)
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+    configure_logging()
     started = loop_config["trial_started"]
     timing = {"worker_start_s": time.time() - started, "first_step_s": None}
     cfg = from_dict(unflatten(loop_config["config"]))
@@ -146,7 +145,7 @@ def _resume_file(run_dir: Path, world_rank: int) -> Path | None:
 
 # What a worker imports before its first optimizer step that Ray Train's own start-up does not: our trainer
 # (torchvision, the model) and torch._dynamo, which torch.optim imports on first use (about 2 s of CPU).
-WARM_MODULES = ("tal_core.trainer", "torch._dynamo")
+WARM_MODULES = ("tal_core.training.trainer", "torch._dynamo")
 
 
 _warming: threading.Thread | None = None  # this worker process's warm-up thread, once started

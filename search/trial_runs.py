@@ -1,11 +1,11 @@
 """Tune's MLflow callback, naming each trial's child run after what the trial is (its searched values) and
-tagging it with its trial id, which is how the sweep finds the run again (``tal_core.tracking``)."""
+tagging it with its trial id, which is how the sweep finds the run again (``tal_core.reporting.tracking``)."""
 
 from __future__ import annotations
 
 from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-from tal_core.tracking import TRIAL_ID_TAG, trial_run_name
+from tal_core.reporting.tracking import TRIAL_ID_TAG, trial_run_name
 
 from .ray_compat import trial_runs
 

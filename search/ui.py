@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tal_core.errors import UserError
-from tal_core.tracking import artifact_location, redact_uri, resolve_uri
+from tal_core.reporting.tracking import artifact_location, redact_uri, resolve_uri
 
 _OPTUNA_DASHBOARD = "import sys, optuna_dashboard; optuna_dashboard.run_server(sys.argv[1], host=sys.argv[2], port=int(sys.argv[3]))"
 

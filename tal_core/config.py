@@ -24,8 +24,8 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import UserError
-from .io import write_text_atomic
+from tal_core.errors import UserError
+from tal_core.io import write_text_atomic
 
 
 class ConfigError(UserError, ValueError):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import Config
+from tal_core.config import Config
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 HEADER = """\

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import UserError
+from tal_core.errors import UserError
 
 
 @contextlib.contextmanager

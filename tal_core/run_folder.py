@@ -22,8 +22,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .io import append_jsonl, read_jsonl, write_json_atomic
+from tal_core.errors import UserError
+from tal_core.io import append_jsonl, read_jsonl, write_json_atomic
 
 
 class RunFolderError(UserError):

@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
 from tal_core.errors import UserError
+from tal_core.logs import configure_logging
+
+from .arguments import (
+    Formatter,
+    add_command,
+    config_arg,
+    non_negative,
+    positive_float,
+    positive_int,
+    share,
+    tiou,
+)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -16,16 +27,6 @@ EXIT_INTERRUPTED = 130
 
 def _emit(result) -> None:
     print(result if isinstance(result, str) else json.dumps(result, indent=1))
-
-
-def _set_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override config keys (dotted names; values parse as YAML); repeatable")
-
-
-def _config_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (keys as in configs/base.yaml)")
-    _set_arg(parser)
 
 
 def cmd_synth(args) -> None:
@@ -39,7 +40,7 @@ def cmd_synth(args) -> None:
 
 def cmd_import_360x(args) -> None:
     from tal_core.data.importers import import_360x
-    from tal_core.formats import read_label_map
+    from tal_core.scoring.formats import read_label_map
 
     label_map = read_label_map(args.label_map) if args.label_map else None
     _report_import(import_360x(args.src, args.out, args.scenes, args.cut, label_map), args.out)
@@ -60,7 +61,7 @@ def _report_import(report, out) -> None:
 def cmd_train(args) -> None:
     from tal_core.config import load_config
     from tal_core.data.annotations import load_dataset
-    from tal_core.trainer import fit
+    from tal_core.training.trainer import fit
 
     cfg = load_config(args.config, args.set)
     spec = load_dataset(args.data)
@@ -91,10 +92,10 @@ def cmd_evaluate(args) -> None:
 def _evaluate(args) -> None:
     import numpy as np
 
-    from tal_core.binning import binned
     from tal_core.data.annotations import load_ground_truth
-    from tal_core.formats import ground_truth_segments, placements_of, read_detections
-    from tal_core.metrics import average_precision
+    from tal_core.scoring.binning import binned
+    from tal_core.scoring.formats import ground_truth_segments, placements_of, read_detections
+    from tal_core.scoring.metrics import average_precision
 
     spec = load_ground_truth(args.gt)
     truth = ground_truth_segments(spec, args.subset)
@@ -129,7 +130,7 @@ def cmd_weights(args) -> None:
 
 def cmd_submit(args) -> None:
     from tal_core.data.annotations import load_ground_truth
-    from tal_core.formats import (
+    from tal_core.scoring.formats import (
         placements_of,
         read_detections_dict,
         read_label_map,
@@ -148,60 +149,8 @@ def cmd_submit(args) -> None:
     _emit(str(path))
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Help that shows every default and keeps the description's line breaks."""
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
-    return value
-
-
-def tiou(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"a tIoU threshold must lie in (0, 1], got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def non_negative(text: str) -> float:
-    value = float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def port(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a TCP port lies in 1..65535, got {text}")
-    return value
-
-
-def add_command(sub, name: str, help_text: str, func):
-    parser = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
-    parser.set_defaults(func=func)
-    return parser
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="talsearch", description=__doc__.replace("``", ""), formatter_class=_Formatter)
+    parser = argparse.ArgumentParser(prog="talsearch", description=__doc__.replace("``", ""), formatter_class=Formatter)
     parser.add_argument("--version", action=_VersionAction, help="show the version and exit")
     noise = parser.add_mutually_exclusive_group()
     noise.add_argument("--quiet", action="store_true", help="log warnings and errors only (stderr)")
@@ -244,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True, help="data-set folder (annotations.json + videos)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write (must not hold a run unless --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    _config_arg(p)
+    config_arg(p)
 
     p = add_command(sub, "evaluate", "mAP of detections against annotations (no videos needed)", cmd_evaluate)
     p.add_argument("--gt", type=Path, required=True, help="annotations.json (ours or ActivityNet v1.3)")
@@ -299,16 +248,7 @@ def _version() -> str:
 def _add_search_commands(sub) -> None:
     from . import commands
 
-    commands.add_parsers(sub, add_command, _config_arg, port)
-
-
-def configure_logging(quiet: bool = False, verbose: bool = False) -> None:
-    """Log lines (progress, warnings) to stderr, as plain messages: INFO by default, WARNING with --quiet,
-    DEBUG with --verbose. Libraries only log; this is the one place that decides where it goes."""
-    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s", force=True)
-    for noisy in ("urllib3", "alembic", "filelock", "matplotlib", "PIL", "optuna", "ray", "mlflow", "fsspec"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    commands.add_parsers(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from .arguments import add_command, config_arg, non_negative, port, positive_float, positive_int
+
 
 def _private_network(args, tracking_uri: str, enabled: bool) -> None:
     """Re-runs this command with its local Ray cluster in a private network namespace (see
@@ -95,10 +97,8 @@ def cmd_ui(args) -> None:
     run_ui(args.uri, args.host, args.port, optuna_sweep=args.optuna, announce=announce)
 
 
-def add_parsers(sub, add_command, config_arg, port) -> None:
+def add_parsers(sub) -> None:
     from ensemble.defaults import MIN_GAIN
-
-    from .cli import non_negative, positive_float, positive_int
 
     p = add_command(sub, "sweep", "Optuna + Ray Tune + Ray Train search, tracked in MLflow", cmd_sweep)
     p.add_argument("--data", type=Path, required=True, help="data-set folder (annotations.json + videos)")

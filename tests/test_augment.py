@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from tal_core.augment import augment_batch, flip_permutation
 from tal_core.config import AugmentConfig, ConfigError, load_config
+from tal_core.training.augment import augment_batch, flip_permutation
 
 ACTIONS = ("turn_left", "turn_right", "wave")
 

@@ -19,7 +19,7 @@ def test_bench_throughput_measures_an_epoch_from_the_frame_cache(tiny_data, tmp_
     from tal_core.data.annotations import load_dataset
     from tal_core.data.dataset import IntervalDataset
     from tal_core.data.video import FrameCache
-    from tal_core.trainer import build_model
+    from tal_core.training.trainer import build_model
 
     bench_throughput = bench("bench_throughput")
     cfg = bench_throughput.config({"backbone": "tiny", "size": 32, "batch": 4})

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tal_core.binning import binned, split_into_bins
-from tal_core.metrics import Segments, average_precision
+from tal_core.scoring.binning import binned, split_into_bins
+from tal_core.scoring.metrics import Segments, average_precision
 
 
 def segs(rows):

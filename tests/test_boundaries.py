@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ensemble.boundaries import apply_offsets, fit_offsets, matched_errors, offsets_json
-from tal_core.metrics import Segments
+from tal_core.scoring.metrics import Segments
 
 
 def truth() -> Segments:

@@ -2,7 +2,7 @@ import numpy as np
 
 from ensemble.align import AlignedVideo
 from ensemble.calibrate import TEMPERATURES, apply_temperatures, cell_labels, fit_temperatures, tempered
-from tal_core.metrics import Segments
+from tal_core.scoring.metrics import Segments
 
 
 def video(probs_by_member, labels):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tal_core.config import EvalConfig
-from tal_core.decode import apply_scene_prior, decode_cells, decode_videos, nms_grouped, runs
+from tal_core.decoding.decode import apply_scene_prior, decode_cells, decode_videos, nms_grouped, runs
 
 STARTS = np.arange(6.0)
 ENDS = STARTS + 1
@@ -60,7 +60,7 @@ def test_scene_prior_rescales_actions_only():
 
 
 def test_smoothing_is_a_length_weighted_window_and_keeps_a_clean_step():
-    from tal_core.decode import smooth_cells
+    from tal_core.decoding.decode import smooth_cells
 
     starts = np.arange(8) * 0.25
     ends = starts + 0.25
@@ -106,7 +106,7 @@ def test_boundary_contrast_can_be_switched_off():
                                  EvalConfig(boundary_contrast=False, max_segments_per_video=3),
                                  EvalConfig(smooth="mean", smooth_seconds=1.0, refine_seconds=0.75)])
 def test_many_videos_decode_as_each_alone(cfg):
-    from tal_core.decode import decode_videos
+    from tal_core.decoding.decode import decode_videos
 
     rng = np.random.default_rng(0)
     videos = []
@@ -138,7 +138,7 @@ def _greedy_nms(start, end, score, label, threshold, keep_max):
 
 
 def test_grouped_nms_is_greedy_nms_of_each_video():
-    from tal_core.decode import nms_grouped
+    from tal_core.decoding.decode import nms_grouped
 
     rng = np.random.default_rng(7)
     for _ in range(100):
@@ -193,7 +193,7 @@ def test_refinement_keeps_an_action_at_the_video_edge_and_a_clean_step():
 
 
 def test_refinement_reach_counts_each_videos_own_cells():
-    from tal_core.decode import CellLayout
+    from tal_core.decoding.decode import CellLayout
 
     layout = CellLayout([(np.arange(8) * 0.125, np.arange(1, 9) * 0.125), (np.arange(4.0), np.arange(1.0, 5.0))])
     assert layout.cells_within(0.5).tolist() == [4, 0] and layout.cells_within(0.0).tolist() == [0, 0]

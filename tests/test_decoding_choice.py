@@ -6,10 +6,10 @@ import pytest
 from helpers import TINY_OVERRIDES
 from tal_core.config import Config, ConfigError, load_config
 from tal_core.data.annotations import load_dataset
-from tal_core.decoding_choice import choose_decoding
-from tal_core.evaluation import decode_predictions, detection_metrics
-from tal_core.predictions import IntervalPredictions, load_predictions
-from tal_core.trainer import fit
+from tal_core.decoding.decoding_choice import choose_decoding
+from tal_core.decoding.evaluation import decode_predictions, detection_metrics
+from tal_core.scoring.predictions import IntervalPredictions, load_predictions
+from tal_core.training.trainer import fit
 
 CELL = 0.25  # seconds
 DURATION = 8.0

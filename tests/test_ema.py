@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from tal_core.ema import WeightEMA
+from tal_core.training.ema import WeightEMA
 
 
 def test_average_follows_the_weights_with_a_warming_decay():

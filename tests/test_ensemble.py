@@ -7,7 +7,7 @@ from ensemble.align import align, common_grid, member_cells
 from ensemble.candidates import CandidateError, collect
 from ensemble.run import run_ensemble
 from tal_core.data.annotations import write_annotations
-from tal_core.predictions import IntervalPredictions, save_predictions
+from tal_core.scoring.predictions import IntervalPredictions, save_predictions
 
 ACTIONS = ("a", "b")
 DURATION = 12.0
@@ -88,8 +88,8 @@ def test_complementary_members_beat_either_and_noise_gets_no_weight(tmp_path):
     assert abs(sum(weights.values()) - 1) < 1e-9
     # the written detections reproduce the reported val mAP
     from tal_core.data.annotations import load_ground_truth
-    from tal_core.formats import ground_truth_segments, read_detections
-    from tal_core.metrics import average_precision
+    from tal_core.scoring.formats import ground_truth_segments, read_detections
+    from tal_core.scoring.metrics import average_precision
 
     gt = ground_truth_segments(load_ground_truth(tmp_path / "data"), "val")
     again = average_precision(gt, read_detections(tmp_path / "out" / "detections" / "val.json"))

@@ -3,7 +3,13 @@ import json
 
 import pytest
 
-from tal_core.formats import FormatError, read_detections, submission_rows, write_detections, write_submission
+from tal_core.scoring.formats import (
+    FormatError,
+    read_detections,
+    submission_rows,
+    write_detections,
+    write_submission,
+)
 
 
 def test_detections_roundtrip(tmp_path):
@@ -53,9 +59,9 @@ def test_submission_bins_clip_detections(tmp_path):
 
 
 def test_a_submission_scores_as_its_detections_under_challenge_binning(tmp_path):
-    from tal_core.binning import binned
-    from tal_core.formats import detections_to_segments, read_submission
-    from tal_core.metrics import average_precision
+    from tal_core.scoring.binning import binned
+    from tal_core.scoring.formats import detections_to_segments, read_submission
+    from tal_core.scoring.metrics import average_precision
 
     truth = detections_to_segments({"r": [{"label": "a", "score": 1, "segment": [3.0, 14.0]},
                                           {"label": "b", "score": 1, "segment": [21.0, 26.5]}]})
@@ -80,7 +86,7 @@ def test_many_valid_detections_read_in_columns(tmp_path):
 
 def test_typed_reader_and_checked_walk_agree(tmp_path, monkeypatch):
     """The fast path (typed decoder) and the fallback (parse, then check columns) read the same table."""
-    from tal_core import formats
+    from tal_core.scoring import formats
 
     items = {f"v{i}": [{"label": "a" if k % 3 else k, "score": k, "segment": [k / 4, k / 4 + 1], "extra": [1]}
                        for k in range(7)] for i in range(5)}

@@ -1,7 +1,7 @@
 import numpy as np
 
 from ensemble.gain import bootstrap_gain, concat_segments
-from tal_core.metrics import Segments, average_precision
+from tal_core.scoring.metrics import Segments, average_precision
 
 THRESHOLDS = (0.5, 0.75)
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from tal_core import distributed, loops
 from tal_core.config import LossConfig, ModelConfig
 from tal_core.model.multitask import MultiTaskTSM
 from tal_core.model.temporal_shift import temporal_shift
+from tal_core.training import distributed, loops
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

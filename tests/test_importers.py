@@ -86,7 +86,7 @@ def test_import_360x_cuts_the_kits_clips_pointing_into_the_recording(tiny_data, 
 
 
 def test_clip_submissions_and_bins_use_recording_time(tmp_path):
-    from tal_core.formats import submission_rows
+    from tal_core.scoring.formats import submission_rows
 
     dets = {"rec_40_50": [{"label": "a", "score": 0.9, "segment": [1.0, 4.0]}]}
     rows = submission_rows(dets, {"rec_40_50": 10.0}, ("a",), placements={"rec_40_50": ("rec", 40.0)})

@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from helpers import free_port
-from tal_core import loops
+from tal_core.training import loops
 
 
 class Items(torch.utils.data.Dataset):

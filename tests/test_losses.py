@@ -2,7 +2,7 @@ import torch
 from torch.nn import functional as F
 
 from tal_core.config import LossConfig
-from tal_core.losses import action_cross_entropy, balanced_class_weights, multitask_loss
+from tal_core.training.losses import action_cross_entropy, balanced_class_weights, multitask_loss
 
 
 def test_focal_loss_with_gamma_near_zero_is_the_weighted_cross_entropy():

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import load_benchmark
-from tal_core.metrics import Segments, average_precision, interpolated_ap, scene_accuracy
+from tal_core.scoring.metrics import Segments, average_precision, interpolated_ap, scene_accuracy
 
 reference_map = load_benchmark("reference_map").reference_map  # the per-prediction loop it is checked against
 

@@ -1,11 +1,11 @@
-"""The MLflow UI names we rely on (tal_core.mlflow_compat) are still read by the installed MLflow's UI."""
+"""The MLflow UI names we rely on (tal_core.reporting.mlflow_compat) are still read by the installed MLflow's UI."""
 
 from pathlib import Path
 
 import mlflow
 import pytest
 
-from tal_core.mlflow_compat import UI_NAMES
+from tal_core.reporting.mlflow_compat import UI_NAMES
 
 
 def ui_bundle() -> str:
@@ -19,4 +19,4 @@ def ui_bundle() -> str:
 def test_the_ui_reads_every_name_we_set():
     bundle = ui_bundle()
     missing = [name for name in UI_NAMES if name not in bundle]
-    assert not missing, f"MLflow {mlflow.__version__}'s UI no longer reads {missing}: update tal_core.mlflow_compat"
+    assert not missing, f"MLflow {mlflow.__version__}'s UI no longer reads {missing}: update tal_core.reporting.mlflow_compat"

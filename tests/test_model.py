@@ -2,10 +2,10 @@ import pytest
 import torch
 
 from tal_core.config import ConfigError, LossConfig, ModelConfig
-from tal_core.losses import multitask_loss
 from tal_core.model.backbones import BACKBONES, build_backbone
 from tal_core.model.multitask import MultiTaskTSM
 from tal_core.model.temporal_shift import TemporalShift
+from tal_core.training.losses import multitask_loss
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tal_core.predictions import IntervalPredictions, average_coinciding_cells
+from tal_core.scoring.predictions import IntervalPredictions, average_coinciding_cells
 
 META = {"actions": ["a"], "scenes": ["s", "t"]}
 

@@ -11,7 +11,7 @@ from ensemble.select import (
     nested_cross_validate,
 )
 from tal_core.config import EvalConfig
-from tal_core.metrics import Segments
+from tal_core.scoring.metrics import Segments
 
 CFG = EvalConfig(decode="merge")
 

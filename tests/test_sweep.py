@@ -87,7 +87,7 @@ def test_ensemble_of_a_real_sweep(tiny_data, tiny_sweep, tmp_path):
     assert ens.returncode == 0, ens.stderr[-2000:]
     result = json.loads(ens.stdout)
     # the sweep mixed interval and per-frame outputs: the frame trial's cells are finer than its intervals
-    from tal_core.predictions import load_predictions
+    from tal_core.scoring.predictions import load_predictions
 
     kinds = {}
     for trial in (out / "trials").iterdir():

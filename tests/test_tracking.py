@@ -4,8 +4,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from search.ui import ui_command
-from tal_core.mlflow_compat import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
-from tal_core.tracking import artifact_location, resolve_uri
+from tal_core.reporting.mlflow_compat import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+from tal_core.reporting.tracking import artifact_location, resolve_uri
 
 
 def test_resolve_uri_makes_sqlite_paths_absolute(tmp_path):
@@ -48,7 +48,7 @@ def test_sweep_against_real_mlflow_server(tiny_sweep, mlflow_server):
 def test_experiments_open_on_the_runs_table(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from tal_core.tracking import check_reachable
+    from tal_core.reporting.tracking import check_reachable
 
     uri = f"sqlite:///{tmp_path}/m.db"
     experiment_id = check_reachable(uri, "kinds")
@@ -57,7 +57,7 @@ def test_experiments_open_on_the_runs_table(tmp_path):
 
 
 def test_redact_uri_hides_credentials():
-    from tal_core.tracking import redact_uri
+    from tal_core.reporting.tracking import redact_uri
 
     assert redact_uri("http://bob:pw@host:5000/?token=abc") == "http://***@host:5000/?token=***"
     assert redact_uri("sqlite:////tmp/m.db") == "sqlite:////tmp/m.db"

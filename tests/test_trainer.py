@@ -7,10 +7,10 @@ import torch
 from helpers import TINY_OVERRIDES
 from tal_core.config import LossConfig, load_config
 from tal_core.data.annotations import load_dataset
-from tal_core.loops import NonFiniteLossError, train_one_epoch
 from tal_core.model.multitask import Outputs
-from tal_core.predictions import load_predictions
-from tal_core.trainer import RunCallbacks, fit, load_checkpoint
+from tal_core.scoring.predictions import load_predictions
+from tal_core.training.loops import NonFiniteLossError, train_one_epoch
+from tal_core.training.trainer import RunCallbacks, fit, load_checkpoint
 
 
 def test_fit_writes_every_output_and_is_deterministic(tiny_data, tmp_path):
@@ -158,7 +158,7 @@ def test_challenge_bins_score_the_run_as_evaluate_does(tiny_data, tmp_path, caps
 
 
 def test_shifted_grids_are_averaged_into_the_runs_own_cells(tiny_data, tmp_path):
-    from tal_core.trainer import Run
+    from tal_core.training.trainer import Run
 
     spec = load_dataset(tiny_data)
     frame = {**TINY_OVERRIDES, "model.output": "frame", "eval.frame_phases": 2}

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..io import parse_json, write_json_atomic
+from tal_core.errors import UserError
+from tal_core.io import parse_json, write_json_atomic
 
 BACKGROUND = "background"
 SUBSETS = ("train", "val", "test")

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import DataConfig
-from .annotations import DatasetSpec, Video
-from .intervals import cell_grid, interval_grid, label_at_times, label_intervals
-from .video import FrameCache, VideoDecodeError
+from tal_core.config import DataConfig
+from tal_core.data.annotations import DatasetSpec, Video
+from tal_core.data.intervals import cell_grid, interval_grid, label_at_times, label_intervals
+from tal_core.data.video import FrameCache, VideoDecodeError
 
 
 def tsn_positions(first: int, count: int, segments: int, rng: np.random.Generator | None) -> np.ndarray:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import av
 
-from .annotations import BACKGROUND, DatasetError, write_annotations
+from tal_core.data.annotations import BACKGROUND, DatasetError, write_annotations
 
 VIEWS_360X = {"360_panoramic": "panoramic", "front_view": "front", "binocular": "binocular", "monocular": "ego"}
 ANET_SUBSETS = {"training": "train", "validation": "val", "testing": "test", "train": "train", "val": "val",

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .annotations import Segment, Taxonomy
+from tal_core.data.annotations import Segment, Taxonomy
 
 
 def interval_grid(duration: float, interval_seconds: float) -> tuple[np.ndarray, np.ndarray]:

@@ -21,8 +21,14 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .annotations import write_annotations
-from .synth_hard import HARD_ACTIONS, draw_hard_action, hard_action_prior, lagged_gaze, plan_distractor
+from tal_core.data.annotations import write_annotations
+from tal_core.data.synth_hard import (
+    HARD_ACTIONS,
+    draw_hard_action,
+    hard_action_prior,
+    lagged_gaze,
+    plan_distractor,
+)
 
 ACTIONS = ("slide_left", "slide_right", "rise", "pulse", "blink")
 DIRECTION_ONLY = ("slide_left", "slide_right")  # the same square; only the direction of motion differs

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import VideoDecodeError  # noqa: F401  (re-exported: raised by every reader)
-from ..io import atomic_file
+from tal_core.errors import VideoDecodeError  # noqa: F401  (re-exported: raised by every reader)
+from tal_core.io import atomic_file
 
 CACHE_VERSION = 2  # 2: cached frame i shows the source frame at the centre of its cell
 DECODE_CHUNK = 64

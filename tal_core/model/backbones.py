@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError
-from .temporal_shift import TemporalShift
+from tal_core.config import ConfigError
+from tal_core.model.temporal_shift import TemporalShift
 
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "mobilenet_v2")
 
@@ -47,7 +47,7 @@ def _torchvision_net(name: str, pretrained: str) -> nn.Module:
 
     net = getattr(torchvision.models, name)(weights=None)
     if pretrained == "imagenet":
-        from .weights import imagenet_state_dict
+        from tal_core.model.weights import imagenet_state_dict
 
         net.load_state_dict(imagenet_state_dict(name))
     return net
@@ -88,7 +88,7 @@ def _features(net: nn.Module, name: str) -> tuple[nn.Module, int]:
 def load_local_weights(net: nn.Module, path: str, backbone: str) -> None:
     """Load a local checkpoint in torchvision's, the TSM repository's or mmaction2's layout (see
     ``checkpoints``); every backbone tensor must be there, heads are ignored."""
-    from .checkpoints import load_backbone_weights
+    from tal_core.model.checkpoints import load_backbone_weights
 
     if not Path(path).is_file():
         raise ConfigError(f"model.pretrained: weights file not found: {path}")

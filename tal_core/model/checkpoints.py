@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from tal_core.config import ConfigError
 
 HEAD_PREFIXES = ("new_fc.", "cls_head.", "fc.", "classifier.", "action_head.", "scene_head.", "frame_head.")
 MMACTION_RENAMES = (  # ConvModule names -> torchvision names, applied in order

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError
+from tal_core.config import ConfigError
 
 TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "mobilenet_v2")
 

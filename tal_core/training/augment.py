@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-from .config import AugmentConfig, ConfigError
+from tal_core.config import AugmentConfig, ConfigError
 
 ASPECT_RANGE = (3 / 4, 4 / 3)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import Segments
+from tal_core.scoring.metrics import Segments
 
 MIN_PIECE_SECONDS = 0.5
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .config import ConfigError
+from tal_core.config import ConfigError
 
 
 def is_distributed() -> bool:

@@ -18,10 +18,15 @@ import yaml
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
-from .config import flatten
-from .errors import TrackingUnreachableError, UserError
-from .mlflow_compat import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, VIEW_TAG_PREFIX, VIEW_URL_PARAM
-from .run_plots import detection_plots
+from tal_core.config import flatten
+from tal_core.errors import TrackingUnreachableError, UserError
+from tal_core.reporting.mlflow_compat import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    VIEW_TAG_PREFIX,
+    VIEW_URL_PARAM,
+)
+from tal_core.reporting.run_plots import detection_plots
 
 TRIAL_ID_TAG = "talsearch.trial_id"
 

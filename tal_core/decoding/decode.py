@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import EvalConfig
+from tal_core.config import EvalConfig
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
-from .io import write_atomic
+from tal_core.errors import UserError
+from tal_core.io import write_atomic
 
 FORMAT_VERSION = 1
 

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from tal_core.data.annotations import DatasetSpec
-from tal_core.formats import ground_truth_segments, read_detections, read_detections_dict
-from tal_core.metrics import average_precision
-
-from .plots import line_plot, per_class_ap_plot, timeline_plot
-from .run_folder import RunFolder
+from tal_core.reporting.plots import line_plot, per_class_ap_plot, timeline_plot
+from tal_core.run_folder import RunFolder
+from tal_core.scoring.formats import ground_truth_segments, read_detections, read_detections_dict
+from tal_core.scoring.metrics import average_precision
 
 TIOU_SWEEP = tuple(np.round(np.arange(0.1, 0.96, 0.05), 2))
 

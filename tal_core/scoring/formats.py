@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.annotations import DatasetSpec
-from .errors import UserError
-from .io import collector_paused, parse_json, write_atomic, write_json_atomic
-from .metrics import Segments
+from tal_core.data.annotations import DatasetSpec
+from tal_core.errors import UserError
+from tal_core.io import collector_paused, parse_json, write_atomic, write_json_atomic
+from tal_core.scoring.metrics import Segments
 
 
 class FormatError(UserError, ValueError):

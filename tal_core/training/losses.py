@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .config import LossConfig
+from tal_core.config import LossConfig
 
 
 @dataclass(frozen=True)

@@ -25,22 +25,23 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import augment, evaluation, loops
-from .config import Config, save_config
-from .data.annotations import DatasetError, DatasetSpec
-from .data.dataset import IntervalDataset
-from .data.video import FrameCache
-from .decoding_choice import DecodingChoice, choose_decoding
-from .distributed import is_distributed, rank, select_device
-from .ema import WeightEMA
-from .errors import UserError
-from .formats import write_detections
-from .io import append_jsonl, clean_temporaries, write_atomic
-from .losses import balanced_class_weights
-from .model.global_bn import global_batch_norm
-from .model.multitask import MultiTaskTSM
-from .predictions import IntervalPredictions, average_coinciding_cells, save_predictions
-from .run_folder import RunFolder
+from tal_core.config import Config, save_config
+from tal_core.data.annotations import DatasetError, DatasetSpec
+from tal_core.data.dataset import IntervalDataset
+from tal_core.data.video import FrameCache
+from tal_core.decoding import evaluation
+from tal_core.decoding.decoding_choice import DecodingChoice, choose_decoding
+from tal_core.errors import UserError
+from tal_core.io import append_jsonl, clean_temporaries, write_atomic
+from tal_core.model.global_bn import global_batch_norm
+from tal_core.model.multitask import MultiTaskTSM
+from tal_core.run_folder import RunFolder
+from tal_core.scoring.formats import write_detections
+from tal_core.scoring.predictions import IntervalPredictions, average_coinciding_cells, save_predictions
+from tal_core.training import augment, loops
+from tal_core.training.distributed import is_distributed, rank, select_device
+from tal_core.training.ema import WeightEMA
+from tal_core.training.losses import balanced_class_weights
 
 EpochCallback = Callable[[int, dict, Path], None]
 

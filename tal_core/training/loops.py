@@ -18,11 +18,11 @@ from torch.nn.functional import softmax
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from .config import LossConfig
-from .data.dataset import IntervalDataset
-from .distributed import is_distributed
-from .losses import multitask_loss
-from .predictions import IntervalPredictions
+from tal_core.config import LossConfig
+from tal_core.data.dataset import IntervalDataset
+from tal_core.scoring.predictions import IntervalPredictions
+from tal_core.training.distributed import is_distributed
+from tal_core.training.losses import multitask_loss
 
 
 class NonFiniteLossError(RuntimeError):

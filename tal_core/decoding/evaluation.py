@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from .binning import binned
-from .config import Config, EvalConfig
-from .data.annotations import DatasetSpec
-from .data.dataset import IntervalDataset
-from .decode import apply_scene_prior, decode_videos
-from .formats import (
+from tal_core.config import Config, EvalConfig
+from tal_core.data.annotations import DatasetSpec
+from tal_core.decoding.decode import apply_scene_prior, decode_videos
+from tal_core.scoring.binning import binned
+from tal_core.scoring.formats import (
     detections_to_segments,
     ground_truth_segments,
     placements_of,
     segments_to_detections,
 )
-from .metrics import Segments, average_precision, scene_accuracy
-from .predictions import IntervalPredictions
+from tal_core.scoring.metrics import Segments, average_precision, scene_accuracy
+from tal_core.scoring.predictions import IntervalPredictions
+
+if TYPE_CHECKING:  # the torch dataset is only a type here: decoding imports no torch
+    from tal_core.data.dataset import IntervalDataset
 
 
 def decode_predictions(pred: IntervalPredictions, eval_cfg: EvalConfig,

@@ -16,10 +16,10 @@ from functools import cached_property
 
 import numpy as np
 
-from .config import Config, EvalConfig
-from .data.annotations import DatasetSpec
-from .evaluation import decode_predictions, detection_metrics, scene_metrics
-from .predictions import IntervalPredictions
+from tal_core.config import Config, EvalConfig
+from tal_core.data.annotations import DatasetSpec
+from tal_core.decoding.evaluation import decode_predictions, detection_metrics, scene_metrics
+from tal_core.scoring.predictions import IntervalPredictions
 
 FOLDS = 4  # val folds of the out-of-fold figure (fewer with fewer val videos)
 

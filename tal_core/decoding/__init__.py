@@ -1,0 +1,1 @@
+"""Decoding: interval probabilities -> scored segments, evaluation of a split, the decoding choice (no torch)."""

@@ -1,0 +1,1 @@
+"""Reporting: MLflow tracking and plots of runs."""

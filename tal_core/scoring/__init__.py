@@ -1,0 +1,1 @@
+"""Scoring: mAP, the challenge's bins, file formats and the prediction store (numpy only, no torch)."""

@@ -1,0 +1,1 @@
+"""Training: the trainer, its loops, losses, augmentation, EMA and distributed helpers (torch)."""
