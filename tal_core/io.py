@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from tal_core.errors import UserError
 
 
@@ -101,10 +103,6 @@ def parse_json(data: bytes) -> Any:
     """JSON from bytes, fast (orjson, collector paused) where the text is strict JSON; the standard parser
     otherwise, so that NaN/Infinity literals still parse (and are then named by the checks) and errors carry
     line and column."""
-    try:
-        import orjson
-    except ImportError:  # optional speed-up
-        return json.loads(data)
     with collector_paused():
         try:
             return orjson.loads(data)
