@@ -273,7 +273,7 @@ def plot(traces: dict[str, list[Trace]], budget_s: float, metric: str, path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tal_core.io import atomic_file
+    from tal_core.reporting.plots import save_figure_atomic
 
     data = best_so_far_curves(traces, budget_s)
     figure, axes = plt.subplots(figsize=(7, 4.2))
@@ -286,7 +286,5 @@ def plot(traces: dict[str, list[Trace]], budget_s: float, metric: str, path) -> 
     axes.legend(loc="lower right", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    with atomic_file(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=110)
-    plt.close(figure)
+    save_figure_atomic(figure, path, dpi=110)
 

@@ -1,4 +1,5 @@
-"""Plots written next to results and logged to MLflow (matplotlib, headless)."""
+"""Plots written next to results and logged to MLflow (matplotlib, headless). Every figure is published with
+``save_figure_atomic``: a reader (MLflow, a browser) never sees half an image."""
 
 from __future__ import annotations
 
@@ -6,8 +7,23 @@ from pathlib import Path
 
 import matplotlib
 
+from tal_core.io import atomic_file
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+
+def save_figure_atomic(fig, path: str | Path, dpi: int = 80) -> Path:
+    """Render ``fig`` into a temporary file next to ``path`` and rename it over ``path`` (the format from the
+    suffix, PNG without one); the figure is closed either way, and a failed render leaves neither ``path`` nor
+    a temporary behind."""
+    path = Path(path)
+    try:
+        with atomic_file(path, "wb") as handle:
+            fig.savefig(handle, format=path.suffix.lstrip(".").lower() or "png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def per_class_ap_plot(metrics: dict, path: Path, title: str = "per-class AP (mean over tIoU)") -> Path:
@@ -25,9 +41,7 @@ def bar_plot(values: dict, path: Path, title: str, ylabel: str, colour: str = "t
     ax.set_ylabel(ylabel)
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure_atomic(fig, path)
 
 
 def line_plot(xs, ys, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
@@ -37,9 +51,7 @@ def line_plot(xs, ys, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure_atomic(fig, path)
 
 
 def grouped_bar_plot(groups: dict[str, dict[str, float]], path: Path, title: str) -> Path:
@@ -55,9 +67,7 @@ def grouped_bar_plot(groups: dict[str, dict[str, float]], path: Path, title: str
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure_atomic(fig, path)
 
 
 def timeline_plot(video_id: str, ground_truth: list[tuple], detections: list[dict], actions, path: Path,
@@ -76,9 +86,7 @@ def timeline_plot(video_id: str, ground_truth: list[tuple], detections: list[dic
     ax.set_xlabel("seconds")
     ax.set_title(f"{video_id}: ground truth (black) vs predictions (red, score >= {min_score})")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure_atomic(fig, path)
 
 
 def optuna_plots(study, folder: Path) -> list[Path]:
@@ -92,9 +100,7 @@ def optuna_plots(study, folder: Path) -> list[Path]:
             axes = draw(study)
             axes.figure.set_size_inches(7, 4)
             axes.figure.tight_layout()
-            axes.figure.savefig(folder / name, dpi=80)
-            plt.close(axes.figure)
-            written.append(folder / name)
+            written.append(save_figure_atomic(axes.figure, folder / name))
         except Exception:  # e.g. fewer than two finished trials for importances
             continue
     return written
