@@ -12,24 +12,19 @@ import yaml
 from ensemble.run import run_ensemble
 from search.leaderboard import leaderboard, render
 from search.sweep import run_sweep
-from tal_core.config import ConfigError, flatten
+from tal_core.config import flatten
 from tal_core.data.synth import DIRECTION_ONLY
 from tal_core.io import write_json_atomic
 from tal_core.run_folder import RunFolder
+from tal_core.shipped_configs import shipped_config
 
 DEMO_VIDEOS = 48  # enough for the tiny TSM to learn every class in the demo's budget
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
 
 logger = logging.getLogger("talsearch.demo")
 
 
 def demo_sweep_config() -> Path:
-    path = CONFIGS / "sweep_demo.yaml"
-    if not path.exists():
-        raise ConfigError(f"demo sweep config not found at {path} (run the demo from a checkout of tal-search)")
-    return path
+    return shipped_config("sweep_demo.yaml")
 
 
 def ensure_data(data_dir: Path, videos: int) -> None:
