@@ -1,4 +1,4 @@
-"""The layers of DESIGN.md, read from the import graph (function-level imports included):
+"""The layers of docs/design.md, read from the import graph (function-level imports included):
 tal_core <- ensemble <- talsearch (the CLI) and tal_core <- search <- talsearch; nothing imports the CLI."""
 
 import ast
