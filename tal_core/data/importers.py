@@ -1,4 +1,4 @@
-"""Importers from other annotation layouts into the data-set format (DESIGN.md).
+"""Importers from other annotation layouts into the data-set format (docs/design.md).
 
 - 360+x: one VIA-style JSON per recording (``metadata{key: {"z": [start, end],
   "av": {"1": label}}}``), a recording -> scene table (CSV ``recording,scene[,subset]``),
