@@ -16,9 +16,11 @@ def _interpolated_ap(precision, recall):
 
 
 def _iou(start, end, gt_starts, gt_ends):
+    """As the ActivityNet scorer's: a zero-length prediction against a zero-length ground truth is 0/0 = NaN,
+    which the loop below never finds below a threshold and its reversed argsort puts first."""
     inter = np.clip(np.minimum(end, gt_ends) - np.maximum(start, gt_starts), 0, None)
     union = (end - start) + (gt_ends - gt_starts) - inter
-    return np.divide(inter, union, out=np.zeros_like(inter, dtype=float), where=union > 0)
+    return np.divide(inter, union, out=np.full_like(inter, np.nan, dtype=float), where=union != 0)
 
 
 def class_ap(gt_rows, pred_rows, thresholds):

@@ -55,7 +55,8 @@ def cmd_import_activitynet(args) -> None:
 def _report_import(report, out) -> None:
     for problem in report.problems:
         print(f"warning: {problem}", file=sys.stderr)
-    _emit({"out": str(out), "videos": report.videos, "segments": report.segments, "problems": len(report.problems)})
+    _emit({"out": str(out), "videos": report.videos, "segments": report.segments, "problems": len(report.problems),
+           "clipped": report.clipped, "dropped": report.dropped})
 
 
 def cmd_train(args) -> None:
@@ -92,7 +93,7 @@ def cmd_evaluate(args) -> None:
 def _evaluate(args) -> None:
     import numpy as np
 
-    from tal_core.data.annotations import load_ground_truth
+    from tal_core.data.annotations import kept_as_published, load_ground_truth
     from tal_core.scoring.binning import binned
     from tal_core.scoring.formats import ground_truth_segments, placements_of, read_detections
     from tal_core.scoring.metrics import average_precision
@@ -102,6 +103,11 @@ def _evaluate(args) -> None:
     if not len(truth):
         subsets = sorted({v.subset for v in spec.videos.values() if v.segments})
         raise UserError(f"{args.gt}: subset '{args.subset}' holds no ground truth (subsets with segments: {subsets})")
+    zero_length, past_duration = kept_as_published(spec, args.subset)
+    if zero_length or past_duration:
+        binning = " (then --bins drops pieces under 0.5 s, zero-length ones with them)" if args.bins else ""
+        print(f"warning: {args.gt}: kept {zero_length} zero-length and {past_duration} past-duration annotations "
+              f"as the ActivityNet scorer does{binning}", file=sys.stderr)
     detections = read_detections(args.pred)
     scored_videos = {v.video_id for v in spec.videos.values() if v.subset == args.subset}
     elsewhere = ~np.fromiter(map(scored_videos.__contains__, detections.video), dtype=bool,

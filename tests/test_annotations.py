@@ -75,3 +75,31 @@ def test_background_is_reserved(tmp_path):
     taxonomy = {"actions": ["background"], "scenes": [], "views": ["front"]}
     with pytest.raises(DatasetError, match="reserved label 'background'"):
         load_dataset(write(tmp_path, {"v1": entry(annotations=[], scene=None)}, taxonomy))
+
+
+def test_ground_truth_keeps_what_activitynet_publishes_and_training_refuses_it(tmp_path):
+    from tal_core.data.annotations import kept_as_published, load_ground_truth
+
+    published = [{"segment": [0, 0], "label": "walk"}, {"segment": [4.0, 10.3], "label": "run"},
+                 {"segment": [10.5, 10.5], "label": "walk"}, {"segment": [1.0, 2.0], "label": "walk"}]
+    database = {"v1": entry(annotations=published), "v2": entry(subset="val", annotations=published[1:2])}
+    write(tmp_path, database)
+    spec = load_ground_truth(tmp_path / "annotations.json")
+    assert [(s.start, s.end) for s in spec.videos["v1"].segments] == [(0, 0), (4.0, 10.3), (10.5, 10.5), (1.0, 2.0)]
+    assert kept_as_published(spec) == (2, 2)  # [10.5, 10.5] past the duration counts once, as zero-length
+    assert kept_as_published(spec, "val") == (0, 1) and kept_as_published(spec, "test") == (0, 0)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(tmp_path)
+    text = str(info.value)
+    assert "annotations[0]: segment end 0.0 <= start 0.0" in text
+    assert "segment [4.0, 10.3] outside [0, duration=10.0]" in text and "5 problem(s)" in text  # [10.5, 10.5]: two
+
+
+def test_ground_truth_still_refuses_reversed_and_negative_segments(tmp_path):
+    from tal_core.data.annotations import load_ground_truth
+
+    write(tmp_path, {"v1": entry(annotations=[{"segment": [3.0, 2.0], "label": "walk"},
+                                              {"segment": [-1.0, 2.0], "label": "run"}])})
+    with pytest.raises(DatasetError) as info:
+        load_ground_truth(tmp_path / "annotations.json")
+    assert "segment end 2.0 < start 3.0" in str(info.value) and "starts before 0" in str(info.value)

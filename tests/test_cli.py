@@ -102,6 +102,48 @@ def test_evaluate_reads_activitynet_as_published(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["mAP@0.5"] == 0.0  # 1 s of a 3 s segment
 
 
+def test_evaluate_keeps_zero_length_and_past_duration_ground_truth_as_the_activitynet_scorer(tmp_path, capsys):
+    import copy
+
+    from helpers import load_benchmark
+    from tal_core.scoring.metrics import Segments
+
+    anet = copy.deepcopy(ACTIVITYNET)  # as published: [0, 0] annotations (activitynet/ActivityNet#56), ends past
+    anet["database"]["v_a"]["annotations"] += [{"segment": [0, 0], "label": "Long jump"},  # the duration
+                                               {"segment": [15.0, 20.4], "label": "Surfing"}]
+    anet["database"]["v_d"] = {"subset": "validation", "duration": 12.5, "resolution": "640x360", "url": "https://x",
+                               "annotations": [{"segment": [0, 0], "label": "Surfing"},
+                                               {"segment": [3.0, 12.6], "label": "Long jump"},
+                                               {"segment": [9.0, 13.0], "label": "Surfing"}]}
+    anet["database"]["v_b"]["annotations"].append({"segment": [0, 0], "label": "Surfing"})  # another subset
+    (tmp_path / "anet.json").write_text(json.dumps(anet))
+    predictions = {"v_a": [("Long jump", 0.9, [2.0, 8.0]), ("Long jump", 0.8, [5.0, 5.0]), ("Surfing", 0.7, [15.5, 20.4]),
+                           ("Surfing", 0.35, [0.0, 0.0])],
+                   "v_d": [("Long jump", 0.6, [3.0, 12.5]), ("Surfing", 0.5, [9.0, 12.5]), ("Surfing", 0.45, [2.0, 2.0]),
+                           ("Surfing", 0.4, [0.0, 1.0])]}
+    (tmp_path / "d.json").write_text(json.dumps({"results": {v: [{"label": lbl, "score": sc, "segment": seg}
+                                                                 for lbl, sc, seg in items]
+                                                             for v, items in predictions.items()}}))
+    args = ["evaluate", "--gt", str(tmp_path / "anet.json"), "--pred", str(tmp_path / "d.json"),
+            "--subset", "validation", "--tiou", "0.5", "0.75", "0.95"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    warnings = [line for line in err.splitlines() if "zero-length" in line]
+    assert warnings == [f"warning: {tmp_path / 'anet.json'}: kept 2 zero-length and 3 past-duration annotations "
+                        "as the ActivityNet scorer does"]
+    # the official algorithm, a per-prediction loop (NaN tIoU for two zero-length segments, nothing clipped)
+    truth = Segments.from_rows([(v, a["label"], *map(float, a["segment"]), 1.0) for v, e in anet["database"].items()
+                                if e["subset"] == "validation" for a in e["annotations"]])
+    pred = Segments.from_rows([(v, lbl, *map(float, seg), sc) for v, items in predictions.items()
+                               for lbl, sc, seg in items])
+    classes, ap = load_benchmark("reference_map").reference_map(truth, pred, (0.5, 0.75, 0.95))
+    result = json.loads(out)
+    assert abs(result["mAP"] - ap.mean()) <= 1e-12 and 0 < result["mAP"] < 1
+    for t, threshold in enumerate(("0.5", "0.75", "0.95")):
+        assert abs(result[f"mAP@{threshold}"] - ap[t].mean()) <= 1e-12
+    assert all(abs(result["per_class"][c] - ap[:, k].mean()) <= 1e-12 for k, c in enumerate(classes))
+
+
 def test_evaluate_a_subset_without_ground_truth_is_an_error(tmp_path, capsys):
     (tmp_path / "anet.json").write_text(json.dumps(ACTIVITYNET))
     (tmp_path / "d.json").write_text(json.dumps({"results": {}}))

@@ -49,6 +49,52 @@ def test_import_activitynet(tiny_data, tmp_path):
     assert spec.videos["abc"].subset == "val" and spec.videos["abc"].segments[0].label == "jump"
 
 
+def test_import_activitynet_clips_and_drops_what_training_cannot_take_counted(tiny_data, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for vid in ("abc", "def", "ghi"):
+        shutil.copy(tiny_data / "videos" / "vid0000" / "front.mp4", videos / f"v_{vid}.mp4")
+    anet = {"database": {  # as published: [0, 0] (activitynet/ActivityNet#56) and ends past the duration
+        "abc": {"subset": "validation", "duration": 7.0, "annotations": [
+            {"segment": [0, 0], "label": "jump"}, {"segment": [1.0, 3.0], "label": "jump"},
+            {"segment": [5.5, 7.25], "label": "swim"}]},
+        "def": {"subset": "training", "duration": 6.0, "annotations": [
+            {"segment": [6.5, 8.0], "label": "swim"}, {"segment": [2.0, 2.0], "label": "swim"},
+            {"segment": [-0.5, 1.0], "label": "jump"}]},
+        "ghi": {"subset": "testing", "duration": 5.0, "annotations": [{"segment": [0, 0], "label": "jump"}]}}}
+    (tmp_path / "anet.json").write_text(json.dumps(anet))
+    report = import_activitynet(tmp_path / "anet.json", videos, tmp_path / "out")
+    assert (report.videos, report.segments, report.clipped, report.dropped) == (3, 3, 2, 3)
+    assert report.problems == [f"{tmp_path / 'anet.json'}: clipped 2 segment(s) to their video's [0, duration] and "
+                               "dropped 3 zero-length or empty one(s) (training takes neither; `talsearch evaluate` "
+                               "scores the file as published)"]
+    spec = load_dataset(tmp_path / "out")  # training's strict validation passes
+    assert [(s.start, s.end, s.label) for s in spec.videos["abc"].segments] == [(1.0, 3.0, "jump"),
+                                                                               (5.5, 7.0, "swim")]
+    assert [(s.start, s.end) for s in spec.videos["def"].segments] == [(0.0, 1.0)]
+    assert main(["import-activitynet", str(tmp_path / "anet.json"), str(videos), str(tmp_path / "out2")]) == 0
+    out, err = capsys.readouterr()
+    assert {k: json.loads(out)[k] for k in ("clipped", "dropped", "problems")} == {"clipped": 2, "dropped": 3,
+                                                                                  "problems": 1}
+    assert "warning:" in err and "clipped 2 segment(s)" in err
+
+
+def test_import_360x_counts_clipped_and_dropped_segments(tiny_data, tmp_path):
+    src = tmp_path / "src"
+    (src / "rec1").mkdir(parents=True)
+    shutil.copy(tiny_data / "videos" / "vid0000" / "front.mp4", src / "rec1" / "front_view.mp4")
+    (src / "rec1" / "rec1.json").write_text(json.dumps({"metadata": {
+        "a": {"z": [1.0, 1.0], "av": {"1": "walking"}}, "b": {"z": [1.0, 3.0], "av": {"1": "walking"}},
+        "c": {"z": [5.0, 99.0], "av": {"1": "pouring"}}, "d": {"z": [98.0, 99.0], "av": {"1": "pouring"}}}}))
+    (src / "scenes.csv").write_text("recording,scene,subset\nrec1,kitchen,train\n")
+    report = import_360x(src, tmp_path / "out")
+    assert (report.segments, report.clipped, report.dropped) == (2, 1, 2)
+    assert any("metadata.a is zero-length" in p for p in report.problems)
+    duration = load_dataset(tmp_path / "out").videos["rec1"].duration
+    assert [(s.start, s.end) for s in load_dataset(tmp_path / "out").videos["rec1"].segments] == [(1.0, 3.0),
+                                                                                                  (5.0, duration)]
+
+
 def test_import_360x_cuts_the_kits_clips_pointing_into_the_recording(tiny_data, tmp_path):
     import numpy as np
 

@@ -83,7 +83,8 @@ def test_scene_accuracy_skips_unknown():
 
 
 @st.composite
-def cases(draw):
+def cases(draw, zero_length=False):
+    """``zero_length``: segments of length 0 too (the published ActivityNet ground truth holds some)."""
     n_gt = draw(st.integers(0, 25))
     n_pred = draw(st.integers(0, 60))
     grid = draw(st.booleans())
@@ -92,7 +93,9 @@ def cases(draw):
         out = []
         for _ in range(n):
             start = draw(st.integers(0, 12)) if grid else draw(st.floats(0, 12, allow_nan=False))
-            length = draw(st.integers(1, 4)) if grid else draw(st.floats(0.1, 4, allow_nan=False))
+            length = draw(st.integers(0 if zero_length else 1, 4)) if grid else draw(
+                st.sampled_from([0.0, draw(st.floats(0.1, 4, allow_nan=False))]) if zero_length
+                else st.floats(0.1, 4, allow_nan=False))
             score = draw(st.sampled_from([0.1, 0.5, 0.9])) if scored else 1.0
             out.append((draw(st.sampled_from(["v1", "v2", "v3"])), draw(st.sampled_from(["a", "b", "c"])),
                         float(start), float(start + length), score))
@@ -110,3 +113,41 @@ def test_vectorised_equals_loop_reference(case):
     classes, ap = reference_map(gt, pred, thresholds)
     assert list(ours.classes) == classes
     assert np.abs(ours.ap - ap).max(initial=0.0) <= 1e-9
+
+
+# ActivityNet v1.3 as published holds zero-length annotations (activitynet/ActivityNet#56). The official scorer
+# (Evaluation/eval_detection.py, compute_average_precision_detection) computes tIoU 0/0 = NaN for a zero-length
+# prediction against a zero-length ground truth: NaN is never "< threshold" and its reversed argsort puts it
+# first, so the pair matches wherever the two points lie. The numbers below are the official scorer's own.
+ZERO_GT = [("v", "a", 0.0, 0.0, 1), ("v", "a", 2.0, 5.0, 1), ("v", "a", 0.0, 0.0, 1), ("w", "a", 1.0, 3.0, 1),
+           ("w", "b", 4.0, 4.0, 1)]
+
+
+@pytest.mark.parametrize(("preds", "official"), [
+    ([("v", "a", 3.0, 3.0, 0.9)], [1 / 4] * 3),  # a point anywhere in the video takes a zero-length truth
+    ([("v", "a", 0.0, 1.0, 0.9)], [0.0] * 3),  # tIoU with [0, 0] is 0 / 1
+    ([("v", "a", 2.0, 5.0, 0.9), ("v", "a", 7.0, 7.0, 0.5)], [2 / 4] * 3),
+    ([("v", "a", 4.0, 4.0, 0.95), ("v", "a", 2.5, 5.0, 0.9), ("v", "a", 9.0, 9.0, 0.8), ("v", "a", 1.0, 1.0, 0.7),
+      ("w", "a", 3.0, 3.0, 0.6), ("w", "b", 4.0, 4.0, 0.5), ("w", "b", 0.0, 1.0, 0.55)],
+     [[0.75, 0.5], [0.75, 0.5], [0.25 + 0.25 * 2 / 3, 0.5]]),
+])
+def test_zero_length_ground_truth_scores_as_the_activitynet_scorer(preds, official):
+    gt, pred = segs(ZERO_GT), segs(preds)
+    thresholds = (0.5, 0.75, 0.95)
+    ours = average_precision(gt, pred, thresholds)
+    official = np.array(official, dtype=float)
+    if official.ndim == 1:  # class "a" alone; "b" has no prediction and scores 0
+        official = np.stack([official, np.zeros(3)], axis=1)
+    assert ours.classes == ("a", "b") and np.abs(ours.ap - official).max() <= 1e-12
+    assert np.abs(reference_map(gt, pred, thresholds)[1] - official).max() <= 1e-12
+
+
+@settings(max_examples=150, deadline=None)
+@given(cases(zero_length=True))
+def test_vectorised_equals_loop_reference_with_zero_length_segments(case):
+    gt, pred = case
+    thresholds = (0.1, 0.5, 0.75, 0.95, 1.0)
+    ours = average_precision(gt, pred, thresholds)
+    classes, ap = reference_map(gt, pred, thresholds)
+    assert list(ours.classes) == classes
+    assert np.abs(ours.ap - ap).max(initial=0.0) <= 1e-12

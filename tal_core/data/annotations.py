@@ -15,6 +15,7 @@ from tal_core.io import parse_json, write_json_atomic
 
 BACKGROUND = "background"
 SUBSETS = ("train", "val", "test")
+PAST_DURATION_TOLERANCE = 1e-6  # seconds a segment may end past its video's duration in a training data set
 
 
 class DatasetError(UserError, ValueError):
@@ -115,7 +116,11 @@ def _parse_taxonomy(raw: Any, problems: list[str]) -> Taxonomy:
     return Taxonomy(**lists)
 
 
-def _parse_segments(vid: str, entry: dict, duration: float, taxonomy: Taxonomy, problems: list[str]):
+def _parse_segments(vid: str, entry: dict, duration: float, taxonomy: Taxonomy, problems: list[str],
+                    ground_truth: bool = False):
+    """``ground_truth`` (scoring only): keep what the published ActivityNet v1.3 file holds and its challenge
+    scorer scores as it is, zero-length segments (``[0, 0]``) and ends past the duration (``kept_as_published``
+    counts them); training data stays strict."""
     segments = []
     for i, ann in enumerate(entry.get("annotations") or []):
         where = f"database.{vid}.annotations[{i}]"
@@ -127,10 +132,16 @@ def _parse_segments(vid: str, entry: dict, duration: float, taxonomy: Taxonomy, 
         start, end = float(seg[0]), float(seg[1])
         if label not in taxonomy.actions:
             problems.append(f"{where}: unknown label {label!r} (not in taxonomy.actions)")
-        if end <= start:
-            problems.append(f"{where}: segment end {end} <= start {start}")
-        if start < 0 or end > duration + 1e-6:
-            problems.append(f"{where}: segment [{start}, {end}] outside [0, duration={duration}]")
+        if ground_truth:
+            if end < start:
+                problems.append(f"{where}: segment end {end} < start {start}")
+            if start < 0:
+                problems.append(f"{where}: segment [{start}, {end}] starts before 0")
+        else:
+            if end <= start:
+                problems.append(f"{where}: segment end {end} <= start {start}")
+            if start < 0 or end > duration + PAST_DURATION_TOLERANCE:
+                problems.append(f"{where}: segment [{start}, {end}] outside [0, duration={duration}]")
         segments.append(Segment(start, end, str(label)))
     return tuple(segments)
 
@@ -167,7 +178,7 @@ def _parse_video(root: Path, vid: str, entry: Any, taxonomy: Taxonomy, problems:
             problems.append(f"{where}.views.{view}: path {rel!r} escapes the data-set folder")
         elif check_files and not path.is_file():
             problems.append(f"{where}.views.{view}: video file missing: {rel}")
-    segments = _parse_segments(vid, entry, float(duration), taxonomy, problems)
+    segments = _parse_segments(vid, entry, float(duration), taxonomy, problems, ground_truth)
     offset = entry.get("offset", 0.0)
     if not isinstance(offset, int | float) or isinstance(offset, bool) or not offset >= 0:
         problems.append(f"{where}.offset: must be a number of seconds >= 0, got {offset!r}")
@@ -234,13 +245,30 @@ def _build(path: Path, raw: Any, check_files: bool, ground_truth: bool = False) 
 def load_ground_truth(path: str | Path) -> DatasetSpec:
     """The annotations alone (no video files needed, ``views`` optional), e.g. for `talsearch evaluate`: our
     format, or an ActivityNet v1.3 file as published (taxonomy as a node list, subsets training/validation/
-    testing, ``url`` and ``resolution`` keys)."""
+    testing, ``url`` and ``resolution`` keys). Zero-length segments and segments ending past the duration are
+    kept, as the ActivityNet scorer keeps them (``kept_as_published`` counts them); ``load_dataset`` refuses
+    them."""
     path = Path(path)
     path = path if path.is_file() or path.suffix == ".json" else path / "annotations.json"
     raw = _read_json(path)
     if is_activitynet(raw):
         raw = activitynet_to_ours(raw)
     return _build(path, raw, check_files=False, ground_truth=True)
+
+
+def kept_as_published(spec: DatasetSpec, subset: str | None = None) -> tuple[int, int]:
+    """(zero-length, past-duration) segments of ground truth (of ``subset``; None = all) that a training data set
+    refuses and scoring keeps as the ActivityNet scorer does (a segment of both kinds counts as zero-length)."""
+    zero = past = 0
+    for video in spec.videos.values():
+        if subset is not None and video.subset != subset:
+            continue
+        for s in video.segments:
+            if s.end == s.start:
+                zero += 1
+            elif s.end > video.duration + PAST_DURATION_TOLERANCE:
+                past += 1
+    return zero, past
 
 
 def is_activitynet(raw: Any) -> bool:

@@ -6,7 +6,9 @@
 - ActivityNet: ``{"database": {id: {"subset": "training|validation|testing",
   "duration", "annotations": [{"segment", "label"}]}}}`` with one video per id.
 
-Bad entries are reported (returned as messages), never crash the import.
+Bad entries are reported (returned as messages), never crash the import. Training data holds no zero-length
+segment and none past its video: segments are clipped to [0, duration] and dropped when nothing is left (the
+published ActivityNet v1.3 file holds ``[0, 0]`` annotations and ends past the duration), counted in the report.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class ImportReport:
     videos: int = 0
     segments: int = 0
     problems: list[str] = field(default_factory=list)
+    clipped: int = 0  # segments cut to their video's [0, duration]
+    dropped: int = 0  # segments left out: zero-length, or nothing (360+x: under 0.5 s) left inside the video
 
 
 def probe_duration(path: Path) -> float | None:
@@ -70,8 +74,12 @@ def parse_via_segments(raw: dict, source: str, report: ImportReport) -> list[dic
         if not label or not isinstance(label, str):
             report.problems.append(f"{source}: metadata.{key} has no action label (av['1']); skipped")
             continue
-        if not (isinstance(z, list) and len(z) == 2 and all(isinstance(x, int | float) for x in z) and z[1] > z[0]):
+        if not (isinstance(z, list) and len(z) == 2 and all(isinstance(x, int | float) for x in z) and z[1] >= z[0]):
             report.problems.append(f"{source}: metadata.{key} has a malformed z={z!r}; skipped")
+            continue
+        if z[1] == z[0]:
+            report.problems.append(f"{source}: metadata.{key} is zero-length (z={z!r}); dropped")
+            report.dropped += 1
             continue
         segments.append({"segment": [float(z[0]), float(z[1])], "label": label.strip()})
     return segments
@@ -161,8 +169,10 @@ def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None 
             start, end = max(0.0, s["segment"][0]), min(duration, s["segment"][1])
             if end - start >= 0.5:
                 kept.append({"segment": [start, end], "label": s["label"]})
+                report.clipped += [start, end] != s["segment"]
             else:
                 report.problems.append(f"{ann_file}: segment {s['segment']} outside the video or under 0.5 s; dropped")
+                report.dropped += 1
         rel_views = {}
         for view, path in views.items():
             rel = f"videos/{recording}/{view}{path.suffix}"
@@ -210,17 +220,36 @@ def import_activitynet(src_json: str | Path, videos_dir: str | Path, out: str | 
             continue
         rel = f"videos/{vid}{video.suffix}"
         _link_or_copy(video, out / rel)
-        anns = [{"segment": [float(a["segment"][0]), float(a["segment"][1])], "label": a["label"]}
-                for a in entry.get("annotations", [])]
         item = {"subset": subset, "duration": float(entry["duration"]), "scene": None, "views": {view: rel}}
+        anns = []
         if subset != "test":
+            anns = _inside_video(entry.get("annotations") or [], item["duration"], report)
             item["annotations"] = anns
         database[vid] = item
-        actions.update(a["label"] for a in anns)
+        actions.update(a["label"] for a in entry.get("annotations") or [])
         report.videos += 1
         report.segments += len(anns)
+    if report.clipped or report.dropped:
+        report.problems.append(f"{src_json}: clipped {report.clipped} segment(s) to their video's [0, duration] and "
+                               f"dropped {report.dropped} zero-length or empty one(s) (training takes neither; "
+                               f"`talsearch evaluate` scores the file as published)")
     _write(out, database, actions, set(), [view])
     return report
+
+
+def _inside_video(annotations: list, duration: float, report: ImportReport) -> list[dict]:
+    """ActivityNet segments clipped to [0, duration] (counted in ``report.clipped``); those with nothing left,
+    zero-length ones such as ActivityNet#56's ``[0, 0]`` included, left out (``report.dropped``)."""
+    kept = []
+    for a in annotations:
+        start, end = float(a["segment"][0]), float(a["segment"][1])
+        inside = [max(start, 0.0), min(end, duration)]
+        if inside[1] <= inside[0]:
+            report.dropped += 1
+            continue
+        report.clipped += inside != [start, end]
+        kept.append({"segment": inside, "label": a["label"]})
+    return kept
 
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")

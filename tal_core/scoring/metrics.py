@@ -10,6 +10,13 @@ threshold is the mean over classes that have ground truth (a class without
 predictions scores 0). Predictions for videos without ground truth count as false
 positives; predictions whose label has no ground truth are ignored.
 
+Zero-length segments (the published ActivityNet v1.3 ground truth holds some, e.g. ``[0, 0]``): a zero-length
+prediction against a zero-length ground truth has tIoU 0/0, NaN in the reference, which never fails its
+``tiou < threshold`` test and sorts before every number in its reversed argsort; so such a pair matches at
+every threshold, ahead of any other ground truth of the video, wherever the two points lie. Any other pair
+with a zero-length side has tIoU 0 (no match at thresholds above 0). Segments past a video's duration are
+scored as they are (no clipping), as the reference does.
+
 Vectorised: predictions are grouped by (class, video); the k-th prediction of
 every group is matched in one numpy step, so the Python loop runs over ranks
 (the largest group), not over predictions.
@@ -98,7 +105,10 @@ def _stable_order(codes: np.ndarray) -> np.ndarray:
 
 
 def _match_groups(pred_group, pred_rank, pred_s, pred_e, gt_s, gt_e, gt_valid, thresholds):
-    """0/1 true positives (thresholds, predictions) by greedy matching within each group."""
+    """0/1 true positives (thresholds, predictions) by greedy matching within each group; a zero-length
+    prediction against a zero-length ground truth (the reference's NaN tIoU) ranks as tIoU +inf."""
+    gt_points = gt_valid & (gt_e == gt_s)
+    points = gt_points.any() and bool((pred_e == pred_s).any())
     tp = np.zeros((len(thresholds), len(pred_group)), dtype=np.int8)
     locked = np.zeros((len(thresholds), *gt_s.shape), dtype=bool)
     has_gt = pred_group >= 0
@@ -113,6 +123,8 @@ def _match_groups(pred_group, pred_rank, pred_s, pred_e, gt_s, gt_e, gt_valid, t
             continue
         groups = pred_group[sel]
         iou = segment_iou(pred_s[sel, None], pred_e[sel, None], gt_s[groups], gt_e[groups])
+        if points:
+            iou[(pred_e[sel] == pred_s[sel])[:, None] & gt_points[groups]] = np.inf
         valid = gt_valid[groups]
         for t, thr in enumerate(thresholds):
             free = valid & ~locked[t, groups] & (iou >= thr)
