@@ -135,15 +135,23 @@ def cut_entries(recording: str, entry: dict, segments: list[dict], cut: float) -
     return clips
 
 
-def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None = None, cut: float | None = None,
-                label_map: dict[str, int] | None = None) -> ImportReport:
-    """One video per recording, or with ``cut`` (the kit's 10) the kit's clips (``cut_entries``).
-    ``label_map`` (the organisers' name -> id) orders the taxonomy by id, so that default submission class ids
-    (1-based taxonomy order) are theirs."""
-    src, out = Path(src), Path(out)
-    table = read_scene_table(Path(scenes_csv) if scenes_csv else src / "scenes.csv")
-    report = ImportReport()
-    database, actions, scenes = {}, set(), set()
+@dataclass
+class Recording360x:
+    """One 360+x recording as read: its annotation file, its scene-table entry, the view videos found for it,
+    its duration (the shortest view's, else the latest segment end) and its well-formed segments."""
+    name: str
+    source: Path
+    scene: str
+    subset: str
+    views: dict[str, Path]
+    duration: float
+    segments: list[dict]
+
+
+def read_360x_recordings(src: Path, table: dict[str, dict[str, str]], report: ImportReport):
+    """The recordings under ``src`` (one VIA-style JSON each), one at a time; a file that is not JSON, a
+    recording missing from the scene table or without view videos is reported and skipped, a JSON file without
+    ``metadata`` skipped silently."""
     for ann_file in sorted(src.rglob("*.json")):
         recording = ann_file.stem
         try:
@@ -164,36 +172,73 @@ def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None 
         segments = parse_via_segments(raw, str(ann_file), report)
         durations = [d for d in (probe_duration(p) for p in views.values()) if d]
         duration = min(durations) if durations else max((s["segment"][1] for s in segments), default=0.0)
-        kept = []
-        for s in segments:
-            start, end = max(0.0, s["segment"][0]), min(duration, s["segment"][1])
-            if end - start >= 0.5:
-                kept.append({"segment": [start, end], "label": s["label"]})
-                report.clipped += [start, end] != s["segment"]
-            else:
-                report.problems.append(f"{ann_file}: segment {s['segment']} outside the video or under 0.5 s; dropped")
-                report.dropped += 1
-        rel_views = {}
-        for view, path in views.items():
-            rel = f"videos/{recording}/{view}{path.suffix}"
-            _link_or_copy(path, out / rel)
-            rel_views[view] = rel
         subset = (row.get("subset") or "").strip() or default_subset(recording)
-        entry = {"subset": subset, "duration": duration, "scene": row["scene"].strip(), "views": rel_views}
-        if subset != "test":
-            entry["annotations"] = kept
-        entries = cut_entries(recording, entry, kept, cut) if cut else {recording: entry}
+        yield Recording360x(recording, ann_file, row["scene"].strip(), subset, views, duration, segments)
+
+
+def segments_inside(rec: Recording360x, report: ImportReport) -> list[dict]:
+    """The recording's segments clipped to [0, duration]; those with under 0.5 s left are reported and dropped."""
+    kept = []
+    for s in rec.segments:
+        start, end = max(0.0, s["segment"][0]), min(rec.duration, s["segment"][1])
+        if end - start >= 0.5:
+            kept.append({"segment": [start, end], "label": s["label"]})
+            report.clipped += [start, end] != s["segment"]
+        else:
+            report.problems.append(f"{rec.source}: segment {s['segment']} outside the video or under 0.5 s; dropped")
+            report.dropped += 1
+    return kept
+
+
+def link_views(rec: Recording360x, out: Path) -> dict[str, str]:
+    """The recording's view videos hard-linked (else copied) to ``out/videos/<recording>/<view>``; view -> that
+    path relative to ``out``."""
+    rel_views = {}
+    for view, path in rec.views.items():
+        rel = f"videos/{rec.name}/{view}{path.suffix}"
+        _link_or_copy(path, out / rel)
+        rel_views[view] = rel
+    return rel_views
+
+
+def recording_entries(rec: Recording360x, kept: list[dict], rel_views: dict[str, str],
+                      cut: float | None) -> dict[str, dict]:
+    """The data-set entries of one recording: the recording itself, or with ``cut`` the kit's clips of it
+    (``cut_entries``); a test entry carries no annotations."""
+    entry = {"subset": rec.subset, "duration": rec.duration, "scene": rec.scene, "views": rel_views}
+    if rec.subset != "test":
+        entry["annotations"] = kept
+    return cut_entries(rec.name, entry, kept, cut) if cut else {rec.name: entry}
+
+
+def label_order(actions: set[str], label_map: dict[str, int], report: ImportReport) -> list[str]:
+    """The taxonomy's action order from the organisers' name -> id map (by id); labels the map lacks are
+    reported and appended after its classes, sorted."""
+    unmapped = sorted(actions - set(label_map))
+    if unmapped:
+        report.problems.append(f"labels not in the label map (appended after its classes): {unmapped}")
+    return [name for name, _ in sorted(label_map.items(), key=lambda item: item[1])] + unmapped
+
+
+def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None = None, cut: float | None = None,
+                label_map: dict[str, int] | None = None) -> ImportReport:
+    """One video per recording, or with ``cut`` (the kit's 10) the kit's clips (``cut_entries``).
+    ``label_map`` (the organisers' name -> id) orders the taxonomy by id, so that default submission class ids
+    (1-based taxonomy order) are theirs. The steps: ``read_360x_recordings``, ``segments_inside`` (clip to the
+    video), ``link_views`` and ``recording_entries`` (cut clips), ``label_order`` (map labels), ``_write``."""
+    src, out = Path(src), Path(out)
+    table = read_scene_table(Path(scenes_csv) if scenes_csv else src / "scenes.csv")
+    report = ImportReport()
+    database, actions, scenes = {}, set(), set()
+    for rec in read_360x_recordings(src, table, report):
+        kept = segments_inside(rec, report)
+        entries = recording_entries(rec, kept, link_views(rec, out), cut)
         database.update(entries)
         actions.update(s["label"] for s in kept)
-        scenes.add(row["scene"].strip())
+        scenes.add(rec.scene)
         report.videos += len(entries)
         report.segments += sum(len(e.get("annotations", [])) for e in entries.values())
-    order = None
-    if label_map is not None:
-        unmapped = sorted(actions - set(label_map))
-        if unmapped:
-            report.problems.append(f"labels not in the label map (appended after its classes): {unmapped}")
-        order = [name for name, _ in sorted(label_map.items(), key=lambda item: item[1])] + unmapped
+    order = label_order(actions, label_map, report) if label_map is not None else None
     _write(out, database, actions, scenes, sorted({v for e in database.values() for v in e["views"]}), order)
     return report
 
