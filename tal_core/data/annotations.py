@@ -39,6 +39,7 @@ class Video:
     segments: tuple[Segment, ...] = ()
     offset: float = 0.0  # where this video starts in its view files (a clip of a longer recording), seconds
     recording: str | None = None  # the recording a clip belongs to: bins and submissions use its time
+    audio: str | None = None  # a declared audio file (relative to the folder); else the audio of the view's file
 
     @property
     def recording_id(self) -> str:
@@ -72,6 +73,10 @@ class DatasetSpec:
         if view not in video.views:
             raise DatasetError(f"video '{video.video_id}' has no view '{view}' (has {sorted(video.views)})")
         return self.root / video.views[view]
+
+    def audio_path(self, video: Video, view: str) -> Path:
+        """The file a video's sound is read from: its declared ``audio`` file, else its ``view`` file."""
+        return self.root / video.audio if video.audio else self.video_path(video, view)
 
 
 def safe_relative_path(root: Path, relative: str) -> Path | None:
@@ -187,7 +192,12 @@ def _parse_video(root: Path, vid: str, entry: Any, taxonomy: Taxonomy, problems:
     if recording is not None and not (isinstance(recording, str) and recording):
         problems.append(f"{where}.recording: must be a non-empty string, got {recording!r}")
         recording = None
-    return Video(vid, str(subset), float(duration), scene, dict(views), segments, float(offset), recording)
+    audio = entry.get("audio")
+    if audio is not None and safe_relative_path(root, audio) is None:  # read (and missed) only when heard
+        problems.append(f"{where}.audio: path {audio!r} escapes the data-set folder")
+        audio = None
+    return Video(vid, str(subset), float(duration), scene, dict(views), segments, float(offset), recording,
+                 audio)
 
 
 def _duplicate_ids(path: Path, kept: int) -> list[str]:

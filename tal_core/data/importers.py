@@ -129,6 +129,8 @@ def cut_entries(recording: str, entry: dict, segments: list[dict], cut: float) -
                 pieces.append({"segment": [round(lo - start, 6), round(hi - start, 6)], "label": s["label"]})
         clip = {"subset": KIT_SUBSETS[index], "duration": round(end - start, 6), "scene": entry["scene"],
                 "views": entry["views"], "offset": start, "recording": recording}
+        if "audio" in entry:  # the recording's audio file: the clip hears its own stretch of it (offset)
+            clip["audio"] = entry["audio"]
         if clip["subset"] != "test":
             clip["annotations"] = pieces
         clips[f"{recording}_{start:g}_{start + cut:g}"] = clip
@@ -201,11 +203,30 @@ def link_views(rec: Recording360x, out: Path) -> dict[str, str]:
     return rel_views
 
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".m4a", ".aac", ".mp3", ".ogg")
+
+
+def link_audio(rec: Recording360x, out: Path) -> str | None:
+    """The recording's own audio file, when there is one beside its views (``<recording>/audio.wav``) or in an
+    ``audio/`` folder beside the view folders (``audio/<recording>.wav``), linked like the views; its path
+    relative to ``out``. Without one, the views' files keep their own audio streams (they are linked as they are)."""
+    for view in rec.views.values():
+        for folder, stem in ((view.parent, "audio"), (view.parent.parent / "audio", rec.name)):
+            for suffix in AUDIO_SUFFIXES:
+                if (folder / f"{stem}{suffix}").is_file():
+                    rel = f"videos/{rec.name}/audio{suffix}"
+                    _link_or_copy(folder / f"{stem}{suffix}", out / rel)
+                    return rel
+    return None
+
+
 def recording_entries(rec: Recording360x, kept: list[dict], rel_views: dict[str, str],
-                      cut: float | None) -> dict[str, dict]:
+                      cut: float | None, audio: str | None = None) -> dict[str, dict]:
     """The data-set entries of one recording: the recording itself, or with ``cut`` the kit's clips of it
-    (``cut_entries``); a test entry carries no annotations."""
+    (``cut_entries``); a test entry carries no annotations; ``audio``: the recording's declared audio file."""
     entry = {"subset": rec.subset, "duration": rec.duration, "scene": rec.scene, "views": rel_views}
+    if audio:
+        entry["audio"] = audio
     if rec.subset != "test":
         entry["annotations"] = kept
     return cut_entries(rec.name, entry, kept, cut) if cut else {rec.name: entry}
@@ -232,7 +253,7 @@ def import_360x(src: str | Path, out: str | Path, scenes_csv: str | Path | None 
     database, actions, scenes = {}, set(), set()
     for rec in read_360x_recordings(src, table, report):
         kept = segments_inside(rec, report)
-        entries = recording_entries(rec, kept, link_views(rec, out), cut)
+        entries = recording_entries(rec, kept, link_views(rec, out), cut, link_audio(rec, out))
         database.update(entries)
         actions.update(s["label"] for s in kept)
         scenes.add(rec.scene)

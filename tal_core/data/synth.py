@@ -11,6 +11,9 @@ Each scene favours some actions (its prior), so the scene head carries signal.
 
 Two presets: ``easy`` (the default above) and ``hard`` (``synth_hard.py``: eight actions in four pairs
 that only temporal cues separate, views that miss actions, a distractor, noise, a shaking ego camera).
+
+Every action class has a sound (``synth_audio.py``), drawn from a random stream of its own: the frames are the
+same with sound (an AAC track in each mp4, or a declared ``audio.wav``) and without.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import av
 import numpy as np
 
 from tal_core.data.annotations import write_annotations
+from tal_core.data.synth_audio import SoundTrack, render_sound, sound_rng, write_wav
 from tal_core.data.synth_hard import (
     HARD_ACTIONS,
     draw_hard_action,
@@ -51,6 +55,7 @@ class SynthSpec:
     val_share: float = 0.2
     test_share: float = 0.15
     preset: str = "easy"
+    audio: str = "mp4"  # mp4 (an AAC track in every view's file) | wav (videos/<id>/audio.wav, declared) | none
 
     @classmethod
     def for_preset(cls, preset: str, **given) -> SynthSpec:
@@ -207,13 +212,17 @@ def render_video(rng: np.random.Generator, duration: float, fps: int, scene: int
         yield {view: cut_view(world, view, tuple(gaze), shake, size) for view in views}
 
 
-def write_mp4s(paths: dict[str, Path], frames, fps: int) -> None:
-    containers, streams = {}, {}
+AUDIO_CHOICES = ("mp4", "wav", "none")
+
+
+def write_mp4s(paths: dict[str, Path], frames, fps: int, sound: np.ndarray | None = None) -> None:
+    """One mp4 per view; ``sound`` (16 kHz mono), when given, as an AAC track in each, fed in step with the frames."""
+    containers, streams, tracks = {}, {}, {}
     try:
         for view, path in paths.items():
             path.parent.mkdir(parents=True, exist_ok=True)
             containers[view] = av.open(str(path), mode="w")
-        for frame_views in frames:
+        for index, frame_views in enumerate(frames):
             for view, image in frame_views.items():
                 if view not in streams:
                     stream = containers[view].add_stream("libx264", rate=fps)
@@ -221,11 +230,17 @@ def write_mp4s(paths: dict[str, Path], frames, fps: int) -> None:
                     stream.pix_fmt = "yuv420p"
                     stream.options = {"crf": "18", "preset": "veryfast", "threads": "1"}
                     streams[view] = stream
+                    if sound is not None:
+                        tracks[view] = SoundTrack(containers[view], sound, fps)
                 for packet in streams[view].encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                     containers[view].mux(packet)
+                if view in tracks:
+                    tracks[view].until_frame(index + 1)
         for view, stream in streams.items():
             for packet in stream.encode():
                 containers[view].mux(packet)
+            if view in tracks:
+                tracks[view].finish()
     finally:
         for container in containers.values():
             container.close()
@@ -242,6 +257,8 @@ def synthesize(out: str | Path, spec: SynthSpec = SynthSpec(), progress=None) ->
     """Write ``spec.videos`` videos and ``annotations.json`` under ``out``; deterministic by seed."""
     out = Path(out)
     look = LOOKS[spec.preset]
+    if spec.audio not in AUDIO_CHOICES:
+        raise ValueError(f"unknown synth audio {spec.audio!r} (choose from {AUDIO_CHOICES})")
     database = {}
     subsets = assign_subsets(spec.videos, spec)
     for index in range(spec.videos):
@@ -253,8 +270,14 @@ def synthesize(out: str | Path, spec: SynthSpec = SynthSpec(), progress=None) ->
         segments = plan_segments(rng, duration, prior, look.length, look.gap)
         views = {v: f"videos/{video_id}/{v}.mp4" for v in spec.views}
         frames = render_video(rng, duration, spec.fps, scene, segments, spec.views, spec.size, look)
-        write_mp4s({v: out / rel for v, rel in views.items()}, frames, spec.fps)
+        sound = None if spec.audio == "none" else render_sound(sound_rng(spec.seed, index), duration, scene,
+                                                                segments, look.actions, spec.preset)
+        write_mp4s({v: out / rel for v, rel in views.items()}, frames, spec.fps,
+                   sound if spec.audio == "mp4" else None)
         entry = {"subset": subsets[index], "duration": duration, "scene": SCENES[scene], "views": views}
+        if spec.audio == "wav":
+            entry["audio"] = f"videos/{video_id}/audio.wav"
+            write_wav(out / entry["audio"], sound)
         if subsets[index] != "test":
             entry["annotations"] = [{"segment": [s, e], "label": look.actions[a]} for s, e, a in segments]
         database[video_id] = entry
