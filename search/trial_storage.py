@@ -52,7 +52,9 @@ def check_uri(uri: str) -> str:
 
 
 def join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts])
+    """``root/part/...``; a query (``s3://b/p?endpoint_override=...``) stays at the end."""
+    base, mark, query = root.partition("?") if has_scheme(root) else (root, "", "")
+    return "/".join([base.rstrip("/"), *parts]) + mark + query
 
 
 def filesystem(uri: str):
