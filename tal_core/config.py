@@ -49,6 +49,7 @@ class DataConfig(_Section):
     decoder: Literal["auto", "decord", "pyav"] = Field("auto", description="video decoder: auto (decord where it imports, else PyAV) / decord / pyav")
     num_workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0 = load in the training process)")
     flip_pairs: tuple[tuple[str, str], ...] | None = Field(None, description="pairs of actions that swap under a horizontal flip, e.g. [[turn_left, turn_right]]; other actions keep their label; [] = none swap; null = undeclared (augment.flip refused)")
+    modalities: Literal["video", "audio", "video+audio"] = Field("video", description="what the model hears and sees: video (frames of data.view) | audio (the log-mel of each video's declared \"audio\" file, else the audio of its data.view file; no frames are decoded) | video+audio (both, fused before the heads)")
 
     @field_validator("flip_pairs")
     @classmethod
@@ -69,6 +70,7 @@ class ModelConfig(_Section):
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout before the two heads")
     tiny_width: int = Field(32, ge=4, le=512, description="channel width of the tiny CPU backbone")
     output: Literal["interval", "frame"] = Field("interval", description="interval: one prediction per interval | frame: also one per sampled frame (finer cells)")
+    audio_width: int = Field(32, ge=4, le=512, description="channel width of the audio branch, a small 2-D CNN over each frame's log-mel window (data.modalities with audio)")
 
 
 class LossConfig(_Section):
@@ -86,6 +88,17 @@ class AugmentConfig(_Section):
     colour: float = Field(0.0, ge=0, le=1, description="colour jitter (training): brightness, contrast and saturation each scaled by 1 +- up to this, per clip (0 = off)")
     flip: float = Field(0.0, ge=0, le=1, description="probability of flipping a training clip horizontally; labels swap through data.flip_pairs, which must be declared")
     temporal_jitter: float = Field(0.0, ge=0, le=0.5, description="a training clip's frames come from its interval shifted by up to this share of the interval either way (0 = off)")
+
+
+class AudioConfig(_Section):
+    window_seconds: float = Field(0.96, gt=0, le=2.0, description="each sampled frame hears the log-mel (VGGish's: 16 kHz, 25 ms windows every 10 ms, 64 mel bands 125-7500 Hz, log(mel + 0.01)) of this many seconds centred on the time it shows")
+    missing: Literal["error", "silence"] = Field("error", description="a video whose audio file or stream is missing: error (exit 2 naming the file) | silence (it hears silence; counted and logged)")
+    gain_db: float = Field(0.0, ge=0, le=40, description="training: each clip's sound louder or softer by up to this many dB (0 = off)")
+    time_shift_seconds: float = Field(0.0, ge=0, le=1.0, description="training: each clip's windows shifted in time by up to this many seconds either way, silence filling in (0 = off)")
+    time_masks: int = Field(0, ge=0, le=8, description="training: stretches of time blanked to silence per clip (SpecAugment; 0 = off)")
+    time_mask_seconds: float = Field(0.1, gt=0, le=1.0, description="longest of those time masks, seconds")
+    freq_masks: int = Field(0, ge=0, le=8, description="training: bands of mel channels blanked to silence per clip (SpecAugment; 0 = off)")
+    freq_mask_bands: int = Field(8, ge=1, le=64, description="widest of those frequency masks, mel bands")
 
 
 class TrainConfig(_Section):
@@ -267,6 +280,7 @@ class Config(_Section):
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
+    audio: AudioConfig = AudioConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     search: SearchConfig = SearchConfig()

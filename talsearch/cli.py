@@ -33,7 +33,7 @@ def cmd_synth(args) -> None:
     from tal_core.data.synth import SynthSpec, synthesize
 
     spec = SynthSpec.for_preset(args.preset, videos=args.videos, seed=args.seed, fps=args.fps, size=args.size,
-                                val_share=args.val_share, test_share=args.test_share)
+                                val_share=args.val_share, test_share=args.test_share, audio=args.audio)
     path = synthesize(args.out, spec, progress=lambda i, n: print(f"synth: video {i}/{n}", file=sys.stderr))
     _emit(str(path.parent))
 
@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "preset's, 0.2 or 0.32)")
     p.add_argument("--test-share", type=share, default=None, help="share of videos in the test subset (default: "
                                                                   "the preset's, 0.15 or 0.04)")
+    p.add_argument("--audio", choices=("mp4", "wav", "none"), default="mp4",
+                   help="every action class has a sound (docs/recipe.md): mp4 = an AAC track in every view's file | "
+                        "wav = videos/<id>/audio.wav, declared in annotations.json | none = silent videos")
 
     p = add_command(sub, "import-360x", "360+x VIA-style annotations -> data-set format", cmd_import_360x)
     p.add_argument("src", type=Path, help="folder with one annotation JSON per recording and the view videos")

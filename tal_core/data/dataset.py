@@ -15,10 +15,15 @@ time at its centre, (i + 0.5) / fps (see ``video.source_frame_indices``).
   intervals start at (o - 1) * interval + k * interval, so the first one reaches back before the video's start
   (frames there repeat the first one) and every cell of the unshifted grid also lies in a clip of this one,
   seen from other neighbours (``predictions.average_coinciding_cells`` then averages them).
+- Sound (``data.modalities`` audio or video+audio): each sampled frame also hears the log-mel window of
+  ``audio.window_seconds`` centred on the time it shows (``audio.windows_at``), read from the video's declared
+  ``audio`` file or else its view's file; an item's first element is then a dict, ``{"video": frames, "audio":
+  (T, W, 64) float32}``, without "video" for audio alone (no frame is decoded; positions and labels are the same).
 """
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -26,8 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tal_core.config import DataConfig
+from tal_core.config import AudioConfig, DataConfig
 from tal_core.data.annotations import DatasetSpec, Video
+from tal_core.data.audio import AudioCache, AudioMissingError, audio_range, windows_at
 from tal_core.data.intervals import cell_grid, interval_grid, label_at_times, label_intervals
 from tal_core.data.video import FrameCache, VideoDecodeError
 
@@ -90,13 +96,16 @@ class VideoIntervals:
     segment_table: tuple = ()  # (start, end, class) of each ground-truth segment, for per-frame labels
 
 
+logger = logging.getLogger(__name__)
+
+
 class IntervalDataset(Dataset):
     """One item per interval: (frames uint8 (T, 3, H, W), interval label, per-frame labels (T,), scene label,
-    item index)."""
+    item index); with sound the frames become ``{"video": frames, "audio": windows}`` (see the module's doc)."""
 
     def __init__(self, spec: DatasetSpec, subset: str, data: DataConfig, train: bool,
                  cache: FrameCache | None = None, seed: int = 0, phases: int = 1, temporal_jitter: float = 0.0,
-                 grid_offset: float = 0.0):
+                 grid_offset: float = 0.0, audio: AudioConfig | None = None):
         if grid_offset and train:
             raise ValueError("grid_offset shifts evaluation grids only")
         self.spec, self.data, self.train, self.seed = spec, data, train, seed
@@ -104,18 +113,29 @@ class IntervalDataset(Dataset):
         self.temporal_jitter = temporal_jitter if train else 0.0
         self.phases = 1 if train else phases
         self.cache = cache or FrameCache(decode_timeout_s=data.decode_timeout_s, decoder=data.decoder)
+        self.audio = audio or AudioConfig()
+        self.sees, self.hears = data.modalities != "audio", "audio" in data.modalities
+        self.audio_cache = AudioCache(self.cache.cache_dir, data.decode_timeout_s or None)
         self.epoch = 0
         self.videos: list[VideoIntervals] = []
         self.cache_files: list[str] = []
+        self.audio_files: list[str | None] = []  # None: the video hears silence (audio.missing=silence)
+        self.silent: list[str] = []  # ids of the videos without sound
         for video in sorted(spec.subset(subset), key=lambda v: v.video_id):
-            path = self._prepare(video)
+            path = self._prepare(video) if self.sees else ""
             if path is not None:
                 self.videos.append(self._intervals(video))
                 self.cache_files.append(str(path))
+                self.audio_files.append(self._prepare_audio(video) if self.hears else None)
+        if self.silent:
+            logger.warning(f"{len(self.silent)} of {len(self.videos)} {subset} videos have no sound and hear "
+                           f"silence (audio.missing=silence): {', '.join(self.silent[:5])}"
+                           + (" ..." if len(self.silent) > 5 else ""))
         self.index = np.array(  # (video, interval, phase) per item, in that order
             [(v, i, p) for v, vi in enumerate(self.videos) for i in range(len(vi.starts)) for p in range(self.phases)],
             dtype=np.int64).reshape(-1, 3)
         self._arrays: dict[int, np.ndarray] = {}
+        self._sounds: dict[int, np.ndarray] = {}
 
     def _prepare(self, video: Video):
         try:
@@ -126,6 +146,19 @@ class IntervalDataset(Dataset):
                 warnings.warn(f"skipping video '{video.video_id}': {error}", stacklevel=2)
                 return None
             raise
+
+    def _prepare_audio(self, video: Video) -> str | None:
+        """The video's log-mel in the audio cache (its clip of the file, with context either side), or None
+        where it has no sound and ``audio.missing`` is silence."""
+        try:
+            return str(self.audio_cache.ensure(self.spec.audio_path(video, self.data.view),
+                                               *audio_range(video.offset, video.duration)))
+        except AudioMissingError as error:
+            if self.audio.missing == "silence":
+                self.silent.append(video.video_id)
+                return None
+            raise AudioMissingError(f"{error} (video '{video.video_id}': data.modalities={self.data.modalities} "
+                                    "hears it; audio.missing=silence lets it hear silence)") from None
 
     def _intervals(self, video: Video) -> VideoIntervals:
         starts, ends = interval_grid(video.duration, self.data.interval_seconds)
@@ -148,6 +181,7 @@ class IntervalDataset(Dataset):
     def __getstate__(self):  # memory maps are reopened in each worker process
         state = dict(self.__dict__)
         state["_arrays"] = {}
+        state["_sounds"] = {}
         return state
 
     def frames_of(self, video_index: int) -> np.ndarray:
@@ -155,17 +189,40 @@ class IntervalDataset(Dataset):
             self._arrays[video_index] = np.load(self.cache_files[video_index], mmap_mode="r")
         return self._arrays[video_index]
 
+    def sounds_of(self, video_index: int) -> np.ndarray | None:
+        """The video's memory-mapped log-mel (None: silence); frame 0 begins at ``audio_range(...)[0]``."""
+        if self.audio_files[video_index] is None:
+            return None
+        if video_index not in self._sounds:
+            self._sounds[video_index] = np.load(self.audio_files[video_index], mmap_mode="r")
+        return self._sounds[video_index]
+
+    def frames_available(self, video_index: int) -> int:
+        """Cached frames of the video's file: the cache's count, or without frames (audio alone) the count a
+        decode of its clip would give."""
+        if self.sees:
+            return len(self.frames_of(video_index))
+        video = self.videos[video_index].video
+        return max(1, int(np.ceil((video.offset + video.duration) * self.data.decode_fps - 1e-6)))
+
     def __getitem__(self, item: int):
         video_index, interval_index, phase = (int(x) for x in self.index[item])
         vi = self.videos[video_index]
-        frames = self.frames_of(video_index)
         offset = vi.video.offset  # a clip's times start this far into its view files
         start, end = vi.starts[interval_index] + offset, vi.ends[interval_index] + offset
-        positions = self.positions(start, end, len(frames), item, phase)
-        clip = torch.from_numpy(np.ascontiguousarray(frames[positions])).permute(0, 3, 1, 2)
-        frame_labels = label_at_times(frame_times(positions, self.data.decode_fps) - offset, vi.segment_table,
-                                      self.spec.taxonomy)
-        return clip, int(vi.labels[interval_index]), torch.from_numpy(frame_labels), vi.scene, item
+        positions = self.positions(start, end, self.frames_available(video_index), item, phase)
+        times = frame_times(positions, self.data.decode_fps)
+        frame_labels = label_at_times(times - offset, vi.segment_table, self.spec.taxonomy)
+        inputs = {}
+        if self.sees:
+            frames = self.frames_of(video_index)
+            inputs["video"] = torch.from_numpy(np.ascontiguousarray(frames[positions])).permute(0, 3, 1, 2)
+        if self.hears:
+            begin = audio_range(vi.video.offset, vi.video.duration)[0]
+            windows = windows_at(self.sounds_of(video_index), begin, times, self.audio.window_seconds)
+            inputs["audio"] = torch.from_numpy(windows)
+        inputs = inputs if self.hears else inputs["video"]
+        return inputs, int(vi.labels[interval_index]), torch.from_numpy(frame_labels), vi.scene, item
 
     def positions(self, start: float, end: float, available: int, item: int, phase: int = 0) -> np.ndarray:
         """Cached frames of one interval: TSN-random or strided in training, cell centres in evaluation (pass ``phase``)."""

@@ -5,6 +5,10 @@ With ``model.output=frame`` a third head classifies every frame (K + 1) from its
 features (which the temporal shift has mixed with its neighbours') next to the clip's
 consensus features (what happens in this interval): predictions on cells finer than the
 interval. The frame says whether the action is on screen, the clip says which one.
+
+With sound (``data.modalities`` audio or video+audio) an audio branch (``audio_branch.py``) turns each frame's
+log-mel window into features that are concatenated with that frame's video features (fusion before the
+consensus and the heads); audio alone has no video backbone. The heads, cells and outputs stay the same.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 from torch import nn
 
 from tal_core.config import ModelConfig
+from tal_core.model.audio_branch import AudioBranch
 from tal_core.model.backbones import build_backbone
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
@@ -28,11 +33,16 @@ class Outputs(NamedTuple):
 
 
 class MultiTaskTSM(nn.Module):
-    def __init__(self, cfg: ModelConfig, n_segment: int, num_actions: int, num_scenes: int):
+    def __init__(self, cfg: ModelConfig, n_segment: int, num_actions: int, num_scenes: int,
+                 modalities: str = "video"):
         super().__init__()
         self.n_segment = n_segment
-        self.backbone, dim = build_backbone(cfg.backbone, n_segment, cfg.shift_fraction, cfg.shift_place,
-                                            cfg.pretrained, cfg.tiny_width)
+        self.backbone, dim = None, 0
+        if modalities != "audio":
+            self.backbone, dim = build_backbone(cfg.backbone, n_segment, cfg.shift_fraction, cfg.shift_place,
+                                                cfg.pretrained, cfg.tiny_width)
+        self.audio_branch = AudioBranch(cfg.audio_width) if "audio" in modalities else None
+        dim += self.audio_branch.dim if self.audio_branch is not None else 0
         self.dropout = nn.Dropout(cfg.dropout)
         self.action_head = nn.Linear(dim, num_actions + 1)
         self.scene_head = nn.Linear(dim, max(num_scenes, 1))
@@ -40,14 +50,22 @@ class MultiTaskTSM(nn.Module):
         self.register_buffer("mean", MEAN.clone(), persistent=False)
         self.register_buffer("std", STD.clone(), persistent=False)
 
-    def forward(self, clips: torch.Tensor) -> Outputs:
-        """clips: (N, T, 3, H, W) uint8 or float in [0, 255] -> interval, scene (and per-frame) logits."""
-        n, t = clips.shape[:2]
-        frames = clips.flatten(0, 1).float()
-        frames = (frames - self.mean) / self.std
-        if frames.is_cuda:
-            frames = frames.contiguous(memory_format=torch.channels_last)
-        per_frame = self.dropout(self.backbone(frames).view(n, t, -1))
+    def forward(self, inputs: torch.Tensor | dict[str, torch.Tensor]) -> Outputs:
+        """inputs: clips (N, T, 3, H, W) uint8 or float in [0, 255], or a dict of them ("video") and/or log-mel
+        windows (N, T, W, 64) ("audio") -> interval, scene (and per-frame) logits."""
+        clips, sounds = (inputs.get("video"), inputs.get("audio")) if isinstance(inputs, dict) else (inputs, None)
+        parts = []
+        if self.backbone is not None:
+            n, t = clips.shape[:2]
+            frames = clips.flatten(0, 1).float()
+            frames = (frames - self.mean) / self.std
+            if frames.is_cuda:
+                frames = frames.contiguous(memory_format=torch.channels_last)
+            parts.append(self.backbone(frames).view(n, t, -1))
+        if self.audio_branch is not None:
+            parts.append(self.audio_branch(sounds))
+        per_frame = self.dropout(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])
+        n, t = per_frame.shape[:2]
         features = per_frame.mean(dim=1)  # TSN average consensus
         frame_logits = None
         if self.frame_head is not None:

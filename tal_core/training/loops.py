@@ -57,6 +57,13 @@ def autocast_for(device: torch.device, enabled: bool):
 BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple]
 
 
+def to_device(inputs, device):
+    """A batch's model inputs (clips, or a dict of "video" clips and "audio" windows) on ``device``."""
+    if isinstance(inputs, dict):
+        return {name: value.to(device, non_blocking=True) for name, value in inputs.items()}
+    return inputs.to(device, non_blocking=True)
+
+
 def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, device, amp: bool,
                     progress: bool = False, after_step: Callable[[], None] | None = None,
                     transform: BatchTransform | None = None, class_weight: torch.Tensor | None = None
@@ -68,7 +75,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
     seen = 0
     batches = tqdm(loader, desc="train", leave=False, file=sys.stderr, disable=not progress)
     for clips, action, frame_labels, scene, _ in batches:
-        clips = clips.to(device, non_blocking=True)
+        clips = to_device(clips, device)
         action, frame_labels, scene = action.to(device), frame_labels.to(device), scene.to(device)
         if transform is not None:
             clips, action, frame_labels = transform(clips, action, frame_labels)
@@ -83,9 +90,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
         scheduler.step()
         if after_step is not None:
             after_step()
-        totals += len(clips) * np.array([parts.total.item(), parts.action.item(), parts.scene.item(),
-                                         parts.frame.item()])
-        seen += len(clips)
+        totals += len(action) * np.array([parts.total.item(), parts.action.item(), parts.scene.item(),
+                                          parts.frame.item()])
+        seen += len(action)
     mean = totals / max(seen, 1)
     return {"train_loss": mean[0], "train_action_loss": mean[1], "train_scene_loss": mean[2],
             "train_frame_loss": mean[3]}
@@ -103,7 +110,7 @@ def predict(model, dataset: IntervalDataset, device, batch_size: int, amp: bool,
     loader = make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, num_workers=num_workers)
     for clips, _, _, _, index in loader:
         with autocast_for(device, amp):
-            out = model(clips.to(device, non_blocking=True))
+            out = model(to_device(clips, device))
         cell_logits = out.action[:, None] if out.frame is None else out.frame  # (N, cells, K + 1)
         items.append(index.numpy())
         action_probs.append(softmax(cell_logits.float(), dim=-1).cpu().numpy())

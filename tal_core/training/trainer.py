@@ -88,7 +88,7 @@ logger.addFilter(_RankZero())
 
 def build_model(cfg: Config, spec: DatasetSpec) -> MultiTaskTSM:
     return MultiTaskTSM(cfg.model, cfg.data.frames_per_interval, len(spec.taxonomy.actions),
-                        len(spec.taxonomy.scenes))
+                        len(spec.taxonomy.scenes), cfg.data.modalities)
 
 
 def save_checkpoint(path: Path, model, optimizer=None, scheduler=None, state: RunState | None = None,
@@ -125,12 +125,15 @@ class Run:
             torch.set_num_threads(cfg.train.threads)
         self.flip_perm = augment.flip_permutation(spec.taxonomy.actions, cfg.data.flip_pairs)
         self.train_set = IntervalDataset(spec, "train", cfg.data, train=True, cache=cache, seed=cfg.train.seed,
-                                         temporal_jitter=cfg.augment.temporal_jitter)
+                                         temporal_jitter=cfg.augment.temporal_jitter, audio=cfg.audio)
         phases = cfg.eval.frame_phases if cfg.model.output == "frame" else 1
-        self.val_set = IntervalDataset(spec, "val", cfg.data, train=False, cache=cache, phases=phases)
-        self.test_set = IntervalDataset(spec, "test", cfg.data, train=False, cache=cache, phases=phases)
+        self.val_set = IntervalDataset(spec, "val", cfg.data, train=False, cache=cache, phases=phases,
+                                       audio=cfg.audio)
+        self.test_set = IntervalDataset(spec, "test", cfg.data, train=False, cache=cache, phases=phases,
+                                        audio=cfg.audio)
         self.shifted = {split: [IntervalDataset(spec, split, cfg.data, train=False, cache=cache, phases=phases,
-                                                grid_offset=offset) for offset in cfg.eval.grid_offsets]
+                                                grid_offset=offset, audio=cfg.audio)
+                                for offset in cfg.eval.grid_offsets]
                         for split in ("val", "test")}  # eval.grid_offsets: the same cells seen in other clips
         if len(self.train_set) == 0 or len(self.val_set) == 0:
             raise DatasetError(f"data set {spec.root} needs train and val videos with view '{cfg.data.view}'")
@@ -170,7 +173,8 @@ class Run:
         return self.ema.module if self.ema is not None else self.model
 
     def _augment(self, clips, action, frame_labels):
-        return augment.augment_batch(clips, action, frame_labels, self.cfg.augment, self.flip_perm, self.generator)
+        return augment.augment_inputs(clips, action, frame_labels, self.cfg.augment, self.flip_perm, self.generator,
+                                      self.cfg.audio)
 
     def resume_from(self, path: Path) -> None:
         """Load the resume state; a file that is not one, or one of another model, is a ``ResumeError``."""
@@ -208,7 +212,8 @@ class Run:
             if after_step is not None:
                 after_step()
 
-        transform = self._augment if augment.active(self.cfg.augment) else None
+        transform = (self._augment if augment.active(self.cfg.augment) or augment.audio_active(self.cfg.audio)
+                     else None)
         return loops.train_one_epoch(self.model, loader, self.optimizer, self.scheduler, self.cfg.loss,
                                       self.device, self.cfg.train.amp, progress=rank() == 0
                                       and sys.stderr.isatty(), after_step=step_done, transform=transform,
