@@ -30,18 +30,36 @@ def loudness(track: np.ndarray, start: float, end: float) -> float:
     return float(np.abs(track[int(start * RATE): int(end * RATE)]).max())
 
 
-def test_hard_frames_are_byte_identical_with_and_without_sound(tmp_path):
-    spec = SynthSpec.for_preset("hard", videos=2, duration=(6.0, 7.0), size=32, views=("front", "ego"))
-    synthesize(tmp_path / "loud", spec)  # audio="mp4", the default
-    synthesize(tmp_path / "mute", SynthSpec.for_preset("hard", videos=2, duration=(6.0, 7.0), size=32,
-                                                      views=("front", "ego"), audio="none"))
+def test_hard_frames_are_byte_identical_with_and_without_sound(tmp_path, monkeypatch):
+    """The frames handed to the encoder are the same arrays with sound and without (sound has a random stream
+    of its own). The mp4s' packets are not compared: x264 was seen to encode the same frames differently under
+    heavy load, with or without sound."""
+    from tal_core.data import synth
+
+    written = {}
+    encode = synth.write_mp4s
+
+    def recording(paths, frames, fps, sound=None):
+        frames = list(frames)
+        written[next(iter(paths.values())).parents[2].name, next(iter(paths.values())).parent.name] = frames
+        encode(paths, iter(frames), fps, sound)
+
+    monkeypatch.setattr(synth, "write_mp4s", recording)
+    for kind, audio in (("loud", "mp4"), ("mute", "none")):
+        synthesize(tmp_path / kind, SynthSpec.for_preset("hard", videos=2, duration=(6.0, 7.0), size=32,
+                                                        views=("front", "ego"), audio=audio))
     assert json.loads((tmp_path / "loud" / "annotations.json").read_text()) == \
         json.loads((tmp_path / "mute" / "annotations.json").read_text())
     for video in ("vid0000", "vid0001"):
+        loud, mute = written["loud", video], written["mute", video]
+        assert len(loud) == len(mute) > 90
+        for a, b in zip(loud, mute, strict=True):
+            assert a.keys() == b.keys() == {"front", "ego"}
+            assert all(a[view].tobytes() == b[view].tobytes() for view in a)
         for view in ("front", "ego"):
-            loud, mute = (tmp_path / kind / "videos" / video / f"{view}.mp4" for kind in ("loud", "mute"))
-            assert video_packets(loud) == video_packets(mute)
-            assert audio_streams(loud) == 1 and audio_streams(mute) == 0
+            paths = [tmp_path / kind / "videos" / video / f"{view}.mp4" for kind in ("loud", "mute")]
+            assert [len(video_packets(p)) for p in paths] == [len(loud)] * 2
+            assert [audio_streams(p) for p in paths] == [1, 0]
     spec = load_dataset(tmp_path / "loud")
     video = spec.videos["vid0000"]
     sound = decode_audio(spec.audio_path(video, "front"))
