@@ -144,7 +144,10 @@ def _decode(path: Path, start: float, end: float | None) -> np.ndarray:
         stream = container.streams.audio[0]
         zero = _time_zero(container, stream)
         if start > CONTEXT_S and stream.time_base:  # a clip deep in a recording: skip the part before it
-            container.seek(max(0, int((zero + start - CONTEXT_S) / stream.time_base)), stream=stream)
+            try:  # a second early: a decoder (AAC) needs a frame or two to settle after a seek
+                container.seek(max(0, int((zero + start - CONTEXT_S) / stream.time_base)), stream=stream)
+            except av.error.FFmpegError:  # not seekable: decode from the start (times come from the frames)
+                pass
         resampler = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)
         pieces: list[np.ndarray] = []
         first_time, wanted, have = None, None, 0
