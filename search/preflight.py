@@ -1,12 +1,11 @@
 """Pre-flight: before any trial trains, every live Ray node proves it sees what trials will use.
 
-The driver writes a nonce file into each folder trials write to (the sweep folder, or the storage that replaces
-it with ``--storage``) and into the frame cache folder, and notes the data set's ``annotations.json`` hash and
-the size of every video the sweep can read. A task pinned to each live node (``num_cpus=0``, hard node
-affinity) reads them back. A node that cannot see a folder trials write to, or sees other data, fails the
-sweep before anything trains, with one line naming the node and the path (exit 2). The cache is a cache: a
-node that cannot see the driver's cache folder but can write there builds its own copy (it is told so in the
-log); one that can do neither fails too.
+The driver writes a nonce file into the folder trials write to (the sweep folder, or the storage that replaces
+it with ``--storage``) and notes the data set's ``annotations.json`` hash and the size of every video the sweep
+can read. A task pinned to each live node (``num_cpus=0``, hard node affinity) reads them back. A node that
+cannot see the folder trials write to, or sees other data, fails the sweep before anything trains, with one line
+naming the node and the path (exit 2). The frame cache is each node's own (``search.node_cache`` builds it and
+checks its room), so it needs no sharing.
 """
 
 from __future__ import annotations
@@ -35,14 +34,13 @@ class PreflightError(UserError):
 
 @dataclass(frozen=True)
 class Checks:
-    """What every node must see: nonce files by URI or path, the data set's fingerprint, the cache folder."""
+    """What every node must see: nonce files by URI or path, and the data set's fingerprint."""
 
     nonces: dict[str, str]  # role ("sweep folder", "storage") -> nonce file (path or storage URI)
     nonce: str
     annotations: str  # annotations.json's absolute path
     annotations_sha256: str
     videos: dict[str, int] = field(default_factory=dict)  # absolute path -> size in bytes
-    cache_dir: str | None = None
 
 
 def _sha256(path: Path) -> str:
@@ -53,8 +51,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def prepare(sweep_dir: Path | None, storage_root: str | None, data_dir: Path, video_paths, cache_dir: str | None
-            ) -> Checks:
+def prepare(sweep_dir: Path | None, storage_root: str | None, data_dir: Path, video_paths) -> Checks:
     """Writes the nonce files and gathers the data fingerprint (on the driver)."""
     nonce = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
     nonces = {}
@@ -66,14 +63,11 @@ def prepare(sweep_dir: Path | None, storage_root: str | None, data_dir: Path, vi
         path = Path(sweep_dir) / NONCE_NAME
         path.write_text(nonce)
         nonces["sweep folder"] = str(path)
-    if cache_dir is not None:
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        (Path(cache_dir) / NONCE_NAME).write_text(nonce)
     annotations = Path(data_dir).resolve() / "annotations.json"
     videos = {str(Path(p).resolve()): Path(p).stat().st_size for p in sorted(set(map(str, video_paths)))
               if Path(p).is_file()}
     return Checks(nonces=nonces, nonce=nonce, annotations=str(annotations),
-                  annotations_sha256=_sha256(annotations), videos=videos, cache_dir=cache_dir)
+                  annotations_sha256=_sha256(annotations), videos=videos)
 
 
 def cleanup(checks: Checks) -> None:
@@ -87,8 +81,6 @@ def cleanup(checks: Checks) -> None:
                 Path(where).unlink(missing_ok=True)
         except OSError:
             pass
-    if checks.cache_dir is not None:
-        (Path(checks.cache_dir) / NONCE_NAME).unlink(missing_ok=True)
 
 
 def problems_on_this_node(checks: Checks) -> tuple[list[str], list[str]]:
@@ -119,17 +111,6 @@ def problems_on_this_node(checks: Checks) -> tuple[list[str], list[str]]:
                 problems.append(f"sees another video {path} than the driver ({here.stat().st_size} bytes, "
                                 f"the driver's {size})")
                 break
-    if checks.cache_dir is not None:
-        nonce_file = Path(checks.cache_dir) / NONCE_NAME
-        if not (nonce_file.is_file() and nonce_file.read_text() == checks.nonce):
-            try:
-                Path(checks.cache_dir).mkdir(parents=True, exist_ok=True)
-                probe = Path(checks.cache_dir) / f".{NONCE_NAME}.{socket.gethostname()}.{os.getpid()}"
-                probe.write_text("")
-                probe.unlink()
-                notes.append(f"builds its own frame cache in {checks.cache_dir} (the driver's is not shared)")
-            except OSError as error:
-                problems.append(f"can neither see nor write the frame cache {checks.cache_dir} ({error.strerror})")
     return problems, notes
 
 
@@ -173,8 +154,7 @@ def check_nodes(checks: Checks) -> dict:
         hint = "" if "storage" in checks.nonces else \
             "; give the sweep a --storage URI every node reaches, or a --out every node shares"
         raise PreflightError(f"pre-flight: {failures[0]}{more}{hint}")
-    logger.info(f"[pre-flight] {len(nodes)} node(s) see the {', '.join(checks.nonces)}, the data set and the "
-                f"frame cache")
+    logger.info(f"[pre-flight] {len(nodes)} node(s) see the {', '.join(checks.nonces)} and the data set")
     return {"nodes": len(nodes), "notes": notes}
 
 

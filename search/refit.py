@@ -18,8 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from tal_core.config import ConfigError, from_dict
 from tal_core.data.annotations import load_dataset
 from tal_core.io import write_json_atomic
@@ -87,8 +85,12 @@ def run_refit(sweep: str | Path, top: int, seeds: int, resume: bool = False, add
     finally:
         if local_cluster:
             _shutdown_ray()
-    from .sweep import trial_outcomes
+    from . import trial_storage
+    from .sweep import trial_id_of, trial_outcomes
 
+    root = storage_root(state)
+    if root is not None:
+        trial_storage.pull_trials(root, [trial_id_of(r) for r in results], sweep_dir)
     outcomes = trial_outcomes(results, max(int(c["train"]["epochs"]) for c in refit["configs"].values()),
                               sweep_dir)
     for result in results:
@@ -107,10 +109,16 @@ def run_refit(sweep: str | Path, top: int, seeds: int, resume: bool = False, add
     return sweep_dir
 
 
+def storage_root(state: dict) -> str | None:
+    """Where the sweep's trials persisted (``--storage`` recorded in sweep.json), or None (the sweep folder)."""
+    from . import trial_storage
+
+    return trial_storage.join(state["storage"], state["study_name"]) if state.get("storage") else None
+
+
 def _plan(sweep_dir: Path, top: int, seeds: int) -> dict:
     chosen = top_trials(sweep_dir, top)
-    configs = {trial_id: yaml.safe_load(RunFolder(sweep_dir / "trials" / trial_id).config_file.read_text())
-               for trial_id in chosen}
+    configs = {trial_id: RunFolder(sweep_dir / "trials" / trial_id).read_config() for trial_id in chosen}
     for trial_id, config in configs.items():
         from_dict(config, f" in {sweep_dir / 'trials' / trial_id / 'config.yaml'}")  # still a valid config
     return {"top": top, "seeds": refit_seeds(configs, seeds), "from": chosen, "configs": configs,
@@ -123,16 +131,20 @@ def _run_tuner(sweep_dir: Path, state: dict, refit: dict, resume: bool, local_cl
 
     from tal_core.data.video import FrameCache
 
+    from . import trial_storage
     from .sweep import concurrency_for
     from .trial import trial_fn
     from .trial_runs import TrialRunsCallback
 
     first = from_dict(next(iter(refit["configs"].values())))
-    storage_path = str(sweep_dir / "ray")
+    root = storage_root(state)
+    storage_path = root or str(sweep_dir / "ray")
     cache = FrameCache(decode_timeout_s=first.data.decode_timeout_s, decoder=first.data.decoder)
     ctx = {"base": first.model_dump(mode="json"), "configs": refit["configs"], "data": state["data"],
-           "sweep_dir": str(sweep_dir), "storage_path": storage_path,
-           "cache_dir": str(cache.cache_dir), "local_cluster": local_cluster}
+           "sweep_dir": str(sweep_dir), "storage_path": storage_path, "storage_root": root,
+           "study_name": state["study_name"],
+           "cache_dir": str(cache.cache_dir) if local_cluster else None,  # on a cluster: each node's own
+           "local_cluster": local_cluster}
     trainable = tune.with_resources(tune.with_parameters(trial_fn, ctx=ctx), {"CPU": 0, "memory": 64 * 1024**2})
     experiment_path = f"{storage_path}/{TUNE_NAME}"
     if resume and tune.Tuner.can_restore(experiment_path):
@@ -152,6 +164,7 @@ def _run_tuner(sweep_dir: Path, state: dict, refit: dict, resume: bool, local_cl
             failure_config=tune.FailureConfig(max_failures=first.search.max_failures),
             callbacks=[TrialRunsCallback(state["tracking_uri"], experiment_name=state["experiment"],
                                          tags={"mlflow.parentRunId": state["parent_run_id"]},
-                                         searched=[REFIT_OF, "train.seed"])]),
+                                         searched=[REFIT_OF, "train.seed"]),
+                       *trial_storage.pull_callbacks(root, sweep_dir)]),
     )
     return tuner.fit()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import os
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import ray.train
 import ray.tune
-from ray.train import Checkpoint, FailureConfig, RunConfig, ScalingConfig
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -28,6 +29,7 @@ from tal_core.config import from_dict, unflatten
 from tal_core.io import write_json_atomic
 from tal_core.run_folder import RunFolder, RunFolderError
 
+from . import trial_storage
 from .ray_compat import LeanTorchTrainer, worker_start_callback
 from .reported import SEARCHABLE_METRICS, mlflow_name
 
@@ -57,7 +59,8 @@ def worker_loop(loop_config: dict) -> None:
     cfg = from_dict(unflatten(loop_config["config"]))
     context = ray.train.get_context()
     world_rank = context.get_world_rank()
-    run_dir = Path(loop_config["run_dir"])
+    run_dir = trial_run_dir(loop_config)
+    uploader = storage_uploader(loop_config, run_dir, world_rank)
     spec = load_dataset(loop_config["data"])
 
     def on_first_step():
@@ -81,6 +84,8 @@ def worker_loop(loop_config: dict) -> None:
         if world_rank == 0:  # what Tune hears and when: talsearch replay repeats the sweep from it
             RunFolder(out).append_report({"epoch": epoch, "reported_at": time.time(), cfg.search.metric:
                                           report.get(cfg.search.metric), "epoch_seconds": report.get("epoch_seconds")})
+        if uploader is not None:  # before the report: ASHA may stop the trial at any report
+            uploader.upload()
         if world_rank == 0 and (out / "last.pt").is_file():
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copy2(out / "last.pt", Path(tmp) / "last.pt")
@@ -90,14 +95,48 @@ def worker_loop(loop_config: dict) -> None:
 
     run_dir.mkdir(parents=True, exist_ok=True)
     worker = {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
-    write_json_atomic(run_dir / f"worker_{world_rank}.json", worker)
+    _write_worker_file(loop_config, run_dir, world_rank, worker)
     resume_from = _resume_file(run_dir, world_rank)
     cache = FrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s, cfg.data.decoder)
-    fit(cfg, spec, run_dir, RunCallbacks(on_epoch=on_epoch, on_first_step=on_first_step), resume_from=resume_from,
-        cache=cache)
+    try:
+        fit(cfg, spec, run_dir, RunCallbacks(on_epoch=on_epoch, on_first_step=on_first_step),
+            resume_from=resume_from, cache=cache)
+    finally:  # fit read the state before its first epoch: its temporary folder goes, whatever happened since
+        if resume_from is not None:
+            shutil.rmtree(resume_from.parent, ignore_errors=True)
     # where a trial's time went (seconds from the trial's start), for bench_sweep's breakdown
     timing["loop_end_s"] = time.time() - started
-    write_json_atomic(run_dir / f"worker_{world_rank}.json", {**worker, **timing})
+    _write_worker_file(loop_config, run_dir, world_rank, {**worker, **timing})
+    if uploader is not None:
+        uploader.upload()
+
+
+def trial_run_dir(loop_config: dict) -> Path:
+    """Where this worker's trial writes: the sweep folder's ``trials/<id>``, or with storage a staging folder on
+    this worker's own node (``search.trial_storage``)."""
+    if loop_config.get("storage_uri") is None:
+        return Path(loop_config["run_dir"])
+    return trial_storage.staging_dir(loop_config["study_name"], loop_config["trial_id"])
+
+
+def storage_uploader(loop_config: dict, run_dir: Path, world_rank: int):
+    """Rank 0's uploader of the run folder (None without storage, and on other ranks). A trial resumed on
+    another node first gets its folder back from storage (its best epoch so far, history, snapshots)."""
+    uri = loop_config.get("storage_uri")
+    if uri is None or world_rank != 0:
+        return None
+    if not (run_dir / "metrics.json").is_file():
+        trial_storage.download(uri, run_dir)
+    return trial_storage.Uploader(run_dir, uri)
+
+
+def _write_worker_file(loop_config: dict, run_dir: Path, world_rank: int, worker: dict) -> None:
+    """``worker_<rank>.json`` (which node and process ran the rank, and its timing), in the run folder and, with
+    storage, in storage too (only rank 0 uploads the run folder)."""
+    write_json_atomic(run_dir / f"worker_{world_rank}.json", worker)
+    uri = loop_config.get("storage_uri")
+    if uri is not None and world_rank != 0:
+        trial_storage.write_file(trial_storage.join(uri, f"worker_{world_rank}.json"), json.dumps(worker).encode())
 
 
 def _best_so_far(run_dir: Path) -> dict[str, float]:
@@ -201,8 +240,11 @@ def trial_fn(sampled: dict, ctx: dict) -> None:
         cfg = from_dict(ctx["base"]).with_overrides(sampled)
     trial_id = ray.tune.get_context().get_trial_id()
     run_dir = Path(ctx["sweep_dir"]) / "trials" / trial_id
+    root = ctx.get("storage_root")
     loop_config = {"config": cfg.flat(), "data": ctx["data"], "run_dir": str(run_dir),
-                   "cache_dir": ctx.get("cache_dir"), "trial_started": time.time()}
+                   "cache_dir": ctx.get("cache_dir"), "trial_started": time.time(), "trial_id": trial_id,
+                   "study_name": ctx.get("study_name"),
+                   "storage_uri": trial_storage.trial_uri(root, trial_id) if root else None}
     set_train_env(cfg.search.poll_interval_s, ctx.get("local_cluster", False))
     trainer = TrialTrainer(
         worker_loop,
@@ -211,14 +253,19 @@ def trial_fn(sampled: dict, ctx: dict) -> None:
         scaling_config=ScalingConfig(num_workers=cfg.search.trial_workers, use_gpu=cfg.search.use_gpu,
                                      resources_per_worker=worker_resources(cfg)),
         run_config=RunConfig(name=trial_id, storage_path=ctx["storage_path"], callbacks=[TuneReportCallback()],
-                             failure_config=FailureConfig(max_failures=cfg.search.max_failures)),
+                             failure_config=FailureConfig(max_failures=cfg.search.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=1)),  # resume needs the last one
     )
     trainer.fit()
-    _record_fit_time(run_dir, loop_config["trial_started"])
+    _record_fit_time(run_dir, loop_config["trial_started"], loop_config["storage_uri"])
 
 
-def _record_fit_time(run_dir: Path, started: float) -> None:
+def _record_fit_time(run_dir: Path, started: float, storage_uri: str | None = None) -> None:
     """When the trial started (Unix time) and the seconds until its Train run returned, workers shut down
     (``trial_timing.json``, for bench_sweep; a trial that cannot write it still succeeds)."""
+    timing = {"started": started, "fit_returned_s": time.time() - started}
     with contextlib.suppress(OSError):
-        write_json_atomic(run_dir / "trial_timing.json", {"started": started, "fit_returned_s": time.time() - started})
+        if storage_uri is not None:
+            trial_storage.write_file(trial_storage.join(storage_uri, "trial_timing.json"), json.dumps(timing).encode())
+        else:
+            write_json_atomic(run_dir / "trial_timing.json", timing)

@@ -15,6 +15,7 @@ are removed from storage too. ``last.pt`` is not uploaded: Ray's own checkpoint 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -230,3 +231,37 @@ def pull_callbacks(root: str | None, sweep_dir: Path) -> list:
             self._pull(trial)
 
     return [PullTrialOutputs()]
+
+
+CHECKPOINT_STATE = "checkpoint_manager_snapshot.json"  # Ray Train's record of the checkpoints it registered
+
+
+def prune_checkpoints(storage_path: str, run_names) -> int:
+    """Removes the checkpoint folders of each named Ray Train run that Ray never registered (a trial stopped
+    by ASHA can persist its next epoch's checkpoint before the stop reaches it); the ones Ray registered stay
+    (it keeps the last one only). Returns how many were removed."""
+    import pyarrow.fs as pafs
+
+    fs, root = filesystem(storage_path)
+    removed = 0
+    for name in run_names:
+        folder = join(root, name)
+        state = read_file(join(storage_path, name, CHECKPOINT_STATE))
+        if state is None:
+            continue
+        registered = _registered(json.loads(state))
+        for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)):
+            name_here = info.path.rstrip("/").rpartition("/")[2]
+            if info.type == pafs.FileType.Directory and name_here.startswith("checkpoint_") and \
+                    name_here not in registered:
+                fs.delete_dir(info.path)
+                removed += 1
+    return removed
+
+
+def _registered(state: dict) -> set[str]:
+    names = {r.get("checkpoint_dir_name") for r in state.get("checkpoint_results", [])}
+    latest = state.get("latest_checkpoint_result") or {}
+    names.add(latest.get("checkpoint_dir_name"))
+    names.update(r.get("checkpoint_dir_name") for r in state.get("pending_training_results", []) if isinstance(r, dict))
+    return {n for n in names if n}

@@ -1,7 +1,7 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then rename over the target.
 
 A killed process leaves either the old file or the new one, never half of one; a leftover temporary
-(``.<name>.<pid>.tmp``) is never read by anything and is removed by ``clean_temporaries``.
+(``.<name>.<host>.<pid>.<random>.tmp``) is never read by anything and is removed by ``clean_temporaries``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import contextlib
 import gc
 import json
 import os
+import socket
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +28,7 @@ def atomic_file(path: str | Path, mode: str = "w"):
     on an error removed. The one place files are published (streaming writers use it directly)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(temporary_name(path.name))
     try:
         with open(tmp, mode) as handle:
             yield handle
@@ -35,6 +37,12 @@ def atomic_file(path: str | Path, mode: str = "w"):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def temporary_name(name: str) -> str:
+    """``.<name>.<host>.<pid>.<random>.tmp``: unique across the hosts of a cluster that share a folder (a pid
+    alone repeats on other machines) and across threads."""
+    return f".{name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
 
 
 def write_atomic(path: str | Path, write: Callable[[IO], None], mode: str = "w") -> Path:

@@ -5,7 +5,7 @@ A run folder (``talsearch train --out RUN``, or a sweep's ``trials/<id>``) holds
   metrics.json            the best epoch's metrics (val_mAP, val_mAP@t, per_class_AP, best_epoch ...)
   history.jsonl           one line per epoch
   reports.jsonl           a sweep trial's reports to Ray Tune: epoch, the metrics, reported_at (unix seconds)
-  config.yaml             the resolved config
+  config.yaml             the resolved config (read_config / read_flat_config)
   predictions/<split>.npz interval predictions (val, test)
   detections/<split>.json ActivityNet detections
   checkpoint.pt           the evaluated weights of the best epoch; last.pt: the resume state
@@ -21,7 +21,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import yaml
+
+from tal_core.config import flatten, translate_deprecated
 from tal_core.errors import UserError
 from tal_core.io import append_jsonl, read_jsonl, write_json_atomic
 
@@ -94,6 +98,27 @@ class RunFolder:
         if not isinstance(metrics, dict):
             raise RunFolderError(f"{self.metrics_file}: holds {type(metrics).__name__}, not an object")
         return metrics
+
+    def read_config(self) -> dict[str, Any] | None:
+        """The resolved config as saved (nested sections), deprecated keys translated (``config.translate_deprecated``:
+        a folder an older version wrote reads as today's), or None before the run saved it. This is the one reader of
+        ``config.yaml``: every consumer (leaderboard, refit, replay, warm start, tracking, demo) goes through it."""
+        if not self.config_file.is_file():
+            return None
+        try:
+            loaded = yaml.safe_load(self.config_file.read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+            raise RunFolderError(f"{self.config_file}: not readable YAML ({reason})") from None
+        if not isinstance(loaded, dict) or not loaded:  # save_config writes every section, atomically
+            what = "nothing" if loaded is None else type(loaded).__name__
+            raise RunFolderError(f"{self.config_file}: holds {what}, not a config's sections")
+        return translate_deprecated(loaded)[0]
+
+    def read_flat_config(self) -> dict[str, Any] | None:
+        """``read_config`` as dotted keys (``data.view``, ``train.lr`` ...), or None before the run saved it."""
+        nested = self.read_config()
+        return None if nested is None else flatten(nested)
 
     def write_metrics(self, metrics: dict) -> Path:
         return write_json_atomic(self.metrics_file, metrics)

@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return getattr(error, "exit_code", EXIT_USAGE)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

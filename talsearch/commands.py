@@ -30,12 +30,17 @@ def _private_network(args, tracking_uri: str, enabled: bool) -> None:
 
 def cmd_sweep(args) -> None:
     from search.space import load_sweep
+    from search.study_storage import sweep_needs_network
     from search.sweep import run_sweep
 
     base = load_sweep(args.config, args.set).base
-    _private_network(args, base.tracking.uri, base.search.private_network)
+    _private_network(args, base.tracking.uri, base.search.private_network and not sweep_needs_network(
+        base.search.storage, args.out, args.resume, args.warm_start))  # a study on a database server: network
     out = run_sweep(args.data, args.config, args.out, args.set, args.resume, args.address, args.storage,
-                    args.warm_start)
+                    args.warm_start, check_only=args.check)
+    if args.check:
+        print(json.dumps({"check": "passed", "sweep": str(out), "storage": args.storage}))
+        return
     print(str(out))
 
 
@@ -107,7 +112,13 @@ def add_parsers(sub) -> None:
                    help="finish an interrupted sweep in --out (unpickles Ray's tuner state: only resume sweep "
                         "folders you trust)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS or a local cluster)")
-    p.add_argument("--storage", default=None, help="Ray storage_path (s3://, gs://, NFS); default SWEEP/ray")
+    p.add_argument("--storage", default=None,
+                   help="Ray storage every node reaches (a shared path, file://, s3://, gs://): trials persist their "
+                        "outputs there and the driver pulls them into --out, which may then be node-local; "
+                        "recorded in sweep.json (resume and refit reuse it); default SWEEP/ray, --out shared")
+    p.add_argument("--check", action="store_true",
+                   help="run only the pre-flight checks (every node sees the sweep folder or storage, the data "
+                        "set and the frame cache; MLflow is reachable), print the result and exit")
     p.add_argument("--warm-start", type=Path, default=None, metavar="OLD_SWEEP",
                    help="seed the new study with the trials of an earlier sweep that fit this one's space and "
                         "fixed settings (the others are counted and left out)")

@@ -160,3 +160,44 @@ def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
     assert epochs[-1] == 4 and epochs.count(1) == 1, epochs  # resumed, not restarted from scratch
     assert victim.node_id not in _worker_nodes(trial_dir)
     assert (trial_dir / "predictions" / "val.npz").exists()
+
+
+def _outcome(status, error=None):
+    return {"status": status, "error": error}
+
+
+def test_the_summary_counts_outcomes_and_a_sweep_without_a_finished_trial_fails(caplog):
+    import logging
+
+    import pandas as pd
+
+    from search.sweep import SweepFailed, report_outcomes
+
+    table = pd.DataFrame({"trial_id": ["a", "b"], "val_mAP": [0.5, 0.25]})
+    ray_error = ("Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n"
+                 "ray.exceptions.RayTaskError(ValueError): wrapped\nValueError: data.view 'ego' is missing\n")
+    with caplog.at_level(logging.INFO, logger="talsearch.sweep"):
+        report_outcomes({"a": _outcome("FINISHED"), "b": _outcome("STOPPED_EARLY"),
+                         "c": _outcome("FAILED", ray_error)}, table)
+    assert "3 trial(s): 1 finished, 1 stopped early, 1 failed; best val_mAP 0.5000" in caplog.text
+    assert "trial c failed: ValueError: data.view 'ego' is missing" in caplog.text
+    with pytest.raises(SweepFailed) as failed:
+        report_outcomes({"b": _outcome("STOPPED_EARLY"), "c": _outcome("FAILED", ray_error)}, table)
+    assert failed.value.exit_code == 1
+    assert str(failed.value) == ("sweep: no trial finished (2 trial(s): 0 finished, 1 stopped early, 1 failed; best "
+                                 "val_mAP 0.5000); c: ValueError: data.view 'ego' is missing")
+
+
+def test_a_trial_whose_outputs_never_reached_the_sweep_folder_counts_as_failed(tmp_path):
+    from types import SimpleNamespace
+
+    from search.sweep import trial_outcomes
+
+    (tmp_path / "trials" / "kept").mkdir(parents=True)
+    (tmp_path / "trials" / "kept" / "metrics.json").write_text('{"val_mAP": 0.4, "best_epoch": 2}')
+    results = [SimpleNamespace(metrics={"trial_id": t, "epoch": 2}, config={}, error=None, path=f"/r/x_{t}_0")
+               for t in ("kept", "lost")]
+    outcomes = trial_outcomes(results, 2, tmp_path)
+    assert outcomes["kept"]["status"] == "FINISHED" and outcomes["kept"]["val_mAP"] == 0.4
+    assert outcomes["lost"]["status"] == "FAILED"
+    assert outcomes["lost"]["error"].startswith("OutputsMissing: Ray reports the trial finished, but ")

@@ -93,3 +93,17 @@ def s3_server(tmp_path, monkeypatch):
 def test_uploads_and_pulls_through_an_s3_server(s3_server, tmp_path):
     driver = _round_trip(s3_server("study/trials/t1"), tmp_path)
     assert (driver / "metrics.json").is_file()
+
+
+def test_checkpoints_ray_never_registered_are_pruned(tmp_path):
+    import json
+
+    run = tmp_path / "ray" / "trial1"
+    for name in ("checkpoint_a", "checkpoint_b", "checkpoint_c"):
+        (run / name).mkdir(parents=True)
+        (run / name / "last.pt").write_bytes(b"state")
+    (run / "checkpoint_manager_snapshot.json").write_text(json.dumps({
+        "checkpoint_results": [{"checkpoint_dir_name": "checkpoint_b"}],
+        "latest_checkpoint_result": {"checkpoint_dir_name": "checkpoint_b"}, "pending_training_results": []}))
+    assert trial_storage.prune_checkpoints(str(tmp_path / "ray"), ["trial1", "no_such_run"]) == 2
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint_b", "checkpoint_manager_snapshot.json"]
