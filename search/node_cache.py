@@ -34,10 +34,12 @@ class CacheJob:
     video: str  # absolute path
     fps: float
     size: int
-    duration_s: float
+    duration_s: float  # of the video that uses the entry (a clip's, for a clip)
+    end_s: float | None = None  # decoded up to here (clips of a longer file); None: the whole file
 
     def estimated_bytes(self) -> int:
-        return int(self.duration_s * self.fps + 2) * self.size * self.size * BYTES_PER_PIXEL
+        seconds = self.end_s if self.end_s is not None else self.duration_s
+        return int(seconds * self.fps + 2) * self.size * self.size * BYTES_PER_PIXEL
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,9 @@ def needed_bytes(jobs: list[CacheJob], cache_dir: Path, decoder: str) -> int:
     from tal_core.data.video import FrameCache
 
     cache = FrameCache(cache_dir, decoder=decoder)
-    return sum(job.estimated_bytes() for job in jobs
-               if Path(job.video).is_file() and not cache.path_for(Path(job.video), job.fps, job.size).exists())
+    unique = {(job.video, job.fps, job.size, job.end_s): job for job in jobs}.values()  # clips share entries
+    return sum(job.estimated_bytes() for job in unique if Path(job.video).is_file()
+               and not cache.path_for(Path(job.video), job.fps, job.size, end_s=job.end_s).exists())
 
 
 def build_here(jobs: list[CacheJob], decode_timeout_s: float, decoder: str, skip_bad: bool) -> NodeBuild:
@@ -71,13 +74,14 @@ def build_here(jobs: list[CacheJob], decode_timeout_s: float, decoder: str, skip
         raise CacheSpaceError(f"node {socket.gethostname()}: the frame cache {cache.cache_dir} needs about "
                               f"{need / 1e9:.1f} GB for this sweep's videos but has {free / 1e9:.1f} GB free "
                               f"(set TALSEARCH_CACHE on that node to a larger disk)")
-    before = sum(1 for job in jobs if Path(job.video).is_file()
-                 and cache.path_for(Path(job.video), job.fps, job.size).exists())
+    entries = sorted({(Path(j.video), j.fps, j.size, j.end_s) for j in jobs})
+    before = sum(1 for video, fps, size, end_s in entries if video.is_file()
+                 and cache.path_for(video, fps, size, end_s=end_s).exists())
     skipped = []
     started = time.perf_counter()
-    cache.ensure_many([(Path(j.video), j.fps, j.size) for j in jobs],
+    cache.ensure_many(entries,
                       on_error=(lambda job, error: skipped.append(f"{job[0]}: {error}")) if skip_bad else None)
-    return NodeBuild(socket.gethostname(), str(cache.cache_dir), len(jobs), len(jobs) - before - len(skipped),
+    return NodeBuild(socket.gethostname(), str(cache.cache_dir), len(entries), len(entries) - before - len(skipped),
                      time.perf_counter() - started, tuple(skipped))
 
 

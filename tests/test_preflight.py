@@ -65,8 +65,9 @@ def two_nodes(tmp_path_factory):
     port = free_port()
     address = f"127.0.0.1:{port}"
     ray_cli = str(Path(sys.executable).with_name("ray"))
+    # each node its own frame cache folder (TALSEARCH_CACHE in the environment `ray start` runs in)
     head = _start([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=1", "--dashboard-host=127.0.0.1",
-                   "--block"], env, folder / "head.log")
+                   "--block"], {**env, "TALSEARCH_CACHE": str(folder / "cache_head")}, folder / "head.log")
     nodes = [head]
     try:
         deadline = time.time() + 180
@@ -75,8 +76,8 @@ def two_nodes(tmp_path_factory):
             time.sleep(2)
         worker_start = (f"mount -t tmpfs tmpfs {private} && exec {ray_cli} start --address={address} "
                         f"--num-cpus=1 --block")
-        worker = _start(["unshare", "--mount", "--propagation", "private", "sh", "-c", worker_start], env,
-                        folder / "worker.log")
+        worker = _start(["unshare", "--mount", "--propagation", "private", "sh", "-c", worker_start],
+                        {**env, "TALSEARCH_CACHE": str(folder / "cache_worker")}, folder / "worker.log")
         nodes.append(worker)
         while _alive_nodes(address, env) < 2:
             log = (folder / "worker.log").read_text()
@@ -134,6 +135,8 @@ def test_with_storage_both_see_every_trial_reaches_the_drivers_sweep_folder(two_
     assert "3 trial(s): " in done.stderr and " stopped early, 0 failed" in done.stderr
     nodes = {json.loads((out / "trials" / t / "worker_0.json").read_text())["node_id"] for t in trials}
     assert len(nodes) == 2  # rank 0 ran on each node at least once
+    for cache in ("cache_head", "cache_worker"):  # each node built the sweep's 8 entries into its own folder
+        assert len(list((shared.parent / cache).glob("*.npy"))) == 8, cache
     board = subprocess.run([*TALSEARCH, "leaderboard", str(out), "--format", "json"], env=env,
                            capture_output=True, text=True, timeout=120)
     rows = json.loads(board.stdout)

@@ -128,3 +128,25 @@ def test_auto_decoder_without_decord_uses_pyav_and_says_so_once(monkeypatch, cap
         assert video.resolve_decoder("auto") == "pyav"
     said = [r.getMessage() for r in caplog.records if "decord is not installed" in r.getMessage()]
     assert len(said) == 1 and "tal-search[decord]" in said[0]
+
+
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_a_cut_decodes_only_the_range_its_clips_use(tmp_path, video, decoder):
+    cache = FrameCache(tmp_path, decoder=decoder)
+    whole = np.load(cache.ensure(video, 8, 24), mmap_mode="r")
+    part_path = cache.ensure(video, 8, 24, end_s=2.5)
+    part = np.load(part_path, mmap_mode="r")
+    assert part_path != cache.path_for(video, 8, 24)  # the range is part of the key
+    assert len(part) == 20 < len(whole)  # ceil(2.5 s x 8 fps): nothing past the range was decoded
+    assert np.array_equal(part, whole[:20])
+
+
+def test_a_clip_data_set_asks_for_the_range_its_clips_use(tmp_path):
+    from tal_core.data.annotations import DatasetSpec, Taxonomy, Video
+
+    clips = {f"r_{i}": Video(f"r_{i}", "train", 10.0, None, {"front": "r.mp4"}, offset=10.0 * i, recording="r")
+             for i in range(3)}
+    whole = Video("w", "val", 30.0, None, {"front": "w.mp4"})
+    spec = DatasetSpec(tmp_path, Taxonomy(("a",), (), ("front",)), {**clips, "w": whole})
+    assert spec.decode_end(clips["r_0"], "front") == 31.0  # the last clip's end and a second
+    assert spec.decode_end(whole, "front") is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,9 @@ class Segment:
     start: float
     end: float
     label: str
+
+
+CLIP_DECODE_MARGIN_S = 1.0  # decoded past the last clip's end: its last cells' frames
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,21 @@ class DatasetSpec:
         if view not in video.views:
             raise DatasetError(f"video '{video.video_id}' has no view '{view}' (has {sorted(video.views)})")
         return self.root / video.views[view]
+
+    def decode_end(self, video: Video, view: str) -> float | None:
+        """How far into ``video``'s ``view`` file frames need decoding: where the last clip using that file ends
+        (plus a second), or None (the whole file) where a video that is not a clip uses it."""
+        return self._decode_ends.get((view, video.views.get(view)))
+
+    @cached_property
+    def _decode_ends(self) -> dict[tuple[str, str], float | None]:
+        ends: dict[tuple[str, str], float | None] = {}
+        for v in self.videos.values():
+            for view, path in v.views.items():
+                end = None if v.recording is None else round(v.offset + v.duration + CLIP_DECODE_MARGIN_S, 3)
+                before = ends.get((view, path), end)
+                ends[(view, path)] = None if end is None or before is None else max(before, end)
+        return ends
 
     def audio_path(self, video: Video, view: str) -> Path:
         """The file a video's sound is read from: its declared ``audio`` file, else its ``view`` file."""

@@ -140,7 +140,8 @@ class IntervalDataset(Dataset):
     def _prepare(self, video: Video):
         try:
             return self.cache.ensure(self.spec.video_path(video, self.data.view), self.data.decode_fps,
-                                     self.data.image_size, self.data.decoder)
+                                     self.data.image_size, self.data.decoder,
+                                     self.spec.decode_end(video, self.data.view))  # clips: their range only
         except VideoDecodeError as error:
             if self.data.on_bad_video == "skip":
                 warnings.warn(f"skipping video '{video.video_id}': {error}", stacklevel=2)

@@ -123,15 +123,21 @@ def _say_pyav_once() -> None:
         "data.decoder=auto: decord is not installed (pip install 'tal-search[decord]'), decoding with PyAV")
 
 
+def cached_frames(end_s: float | None, decode_fps: float) -> int | None:
+    """How many cached frames a decode that stops at ``end_s`` seconds keeps (None: the whole file)."""
+    return None if end_s is None else max(1, int(np.ceil(end_s * decode_fps - 1e-6)))
+
+
 def iter_decoded(path: Path, decode_fps: float, size: int, timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S,
-                 decoder: str = "auto"):
-    """Yield (first index, total, uint8 frames) chunks, decoding the file once from start to end."""
+                 decoder: str = "auto", end_s: float | None = None):
+    """Yield (first index, total, uint8 frames) chunks, decoding the file once from its start to ``end_s``
+    seconds (None: its end)."""
     if resolve_decoder(decoder) == "pyav":
-        yield from _iter_pyav(path, decode_fps, size, timeout_s)
+        yield from _iter_pyav(path, decode_fps, size, timeout_s, end_s)
         return
     reader = _open_reader(path, size, timeout_s)
     try:
-        indices = source_frame_indices(len(reader), reader.get_avg_fps(), decode_fps)
+        indices = source_frame_indices(len(reader), reader.get_avg_fps(), decode_fps)[:cached_frames(end_s, decode_fps)]
     except ValueError as error:
         raise VideoDecodeError(f"{path}: {error}") from None
     for begin in range(0, len(indices), DECODE_CHUNK):
@@ -148,45 +154,75 @@ def iter_decoded(path: Path, decode_fps: float, size: int, timeout_s: float | No
         yield begin, len(indices), resize_frames(frames, size)
 
 
-def _iter_pyav(path: Path, decode_fps: float, size: int, timeout_s: float | None):
-    """The same frames as decord's path (source frame at each cached cell's centre, scaled to ``decode_side`` by
-    ffmpeg, then resized), read with PyAV. Every call into the decoder runs under the watchdog."""
-    import itertools
-
+def _open_container(path: Path, timeout_s: float | None):
     import av
 
     if not path.is_file():
         raise VideoDecodeError(f"{path}: video file not found")
     try:
-        container = within(timeout_s, path, "opening it", av.open, str(path))
+        return within(timeout_s, path, "opening it", av.open, str(path))
     except VideoDecodeError:
         raise
     except Exception as error:  # av.error.* for broken containers
         raise VideoDecodeError(f"{path}: cannot open video ({str(error).splitlines()[0][:200]})") from None
+
+
+def _pyav_frame_count(path: Path, timeout_s: float | None) -> int:
+    """The video stream's frames, counted from its packets (demuxing only: nothing is decoded)."""
+    container = _open_container(path, timeout_s)
+    try:
+        stream = container.streams.video[0]
+        return within(timeout_s, path, "counting its frames",
+                      lambda: sum(1 for packet in container.demux(stream) if packet.size))
+    except VideoDecodeError:
+        raise
+    except Exception as error:
+        raise VideoDecodeError(f"{path}: cannot read its packets ({str(error).splitlines()[0][:200]})") from None
+    finally:
+        container.close()
+
+
+def _iter_pyav(path: Path, decode_fps: float, size: int, timeout_s: float | None, end_s: float | None = None):
+    """The same frames as decord's path (source frame at each cached cell's centre, scaled to ``decode_side`` by
+    ffmpeg, then resized), read with PyAV as a stream: frames are counted from the packets first, then decoded
+    in order, keeping only the wanted ones, so memory holds one chunk whatever the video's length. Decoding stops
+    at the last frame wanted (``end_s``). Every call into the decoder runs under the watchdog."""
+    import itertools
+
+    count = _pyav_frame_count(path, timeout_s)
+    container = _open_container(path, timeout_s)
     side = decode_side(size)
     try:
         stream = container.streams.video[0]
         source_fps = float(stream.average_rate or stream.guessed_rate or 0)
-        frames, decoded = [], container.decode(stream)
-        while True:
-            chunk = within(timeout_s, path, f"decoding frame {len(frames)}",
-                           lambda: list(itertools.islice(decoded, DECODE_CHUNK)))
-            if not chunk:
-                break
-            frames += [f.to_ndarray(format="rgb24", width=side, height=side) for f in chunk]
+        try:
+            wanted = source_frame_indices(count, source_fps, decode_fps)[:cached_frames(end_s, decode_fps)]
+        except ValueError as error:
+            raise VideoDecodeError(f"{path}: {error}") from None
+        decoded, position, last, kept, begin = container.decode(stream), -1, None, [], 0
+        pending: list = []
+        for target in wanted.tolist():
+            while position < target:
+                if not pending:
+                    pending = within(timeout_s, path, f"decoding frame {position + 1}",
+                                     lambda: list(itertools.islice(decoded, DECODE_CHUNK)))
+                    if not pending:  # fewer frames than packets: the last one stands for the rest
+                        break
+                last, position = pending.pop(0), position + 1
+            if last is None:
+                raise VideoDecodeError(f"{path}: no frame could be decoded")
+            kept.append(last.to_ndarray(format="rgb24", width=side, height=side))
+            if len(kept) == DECODE_CHUNK:
+                yield begin, len(wanted), resize_frames(np.stack(kept), size)
+                begin, kept = begin + len(kept), []
+        if kept:
+            yield begin, len(wanted), resize_frames(np.stack(kept), size)
     except VideoDecodeError:
         raise
     except Exception as error:
         raise VideoDecodeError(f"{path}: decoding failed ({str(error).splitlines()[0][:200]})") from None
     finally:
         container.close()
-    try:
-        indices = source_frame_indices(len(frames), source_fps, decode_fps)
-    except ValueError as error:
-        raise VideoDecodeError(f"{path}: {error}") from None
-    for begin in range(0, len(indices), DECODE_CHUNK):
-        chunk = indices[begin : begin + DECODE_CHUNK]
-        yield begin, len(indices), resize_frames(np.stack([frames[i] for i in chunk]), size)
 
 
 def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
@@ -214,7 +250,9 @@ def _write_to_disk(handle, frames: np.ndarray) -> None:
     os.fdatasync(handle.fileno())
 
 
-def cache_key(path: Path, decode_fps: float, size: int, decoder: str = "decord") -> str:
+def cache_key(path: Path, decode_fps: float, size: int, decoder: str = "decord", end_s: float | None = None) -> str:
+    """The entry's name: the file (path, size, modification time), the rate, the frame size, the decoder and the
+    time range decoded (``end_s``: clips use the file up to there; None: the whole file)."""
     stat = path.stat()
     ident = {
         "path": str(path.resolve()),
@@ -224,6 +262,7 @@ def cache_key(path: Path, decode_fps: float, size: int, decoder: str = "decord")
         "size": int(size),
         "version": CACHE_VERSION,
         **({"decoder": decoder} if decoder != "decord" else {}),
+        **({"end_s": round(float(end_s), 3)} if end_s is not None else {}),
     }
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
     return f"{path.stem}-{size}px-{decode_fps:g}fps-{digest}"
@@ -253,32 +292,36 @@ class FrameCache:
         self.decode_timeout_s = decode_timeout_s
         self.decoder = decoder  # data.decoder; ensure() may name another
 
-    def path_for(self, video: Path, decode_fps: float, size: int, decoder: str | None = None) -> Path:
+    def path_for(self, video: Path, decode_fps: float, size: int, decoder: str | None = None,
+                 end_s: float | None = None) -> Path:
         if not video.is_file():
             raise VideoDecodeError(f"{video}: video file not found")
-        return self.cache_dir / f"{cache_key(video, decode_fps, size, resolve_decoder(decoder or self.decoder))}.npy"
+        key = cache_key(video, decode_fps, size, resolve_decoder(decoder or self.decoder), end_s)
+        return self.cache_dir / f"{key}.npy"
 
-    def ensure(self, video: str | Path, decode_fps: float, size: int, decoder: str | None = None) -> Path:
-        """Decode ``video`` into the cache unless a complete entry exists; return its path."""
+    def ensure(self, video: str | Path, decode_fps: float, size: int, decoder: str | None = None,
+               end_s: float | None = None) -> Path:
+        """Decode ``video`` (up to ``end_s`` seconds; None: all of it) into the cache unless a complete entry
+        exists; return its path."""
         video = Path(video)
         decoder = resolve_decoder(decoder or self.decoder)
-        target = self.path_for(video, decode_fps, size, decoder)
+        target = self.path_for(video, decode_fps, size, decoder, end_s)
         if target.exists():
             return target
         with _file_lock(target.with_suffix(".lock")):
             if not target.exists():  # another process may have finished it meanwhile
-                self._build(video, decode_fps, size, target, decoder)
+                self._build(video, decode_fps, size, target, decoder, end_s)
         return target
 
     def ensure_many(self, jobs: list[tuple[Path, float, int]], workers: int = 0,
                     on_error=None) -> dict[tuple[Path, float, int], Path]:
-        """``ensure`` for many (video, fps, size) jobs, decoding ``workers`` videos at once (0 = one per CPU;
+        """``ensure`` for many (video, fps, size[, end_s]) jobs, decoding ``workers`` videos at once (0 = one per CPU;
         the decoder releases the GIL). A ``VideoDecodeError`` goes to ``on_error(job, error)`` when given
         (the job is then left out of the result), else it is raised once the running jobs have finished."""
         workers = workers or os.cpu_count() or 1
         done: dict[tuple[Path, float, int], Path] = {}
         with ThreadPoolExecutor(min(workers, max(1, len(jobs))), thread_name_prefix="cache-build") as pool:
-            futures = {pool.submit(self.ensure, *job): job for job in jobs}
+            futures = {pool.submit(self.ensure, *job[:3], None, *job[3:]): job for job in jobs}
             first_error = None
             bar = tqdm(futures.items(), total=len(futures), desc="frame cache", unit="video", file=sys.stderr,
                        disable=None, leave=False)  # a bar on a terminal, silent in logs
@@ -294,7 +337,8 @@ class FrameCache:
             raise first_error
         return done
 
-    def _build(self, video: Path, decode_fps: float, size: int, target: Path, decoder: str = "decord") -> None:
+    def _build(self, video: Path, decode_fps: float, size: int, target: Path, decoder: str = "decord",
+               end_s: float | None = None) -> None:
         """Decode into a temporary .npy written sequentially (header, then chunks), then publish it (``atomic_file``).
 
         A writer thread writes and flushes each chunk to disk while the next one decodes, so the final fsync
@@ -302,7 +346,8 @@ class FrameCache:
         """
         with atomic_file(target, "wb") as handle, ThreadPoolExecutor(1, thread_name_prefix="cache-writer") as writer:
             pending = None
-            for begin, total, frames in iter_decoded(video, decode_fps, size, self.decode_timeout_s, decoder):
+            for begin, total, frames in iter_decoded(video, decode_fps, size, self.decode_timeout_s, decoder,
+                                                     end_s):
                 if pending is not None:
                     pending.result()  # chunks land in order; at most one waits in memory
                 if begin == 0:

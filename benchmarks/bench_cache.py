@@ -1,0 +1,90 @@
+"""Frame-cache build against video length: cache bytes, build seconds and peak RSS of the building process.
+
+    python benchmarks/bench_cache.py [--minutes 1 10] [--decoders decord pyav] [--fps 8] [--size 224]
+
+Writes one 640x320 mp4 per length (25 fps, moving gradients; kept in --work), then builds its cache entry in a
+fresh process per (length, decoder), reading that process's peak RSS (ru_maxrss). Prints one JSON line:
+per run ``{minutes, decoder, seconds, peak_rss_mb, cache_mb}`` and, per decoder, ``rss_growth_mb`` (the longest
+video's peak RSS minus the shortest's; the target is <= 100 MB: decoding streams, whatever the length).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+WIDTH, HEIGHT, SOURCE_FPS = 640, 320, 25
+
+BUILD = """
+import json, resource, sys, time
+from pathlib import Path
+from tal_core.data.video import FrameCache
+video, cache_dir, fps, size, decoder = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+started = time.perf_counter()
+entry = FrameCache(cache_dir, decoder=decoder).ensure(Path(video), fps, size)
+print(json.dumps({"seconds": time.perf_counter() - started, "bytes": entry.stat().st_size,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def write_video(path: Path, minutes: float) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=SOURCE_FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.bit_rate = 400_000
+        x = np.linspace(0, 255, WIDTH, dtype=np.float32)[None, :]
+        y = np.linspace(0, 255, HEIGHT, dtype=np.float32)[:, None]
+        for i in range(int(minutes * 60 * SOURCE_FPS)):
+            frame = np.stack([(x + 3 * i) % 256 + 0 * y, (y + 2 * i) % 256 + 0 * x, (x + y + i) % 256], axis=-1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame.astype(np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def build(video: Path, cache_dir: Path, fps: float, size: int, decoder: str) -> dict:
+    done = subprocess.run([sys.executable, "-c", BUILD, str(video), str(cache_dir), str(fps), str(size), decoder],
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, nargs="+", default=[1.0, 10.0])
+    parser.add_argument("--decoders", nargs="+", default=["decord", "pyav"])
+    parser.add_argument("--fps", type=float, default=8.0)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "talsearch-bench-cache")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for minutes in args.minutes:
+        video = args.work / f"video_{minutes:g}min.mp4"
+        if not video.is_file():
+            write_video(video, minutes)
+        for decoder in args.decoders:
+            with tempfile.TemporaryDirectory(dir=args.work) as cache_dir:
+                result = build(video, Path(cache_dir), args.fps, args.size, decoder)
+            runs.append({"minutes": minutes, "decoder": decoder, "seconds": round(result["seconds"], 2),
+                         "peak_rss_mb": round(result["peak_rss_mb"], 1),
+                         "cache_mb": round(result["bytes"] / 1e6, 1)})
+            print(json.dumps(runs[-1]), file=sys.stderr)
+    growth = {}
+    for decoder in args.decoders:
+        mine = sorted((r for r in runs if r["decoder"] == decoder), key=lambda r: r["minutes"])
+        growth[decoder] = round(mine[-1]["peak_rss_mb"] - mine[0]["peak_rss_mb"], 1)
+    print(json.dumps({"benchmark": "cache", "fps": args.fps, "size": args.size, "video": f"{WIDTH}x{HEIGHT}",
+                      "runs": runs, "rss_growth_mb": growth,
+                      "target_met": all(g <= 100 for g in growth.values())}))
+
+
+if __name__ == "__main__":
+    main()
