@@ -118,6 +118,25 @@ def _evaluate(args) -> None:
     _emit(average_precision(*binned(truth, detections, args.bins, placements_of(spec)), args.tiou).to_json())
 
 
+def cmd_cache(args) -> None:
+    from tal_core.data.cache_folder import entries, prune
+    from tal_core.data.video import default_cache_dir
+
+    folder = args.dir or default_cache_dir()
+    if args.action == "prune":
+        if args.older_than is None:
+            raise UserError("cache prune needs --older-than DAYS (0 removes every entry)")
+        _emit(prune(folder, args.older_than))
+        return
+    rows = [e.row() for e in entries(folder)]
+    if args.format == "json":
+        _emit(rows)
+        return
+    total = sum(r["mb"] for r in rows)
+    lines = [f"{r['last_used']}  {r['mb']:10.1f} MB  {r['kind']:6}  {r['name']}" for r in rows]
+    print("\n".join([*lines, f"{len(rows)} entries, {total:.1f} MB in {folder}"]))
+
+
 def cmd_weights(args) -> None:
     if args.check is None:
         from tal_core.model.weights import weights_report
@@ -230,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "tensor missing or of another shape")
     p.add_argument("--backbone", choices=("tiny", "resnet18", "resnet34", "resnet50", "mobilenet_v2"),
                    default="resnet50", help="the backbone --check matches against")
+
+    p = add_command(sub, "cache", "list or prune a frame cache folder (this machine's: TALSEARCH_CACHE or the "
+                                  "default)", cmd_cache)
+    p.add_argument("action", choices=("ls", "prune"), help="ls: entries, newest use first | prune: remove entries "
+                                                           "unused for --older-than days")
+    p.add_argument("--dir", type=Path, default=None, help="cache folder (default: TALSEARCH_CACHE or "
+                                                          "~/.cache/talsearch/frames)")
+    p.add_argument("--older-than", type=non_negative, default=None, metavar="DAYS",
+                   help="prune: entries no run used for this many days (0 = all)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="ls output")
 
     _add_search_commands(sub)
     return parser

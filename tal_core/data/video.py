@@ -13,6 +13,7 @@ no progress for ``decode_timeout_s`` (decord can hang on a broken container) giv
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -307,6 +308,8 @@ class FrameCache:
         decoder = resolve_decoder(decoder or self.decoder)
         target = self.path_for(video, decode_fps, size, decoder, end_s)
         if target.exists():
+            with contextlib.suppress(OSError):  # marks it used (talsearch cache prune --older-than)
+                os.utime(target)
             return target
         with _file_lock(target.with_suffix(".lock")):
             if not target.exists():  # another process may have finished it meanwhile
