@@ -13,7 +13,8 @@ from pathlib import Path
 from tal_core.errors import UserError
 from tal_core.reporting.tracking import artifact_location, redact_uri, resolve_uri
 
-_OPTUNA_DASHBOARD = "import sys, optuna_dashboard; optuna_dashboard.run_server(sys.argv[1], host=sys.argv[2], port=int(sys.argv[3]))"
+_OPTUNA_DASHBOARD = ("import sys, optuna_dashboard; from search.study_storage import open_storage; "
+                     "optuna_dashboard.run_server(open_storage(sys.argv[1]), host=sys.argv[2], port=int(sys.argv[3]))")
 
 
 def ui_command(uri: str, host: str, port: int) -> list[str]:
@@ -27,11 +28,17 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
 
 
 def optuna_command(sweep: str | Path, host: str, port: int) -> list[str]:
-    """optuna-dashboard over SWEEP/optuna.db (the study Optuna's sampler keeps for the sweep)."""
-    study = Path(sweep) / "optuna.db"
-    if not study.is_file():
-        raise UserError(f"{study}: no Optuna study here (is {sweep} a sweep folder?)")
-    return [sys.executable, "-c", _OPTUNA_DASHBOARD, f"sqlite:///{study.resolve()}", host, str(port)]
+    """optuna-dashboard over the sweep's Optuna study (the one its sweep.json names: SWEEP/optuna.db by default,
+    or search.storage's database, reached here first; the URL carries no password: libpq's PGPASSWORD or
+    ~/.pgpass supply it)."""
+    from .study_storage import open_storage, study_file_missing, sweep_url
+
+    url = sweep_url(sweep)
+    missing = study_file_missing(url)
+    if missing is not None:
+        raise UserError(f"{missing}: no Optuna study here (is {sweep} a sweep folder?)")
+    open_storage(url).engine.dispose()
+    return [sys.executable, "-c", _OPTUNA_DASHBOARD, url, host, str(port)]
 
 
 def run_ui(uri: str, host: str = "127.0.0.1", port: int = 5000, optuna_sweep: str | Path | None = None,

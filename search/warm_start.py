@@ -77,12 +77,16 @@ def _misfit(params: dict, old_base: dict, spec: SweepSpec, fixed: dict) -> str |
 
 def load_warm_start(old: str | Path, spec: SweepSpec) -> WarmStart:
     """The old sweep's finished trials (COMPLETE or PRUNED) that fit ``spec``, as trials of the new space."""
+    from .study_storage import load_study, recorded_url, study_file_missing
+
     old_dir = Path(old).resolve()
     state_path = old_dir / "sweep.json"
-    if not state_path.is_file() or not (old_dir / "optuna.db").is_file():
-        raise ConfigError(f"--warm-start {old_dir}: not a sweep folder (needs sweep.json and optuna.db)")
+    url = recorded_url(old_dir, json.loads(state_path.read_text())) if state_path.is_file() else None
+    if url is None or study_file_missing(url):
+        raise ConfigError(f"--warm-start {old_dir}: not a sweep folder (needs sweep.json and its study, "
+                          f"{url or 'optuna.db'})")
     state = json.loads(state_path.read_text())
-    study = optuna.load_study(study_name=state["study_name"], storage=f"sqlite:///{old_dir / 'optuna.db'}")
+    study = load_study(url, state["study_name"])  # a study on a database server: reached here, before any work
     old_base = _old_base(old_dir)
     searched = {p.key for p in spec.params}
     fixed = {k: v for k, v in spec.base.flat().items() if k not in searched}

@@ -223,6 +223,22 @@ class SearchConfig(_Section):
     constant_liar: bool = Field(False, description="TPE counts running trials as bad results so that concurrent trials get different proposals")
     poll_interval_s: float = Field(0.5, gt=0, le=60, description="how often Ray Train's controller polls a trial's workers (Ray's default: 2 s)")
     private_network: bool = Field(True, description="a local cluster runs in a network namespace of its own: Ray reachable on loopback only (Linux; needs a local tracking store)")
+    storage: str = Field("", description="the Optuna study's database: an RDB URL (postgresql://user@host:5432/db, mysql://..., sqlite:///path.db) that every reader of the sweep opens (\"\" = sqlite:///SWEEP/optuna.db); its password comes from PGPASSWORD or ~/.pgpass (PostgreSQL), or from this URL at run time, and is never saved (sweep.json records the URL without it)")
+
+    @field_validator("storage")
+    @classmethod
+    def _study_storage(cls, url: str) -> str:
+        """An Optuna RDB URL; its password (if any) leaves the config for this process's memory only."""
+        clean, password = split_password(url.strip())
+        if clean and urlsplit(clean).scheme.partition("+")[0] not in STUDY_STORAGE_SCHEMES:
+            raise ValueError("not an Optuna storage URL (postgresql://..., mysql://... or sqlite:///path.db; "
+                             "empty = SWEEP/optuna.db)")
+        if clean.startswith("sqlite:") and clean.partition("://")[2].lstrip("/") in ("", ":memory:"):
+            raise ValueError("an in-memory SQLite study ends with the process: name a file (sqlite:///path.db) "
+                             "or leave it empty")
+        if password is not None:
+            _STUDY_STORAGE_PASSWORDS[clean] = password
+        return clean
 
     @property
     def stopper(self) -> str:
@@ -236,6 +252,27 @@ class SearchConfig(_Section):
             raise ValueError(f"search.gpus_per_worker={self.gpus_per_worker} (a shared GPU) needs "
                              f"search.trial_workers=1, got {self.trial_workers}: NCCL refuses two ranks on one GPU")
         return self
+
+
+STUDY_STORAGE_SCHEMES = ("postgresql", "mysql", "sqlite")
+_STUDY_STORAGE_PASSWORDS: dict[str, str] = {}  # search.storage without its password -> the password (memory only)
+
+
+def split_password(url: str) -> tuple[str, str | None]:
+    """(``url`` without the password of its ``user:password@``, that password or None). The credentials end at
+    the last ``@`` before any query, so that a password left unquoted is still cut out whole."""
+    scheme, sep, rest = url.partition("://")
+    address, query_sep, query = rest.partition("?")
+    userinfo, at, host = address.rpartition("@")
+    if not sep or not at or ":" not in userinfo or scheme.startswith("sqlite"):  # a file path has no password
+        return url, None
+    user, _, password = userinfo.partition(":")
+    return f"{scheme}://{user}@{host}{query_sep}{query}", unquote(password)
+
+
+def study_storage_password(url: str) -> str | None:
+    """The password a config loaded in this process gave with ``search.storage`` = ``url`` (else None)."""
+    return _STUDY_STORAGE_PASSWORDS.get(url)
 
 
 def split_credentials(uri: str) -> tuple[str, dict[str, str]]:
@@ -360,7 +397,9 @@ def _describe(error: ValidationError, source: str) -> str:
         elif not key:  # a rule across sections: its message names the keys
             lines.append(item["msg"].removeprefix("Value error, "))
         else:
-            lines.append(f"config key '{key}': {item['msg']} (got {item.get('input')!r})")
+            value = item.get("input")
+            value = split_password(value)[0] if isinstance(value, str) else value  # no password in messages
+            lines.append(f"config key '{key}': {item['msg']} (got {value!r})")
     return f"invalid config{source}:\n  " + "\n  ".join(lines)
 
 
