@@ -80,7 +80,7 @@ def run_sweep(tmp: Path, trials: int, epochs: int) -> float:
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tmp / "data"), "--config",
                     str(ROOT / "configs" / "sweep_demo.yaml"), "--out", str(tmp / "sweep"), "--set",
-                    f"search.num_samples={trials}", "search.sampler=tpe", f"train.epochs={epochs}", "search.asha=false",
+                    f"search.num_samples={trials}", "search.sampler=tpe", f"train.epochs={epochs}", "search.scheduler=fifo",
                     f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"], check=True, stdout=subprocess.DEVNULL,
                    env=dict(os.environ, TALSEARCH_CACHE=str(tmp / "cache")), cwd=tmp)
     return time.perf_counter() - started

@@ -6,9 +6,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from tal_core.config import flatten
 from tal_core.errors import UserError
 from tal_core.io import read_jsonl
 from tal_core.run_folder import RunFolder
@@ -17,8 +15,7 @@ from tal_core.run_folder import RunFolder
 def _trial_row(trial_dir: Path, outcome: dict, searched: list[str]) -> dict:
     row: dict = {"trial_id": trial_dir.name, "status": outcome.get("status", "RUNNING?"),
                  "epochs": outcome.get("epochs")}
-    config = yaml.safe_load((trial_dir / "config.yaml").read_text()) if (trial_dir / "config.yaml").exists() else {}
-    flat = flatten(config or {})
+    flat = RunFolder(trial_dir).read_flat_config() or {}
     row.update({key: flat.get(key) for key in searched})
     metrics = RunFolder(trial_dir).read_metrics()
     if metrics is not None:
@@ -56,10 +53,7 @@ def leaderboard(sweep_dir: str | Path, sort: str = "val_mAP") -> pd.DataFrame:
 
 def _varying_keys(trial_dirs: list[Path]) -> list[str]:
     """Config keys whose value differs between trials (what the sweep searched)."""
-    flats = []
-    for d in trial_dirs:
-        if (d / "config.yaml").exists():
-            flats.append(flatten(yaml.safe_load((d / "config.yaml").read_text()) or {}))
+    flats = [flat for flat in (RunFolder(d).read_flat_config() for d in trial_dirs) if flat is not None]
     keys = sorted({k for f in flats for k in f})
     return [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
 

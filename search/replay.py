@@ -60,7 +60,7 @@ class _Running:
 
 
 def strategy_config(base: SearchConfig, searcher: str, scheduler: str) -> SearchConfig:
-    return base.model_copy(update={"sampler": searcher, "scheduler": scheduler, "asha": True})
+    return base.model_copy(update={"sampler": searcher, "scheduler": scheduler})
 
 
 def simulate(table: ReplayTable, search: SearchConfig, workers: int, seed: int, budget_s: float) -> Trace:

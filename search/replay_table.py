@@ -14,9 +14,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
-from tal_core.config import ConfigError, flatten
+from tal_core.config import ConfigError, translate_deprecated
 from tal_core.io import write_json_atomic
 from tal_core.run_folder import RunFolder
 
@@ -135,7 +133,8 @@ def _from_file(path: Path) -> ReplayTable:
                                         "reported_at": None if t.get("reported_at") is None
                                         else tuple(t["reported_at"])}) for t in raw["trials"])
         return ReplayTable(raw.get("source", str(path)), raw["metric"], int(raw["max_epochs"]),
-                           int(raw["concurrency"]), space, trials, raw.get("search", {}))
+                           int(raw["concurrency"]), space, trials,
+                           translate_deprecated({"search": raw.get("search", {})})[0]["search"])
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ConfigError(f"{path}: a malformed replay table ({type(error).__name__}: {error})") from None
 
@@ -161,7 +160,7 @@ def _from_sweep(sweep_dir: Path, config: str | Path | None) -> ReplayTable:
         folder = RunFolder(sweep_dir / "trials" / trial_id)
         if outcome.get("status") == "FAILED" or not folder.config_file.is_file():
             continue
-        flat = flatten(yaml.safe_load(folder.config_file.read_text()) or {})
+        flat = folder.read_flat_config()
         search = {k[len("search."):]: v for k, v in flat.items() if k.startswith("search.")}
         metric = search.get("metric", metric)
         trials.append(_recorded(folder, outcome, flat, space, metric))

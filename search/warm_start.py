@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
-import yaml
 from optuna.trial import TrialState
 
-from tal_core.config import ConfigError, flatten
+from tal_core.config import ConfigError
+from tal_core.run_folder import RunFolder
 
 from .space import Param, SweepSpec
 
@@ -56,7 +56,7 @@ def _old_base(old_dir: Path) -> dict:
     """The old sweep's fixed configuration, flat: any of its trials' resolved config (searched keys are
     overwritten by each trial's own values)."""
     for config in sorted((old_dir / "trials").glob("*/config.yaml")):
-        return flatten(yaml.safe_load(config.read_text()) or {})
+        return RunFolder(config.parent).read_flat_config()
     raise ConfigError(f"--warm-start {old_dir}: no trial with a config.yaml to learn the old sweep's settings from")
 
 

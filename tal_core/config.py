@@ -7,6 +7,7 @@ Defaults live here as pydantic fields and are documented key by key in
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -26,6 +28,8 @@ from pydantic import (
 
 from tal_core.errors import UserError
 from tal_core.io import write_text_atomic
+
+logger = logging.getLogger("talsearch.config")
 
 
 class ConfigError(UserError, ValueError):
@@ -210,7 +214,6 @@ class SearchConfig(_Section):
     max_concurrent: int = Field(0, ge=0, description="trials at once (0 = as many as the cluster's resources allow)")
     metric: str = Field("val_mAP", description="metric maximised by Optuna and ASHA (val_mAP, val_mAP_at_<tIoU>, val_scene_acc, train_*)")
     scheduler: Literal["asha", "hyperband", "fifo"] = Field("asha", description="early stopping: asha (Ray's ASHA) | hyperband (asynchronous Hyperband: ASHA over up to 3 brackets of different grace periods) | fifo (every trial runs its full budget)")
-    asha: bool = Field(True, description="false = search.scheduler fifo (the older spelling; true keeps search.scheduler)")
     grace_period: int = Field(3, ge=1, description="epochs every trial runs before ASHA may stop it (3 and 3: among the fastest to random search's best in the replay of benchmarks/data/replay_hard.json, docs/performance.md)")
     reduction_factor: int = Field(3, ge=2, description="ASHA keeps 1 in this many trials at each rung")
     max_failures: int = Field(1, ge=0, description="restarts of a crashed trial from its last checkpoint")
@@ -242,8 +245,16 @@ class SearchConfig(_Section):
 
     @property
     def stopper(self) -> str:
-        """The scheduler the sweep uses: ``scheduler``, or fifo where the older ``asha: false`` says so."""
-        return self.scheduler if self.asha else "fifo"
+        """The scheduler the sweep uses (``scheduler``; the older ``asha: false`` arrives translated to fifo)."""
+        return self.scheduler
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older_spellings(cls, data: Any) -> Any:
+        """``asha`` (deprecated): translated wherever a search section is built (``translate_deprecated``)."""
+        if isinstance(data, Mapping) and "asha" in data:
+            return translate_deprecated({"search": data})[0]["search"]
+        return data
 
     @model_validator(mode="after")
     def _one_gpu_per_rank(self) -> SearchConfig:
@@ -352,6 +363,31 @@ class Config(_Section):
         return flatten(self.model_dump())
 
 
+# Keys older versions wrote (stored configs, sweep files, replay tables) and what replaces them. Every reader
+# translates them: stored files silently, a user's config (``load_config``) with one warning line per key.
+DEPRECATED_KEYS = {"search.asha": "search.scheduler (search.asha: false = search.scheduler: fifo; true = keep "
+                                  "search.scheduler)"}
+
+
+def translate_deprecated(nested: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(``nested`` with its deprecated keys replaced, the dotted names of those it held). ``search.asha: false``
+    becomes ``search.scheduler: fifo``; ``search.asha: true`` is dropped (the scheduler keeps its value), as the
+    older versions read it."""
+    search = nested.get("search")
+    if not isinstance(search, Mapping) or "asha" not in search:
+        return dict(nested), []
+    search = dict(search)
+    raw = search.pop("asha")
+    try:
+        asha = TypeAdapter(bool).validate_python(raw)
+    except ValidationError:
+        raise ConfigError(f"config key 'search.asha' (deprecated): expected a boolean, got {raw!r}; "
+                          f"use {DEPRECATED_KEYS['search.asha']}") from None
+    if not asha:
+        search["scheduler"] = "fifo"
+    return {**nested, "search": search}, ["search.asha"]
+
+
 def flatten(nested: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """{'a': {'b': 1}} -> {'a.b': 1}; an empty mapping stays a value ({'a': {}} -> {'a': {}})."""
     flat: dict[str, Any] = {}
@@ -450,7 +486,9 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | Mappi
         nested = {k: v for k, v in read_yaml(path).items() if k not in EXTRA_YAML_SECTIONS}
         source = f" in {path}"
     flat = dict(overrides) if isinstance(overrides, Mapping) else parse_overrides(overrides)
-    nested = merge_nested(nested, unflatten(flat))
+    nested, deprecated = translate_deprecated(merge_nested(nested, unflatten(flat)))
+    for key in deprecated:
+        logger.warning(f"config key '{key}'{source or ' (--set)'} is deprecated: use {DEPRECATED_KEYS[key]}")
     return from_dict(nested, source)
 
 

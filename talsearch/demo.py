@@ -7,12 +7,9 @@ import logging
 import time
 from pathlib import Path
 
-import yaml
-
 from ensemble.run import run_ensemble
 from search.leaderboard import leaderboard, render
 from search.sweep import run_sweep
-from tal_core.config import flatten
 from tal_core.data.synth import DIRECTION_ONLY
 from tal_core.io import write_json_atomic
 from tal_core.run_folder import RunFolder
@@ -74,10 +71,9 @@ def trial_outcomes(sweep_dir: Path) -> list[dict]:
     """Per finished trial: its shift and output kind, its best-epoch val mAPs and its direction-only AP."""
     outcomes = []
     for trial in sorted((sweep_dir / "trials").glob("*")):
-        metrics = RunFolder(trial).read_metrics()
-        if metrics is None or not RunFolder(trial).config_file.is_file():
+        metrics, cfg = RunFolder(trial).read_metrics(), RunFolder(trial).read_flat_config()
+        if metrics is None or cfg is None:
             continue
-        cfg = flatten(yaml.safe_load(RunFolder(trial).config_file.read_text()) or {})
         per_class = metrics.get("per_class_AP", {})
         direction = [per_class[c] for c in DIRECTION_ONLY if c in per_class]
         outcomes.append({"trial": trial.name, "shift": cfg["model.shift_fraction"], "output": cfg["model.output"],

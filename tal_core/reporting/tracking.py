@@ -14,11 +14,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import mlflow
-import yaml
 from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
 
-from tal_core.config import flatten
 from tal_core.errors import TrackingUnreachableError, UserError
 from tal_core.reporting.mlflow_compat import (
     EXPERIMENT_KIND,
@@ -27,6 +25,7 @@ from tal_core.reporting.mlflow_compat import (
     VIEW_URL_PARAM,
 )
 from tal_core.reporting.run_plots import detection_plots
+from tal_core.run_folder import RunFolder
 
 TRIAL_ID_TAG = "talsearch.trial_id"
 
@@ -189,9 +188,9 @@ def finish_children(uri: str, parent_id: str, trial_info: dict[str, dict], sweep
 
 def _log_full_config(client: MlflowClient, run, trial_dir: Path) -> None:
     """Child runs get every config key as a flat param, not only the searched ones."""
-    if not (trial_dir / "config.yaml").is_file():
+    flat = RunFolder(trial_dir).read_flat_config()
+    if flat is None:
         return
-    flat = flatten(yaml.safe_load((trial_dir / "config.yaml").read_text()) or {})
     present = set(run.data.params)
     params = [Param(k, str(v)[:6000]) for k, v in sorted(flat.items()) if k not in present]
     for start in range(0, len(params), 100):

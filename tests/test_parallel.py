@@ -1,0 +1,51 @@
+"""The ensemble's scoring pool: forks only where that is safe, and scores the same either way."""
+
+import json
+import subprocess
+import sys
+
+from helpers import ROOT
+
+PROBE = """
+import json, os, threading
+from ensemble import parallel
+
+parallel.MIN_ITEMS = 1
+os.environ["TALSEARCH_ENSEMBLE_WORKERS"] = "2"
+alone = parallel.fork_is_safe()
+pids_alone = set(parallel.map_scores(lambda i: os.getpid(), range(8)))
+squares_alone = parallel.map_scores(lambda i: i * i, range(8))
+stop = threading.Event()
+monitor = threading.Thread(target=stop.wait, name="tqdm_monitor")  # tqdm's: idle, holds no lock workers take
+monitor.start()
+with_monitor = parallel.fork_is_safe()
+other = threading.Thread(target=stop.wait, name="a client library's thread")
+other.start()
+threaded = parallel.fork_is_safe()
+pids_threaded = set(parallel.map_scores(lambda i: os.getpid(), range(8)))
+squares_threaded = parallel.map_scores(lambda i: i * i, range(8))
+stop.set()
+other.join()
+monitor.join()
+print(json.dumps({"alone": alone, "with_monitor": with_monitor, "forked": os.getpid() not in pids_alone, "threaded": threaded,
+                  "in_process": pids_threaded == {os.getpid()}, "same": squares_alone == squares_threaded,
+                  "after": parallel.fork_is_safe()}))
+"""
+
+
+def test_the_pool_forks_only_from_a_process_without_other_threads():
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout)
+    assert found == {"alone": True, "with_monitor": True, "forked": True, "threaded": False, "in_process": True, "same": True,
+                     "after": True}
+
+
+def test_one_worker_scores_in_this_process(monkeypatch):
+    import os
+
+    from ensemble import parallel
+
+    monkeypatch.setenv("TALSEARCH_ENSEMBLE_WORKERS", "1")
+    assert parallel.workers() == 1
+    assert set(parallel.map_scores(lambda i: os.getpid(), range(20))) == {os.getpid()}
