@@ -36,7 +36,7 @@ def write_sweep_file(folder: Path, extra: str = "", space: str = DEFAULT_SPACE) 
 data: {{image_size: 32, frames_per_interval: 2}}
 model: {{tiny_width: 8}}
 train: {{epochs: 2, batch_size: 8}}
-search: {{num_samples: 3, trial_workers: 2, asha: true, grace_period: 1, max_failures: 0}}
+search: {{num_samples: 3, trial_workers: 2, scheduler: asha, grace_period: 1, max_failures: 0}}
 tracking: {{uri: "sqlite:///{folder}/mlflow.db", experiment: test}}
 space:
 {space}{extra}""")
