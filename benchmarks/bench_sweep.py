@@ -43,7 +43,7 @@ class TunedFloorTrainer(TrialTrainer):
     warm_imports = False  # what TrialTrainer saves in Ray Train's start-up, none of its own work
 
 set_train_env(0.5, local=True)
-ray.init(log_to_driver=False, configure_logging=False)
+ray.init(address="local", log_to_driver=False, configure_logging=False)
 times = {"plain": [], "tuned": []}
 with tempfile.TemporaryDirectory() as storage:
     for i in range(int(sys.argv[2])):
@@ -73,7 +73,7 @@ def warm_median(values: list[float]) -> float:
     return statistics.median(warm_runs(values))
 
 
-def run_sweep(tmp: Path, trials: int, epochs: int) -> float:
+def run_sweep(tmp: Path, trials: int, epochs: int, storage: bool = False) -> float:
     from tal_core.data.synth import SynthSpec, synthesize
 
     synthesize(tmp / "data", SynthSpec(videos=12, seed=2, size=64, views=("front",)))
@@ -81,7 +81,8 @@ def run_sweep(tmp: Path, trials: int, epochs: int) -> float:
     subprocess.run([sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tmp / "data"), "--config",
                     str(ROOT / "configs" / "sweep_demo.yaml"), "--out", str(tmp / "sweep"), "--set",
                     f"search.num_samples={trials}", "search.sampler=tpe", f"train.epochs={epochs}", "search.scheduler=fifo",
-                    f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"], check=True, stdout=subprocess.DEVNULL,
+                    f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+                    *(["--storage", str(tmp / "storage")] if storage else [])], check=True, stdout=subprocess.DEVNULL,
                    env=dict(os.environ, TALSEARCH_CACHE=str(tmp / "cache")), cwd=tmp)
     return time.perf_counter() - started
 
@@ -100,9 +101,9 @@ def trial_timings(sweep_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda row: row["started"])
 
 
-def main(trials: int = 5, epochs: int = 2, floor_runs: int = 5) -> None:
+def main(trials: int = 5, epochs: int = 2, floor_runs: int = 5, storage: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        wall = run_sweep(Path(tmp), trials, epochs)
+        wall = run_sweep(Path(tmp), trials, epochs, storage)
         rows = trial_timings(Path(tmp) / "sweep")
     floors = ray_train_floors_s(floor_runs)
     overheads = [row["fit_returned_s"] - row["train_s"] for row in rows]
@@ -120,6 +121,7 @@ def main(trials: int = 5, epochs: int = 2, floor_runs: int = 5) -> None:
                  "between_epochs_s": mean(lambda r: r["loop_end_s"] - r["first_step_s"] - r["train_s"]),
                  "after_loop_s": mean(lambda r: r["fit_returned_s"] - r["loop_end_s"])}
     print(json.dumps({"bench": "sweep", "trials": len(rows), "epochs": epochs, "workers_per_trial": 2,
+                      "storage": storage,
                       "wall_s": round(wall, 1), "trials_per_hour": round(3600 * len(rows) / wall, 1),
                       "first_step_s": mean(lambda r: r["first_step_s"]),
                       "worker_group_start_s": breakdown["worker_group_start_s"],
@@ -133,4 +135,14 @@ def main(trials: int = 5, epochs: int = 2, floor_runs: int = 5) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--floor-runs", type=int, default=5)
+    parser.add_argument("--storage", action="store_true",
+                        help="trials persist through --storage (a local folder): uploads after every epoch and "
+                             "the driver's pulls are in the overhead")
+    args = parser.parse_args()
+    main(args.trials, args.epochs, args.floor_runs, args.storage)
