@@ -136,7 +136,7 @@ def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tiny_data), "--config",
          str(write_sweep_file(tmp_path)), "--out", str(out), "--address", cluster.address, "--set",
-         "search.num_samples=1", "search.asha=false", "train.epochs=4", "search.max_failures=3",
+         "search.num_samples=1", "search.scheduler=fifo", "train.epochs=4", "search.max_failures=3",
          "data.image_size=64", "model.tiny_width=16", "train.batch_size=4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:
