@@ -13,6 +13,22 @@ def _frame_cache(tmp_path_factory):
     yield
 
 
+@pytest.fixture()
+def own_ray_temp_dir(monkeypatch):
+    """A Ray temp folder of the test's own (RAY_TMPDIR, inherited by the commands it starts). A local
+    ``ray.init()`` joins the cluster that the last ``ray start`` on the machine named in
+    ``<temp>/ray/ray_current_cluster``, which may be someone else's (from a private network namespace it then waits
+    for it forever); a test that kills its driver leaves no such file behind either. Short: Ray's unix sockets
+    live under it (108 bytes at most)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    monkeypatch.setenv("RAY_TMPDIR", str(folder))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A small real synthetic data set: 8 videos of 6-8 s, 32 px, 3 views."""

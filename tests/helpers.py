@@ -141,3 +141,60 @@ def ray_server_processes(pid: int) -> dict[int, str]:
         return child == pid
 
     return {p: n for p, n in names.items() if n in ("gcs_server", "raylet") and descends(p)}
+
+
+def _stat(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state, start time in clock ticks) of process PID from /proc, or None once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[1]), fields[0], int(fields[19])
+
+
+def process_tree(root: int) -> dict[int, int]:
+    """Process ROOT and every live process descending from it: {pid: start time}, read from /proc."""
+    stats = {int(p.name): s for p in Path("/proc").glob("[0-9]*") if (s := _stat(int(p.name))) is not None}
+    tree, frontier = {}, [root] if root in stats else []
+    while frontier:
+        pid = frontier.pop()
+        tree[pid] = stats[pid][2]
+        frontier += [child for child, (ppid, _, _) in stats.items() if ppid == pid and child not in tree]
+    return tree
+
+
+def kill_process_tree(proc, timeout: float = 60) -> None:
+    """SIGKILL the process ``proc`` and everything it started, and wait until they are gone: its local Ray
+    cluster's gcs_server, raylet, agents and workers included (Ray's workers take process groups of their own,
+    so killing the driver's group alone leaves them). Only what the test started: Ray's stop command ends every
+    Ray cluster on the machine. The tree is frozen (SIGSTOP) first so that nothing in it forks out of reach."""
+    import signal
+    import time
+
+    if proc.returncode is not None:  # already waited for: its pid may belong to another process by now
+        return
+    frozen: dict[int, int] = {}
+    while new := {p: t for p, t in process_tree(proc.pid).items() if p not in frozen}:
+        for pid, started in new.items():
+            if (stat := _stat(pid)) is not None and stat[2] == started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+        frozen.update(new)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(proc.pid) == proc.pid:  # started with start_new_session=True: its group is the test's own
+            os.killpg(proc.pid, signal.SIGKILL)
+    for pid, started in frozen.items():
+        if (stat := _stat(pid)) is not None and stat[2] == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=timeout)
+
+    def alive(pid: int, started: int) -> bool:
+        stat = _stat(pid)
+        return stat is not None and stat[2] == started and stat[1] not in "ZX"
+
+    deadline = time.time() + timeout
+    while (left := [p for p, t in frozen.items() if alive(p, t)]) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not left, f"processes of the test's own tree outlived SIGKILL: {left}"

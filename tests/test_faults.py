@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from helpers import (
     LOOPBACK,
     TINY_OVERRIDES,
+    kill_process_tree,
     listening_addresses,
     network_interfaces,
     ray_server_processes,
@@ -118,7 +119,7 @@ def test_killed_worker_resumes_trial_from_checkpoint(tiny_data, tmp_path):
         os.kill(victim, signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=600)
     finally:
-        proc.kill()
+        kill_process_tree(proc)  # on a failure too: the driver and its own Ray cluster, nothing else
     assert proc.returncode == 0, stderr[-3000:]
     state = json.loads((out / "sweep.json").read_text())
     (outcome,) = state["trials"].values()
@@ -130,7 +131,7 @@ def test_killed_worker_resumes_trial_from_checkpoint(tiny_data, tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path):
+def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path, own_ray_temp_dir):
     out = tmp_path / "s"
     args = ["sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out", str(out),
             "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1"]
@@ -139,10 +140,8 @@ def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path):
     try:
         _wait_for(lambda: sum(len(_epochs(d)) == 1 for d in (out / "trials").glob("*")) >= 1
                   and len(list((out / "trials").glob("*"))) >= 2, 400, "one finished trial")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    subprocess.run([sys.executable, "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+    finally:  # the driver, its local Ray cluster and workers: nothing else on the machine
+        kill_process_tree(proc)
     finished_before = {d.name for d in (out / "trials").glob("*") if len(_epochs(d)) == 1}
     done = cli(*args, "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -204,7 +203,7 @@ def test_local_sweep_listens_on_loopback_only_and_sigterm_marks_runs_killed(tiny
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=180)
     finally:
-        proc.kill()
+        kill_process_tree(proc)  # on a failure too: the driver and its own Ray cluster, nothing else
     assert proc.returncode == 130 and stderr.strip().splitlines()[-1] == "interrupted", stderr[-3000:]
     if not namespaces:  # no private network here: the sweep must have said that Ray listens on all interfaces
         assert "network namespaces are unavailable" in stderr

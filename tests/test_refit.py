@@ -2,8 +2,6 @@
 sweep; killed and resumed like a sweep."""
 
 import json
-import os
-import signal
 import subprocess
 import time
 
@@ -11,8 +9,14 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ensemble.candidates import from_sweep_folder
-from helpers import TALSEARCH, epochs_done, write_sweep_file
+from helpers import TALSEARCH, epochs_done, kill_process_tree, write_sweep_file
 from search.refit import refit_seeds, top_trials
+from tal_core.run_folder import RunFolder
+
+
+def refit_dirs(out, state):
+    """The trial folders of the sweep that are not the sweep's own trials (those of the refit)."""
+    return [d for d in (out / "trials").iterdir() if d.name not in state["trials"]]
 
 
 def run(*args, cwd):
@@ -39,33 +43,36 @@ def test_refit_takes_the_best_trials_with_metrics_and_config_and_new_seeds(tmp_p
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_refit_trains_other_seeds_under_the_sweep_and_resumes_after_a_kill(tiny_data, tmp_path):
+def test_refit_trains_other_seeds_under_the_sweep_and_resumes_after_a_kill(tiny_data, tmp_path, own_ray_temp_dir):
     out = tmp_path / "s"
     done = run("sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out", str(out),
-               "--set", "search.num_samples=1", "search.asha=false", "train.epochs=1", "train.snapshots=0",
+               "--set", "search.num_samples=1", "search.asha=false", "train.epochs=2", "train.snapshots=0",
                cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((out / "sweep.json").read_text())
     (best,) = state["trials"]  # a one-trial sweep: refit's choice of the top trial is tested without Ray
     proc = subprocess.Popen([*TALSEARCH, "refit", str(out), "--top", "1", "--seeds", "2"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:  # kill the driver once the first refit trial has finished its epoch
+    try:  # kill the driver (and its own Ray cluster, nothing else) once a refit trial has finished epoch 1 of 2
         deadline = time.time() + 400
-        while time.time() < deadline:
-            new = [d for d in (out / "trials").iterdir() if d.name not in state["trials"]]
-            if any(epochs_done(d) for d in new):
-                break
-            time.sleep(1)
+        while time.time() < deadline and not any(epochs_done(d) for d in refit_dirs(out, state)):
+            time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    subprocess.run([*TALSEARCH[:1], "-m", "ray.scripts.scripts", "stop", "--force"], capture_output=True)
+        kill_process_tree(proc)
+    at_kill = {d.name: epochs_done(d) for d in refit_dirs(out, state)}
+    halfway = [trial_id for trial_id, epochs in at_kill.items() if epochs == [1]]
+    assert halfway, f"no refit trial was between its epochs at the kill: {at_kill}"
     done = run("refit", str(out), "--top", "1", "--seeds", "2", "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     refit = json.loads((out / "refit.json").read_text())
     assert refit["from"] == [best] and len(refit["seeds"]) == 2 and "finished" in refit
     assert len(refit["trials"]) == 2 and all(t["status"] == "FINISHED" for t in refit["trials"].values())
     assert sorted(t["seed"] for t in refit["trials"].values()) == refit["seeds"]
+    assert set(halfway) <= set(refit["trials"])  # the interrupted trial was finished, not replaced by a new one
+    for trial_id in halfway:  # resumed from its checkpoint: epoch 1 is not trained again, epoch 2 follows it
+        assert epochs_done(out / "trials" / trial_id) == [1, 2], trial_id
+        assert [r["epoch"] for r in RunFolder(out / "trials" / trial_id).read_reports()] in ([1, 2], [2]), trial_id
+    assert all(epochs_done(out / "trials" / t) == [1, 2] for t in refit["trials"])
     for trial_id in refit["trials"]:  # the best trial's configuration, another seed
         config = (out / "trials" / trial_id / "config.yaml").read_text()
         assert f"seed: {refit['trials'][trial_id]['seed']}" in config

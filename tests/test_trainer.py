@@ -157,7 +157,7 @@ def test_challenge_bins_score_the_run_as_evaluate_does(tiny_data, tmp_path, caps
     assert scored["mAP"] == pytest.approx(best["val_mAP"], abs=1e-9) and best["val_mAP"] > 0
 
 
-def test_shifted_grids_are_averaged_into_the_runs_own_cells(tiny_data, tmp_path):
+def test_shifted_grids_are_averaged_into_the_runs_own_cells(tiny_data, tmp_path, capsys):
     from tal_core.training.trainer import Run
 
     spec = load_dataset(tiny_data)
@@ -172,5 +172,21 @@ def test_shifted_grids_are_averaged_into_the_runs_own_cells(tiny_data, tmp_path)
     assert not np.allclose(fused.probs, alone.probs)  # the shifted clips saw the cells among other neighbours
     assert np.allclose(fused.probs.sum(axis=1), 1, atol=1e-5)
     best = fit(shifted_cfg, spec, tmp_path / "c")
-    assert load_predictions(tmp_path / "c" / "predictions" / "val.npz").starts.tolist() == alone.starts.tolist()
-    assert 0 <= best["val_mAP"] <= 1
+    saved = load_predictions(tmp_path / "c" / "predictions" / "val.npz")
+    assert saved.starts.tolist() == alone.starts.tolist()
+    # what the run wrote are the fused cells of its best weights: the checkpoint's model, predicted again over
+    # the shifted grids, gives them back (a run that wrote its unshifted grid alone would not)
+    again = Run(shifted_cfg, spec, tmp_path / "d")
+    again.model.load_state_dict(load_checkpoint(tmp_path / "c" / "checkpoint.pt")["model"])
+    assert np.allclose(again.predict(again.val_set, "val").probs, saved.probs, atol=1e-6)
+    unshifted = Run(load_config(None, frame), spec, tmp_path / "e")
+    unshifted.model.load_state_dict(again.model.state_dict())
+    assert not np.allclose(unshifted.predict(unshifted.val_set, "val").probs, saved.probs, atol=1e-6)
+    # and its val mAP is the score of the detections it wrote, as `talsearch evaluate` computes it
+    from talsearch.cli import main
+
+    assert main(["evaluate", "--gt", str(tiny_data / "annotations.json"), "--pred",
+                 str(tmp_path / "c" / "detections" / "val.json")]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["mAP"] == pytest.approx(best["val_mAP"], abs=1e-9)
+    assert json.loads((tmp_path / "c" / "metrics.json").read_text())["val_mAP"] == best["val_mAP"]
