@@ -44,7 +44,8 @@ REPORTED = ("epoch", "epoch_seconds", *SEARCHABLE_METRICS)
 
 
 def worker_loop(loop_config: dict) -> None:
-    """Runs on every Ray Train worker (torch.distributed is already set up)."""
+    """Runs on every Ray Train worker (torch.distributed is already set up): sets the worker up, trains with
+    ``fit`` (an ``EpochReporter`` reports every epoch) and records where the trial's time went."""
     if _warming is not None:  # let the warm-up finish first: two threads importing one package tree at once
         _warming.join()  # can deadlock on its circular imports (Python then raises in one of them)
     from tal_core.data.annotations import load_dataset
@@ -57,49 +58,22 @@ def worker_loop(loop_config: dict) -> None:
     started = loop_config["trial_started"]
     timing = {"worker_start_s": time.time() - started, "first_step_s": None}
     cfg = from_dict(unflatten(loop_config["config"]))
-    context = ray.train.get_context()
-    world_rank = context.get_world_rank()
+    world_rank = ray.train.get_context().get_world_rank()
     run_dir = trial_run_dir(loop_config)
     uploader = storage_uploader(loop_config, run_dir, world_rank)
     spec = load_dataset(loop_config["data"])
-
-    def on_first_step():
-        timing["first_step_s"] = time.time() - started
-
-    best = _best_so_far(run_dir)  # a resumed trial's best epoch may lie before the interruption
-    last_report = [0.0]
-
-    def on_epoch(epoch: int, metrics: dict, out: Path) -> None:
-        # Reports closer together than the controller's polling can reach Tune's function trainable two at a
-        # time, and on Ray 2.60 its result queue then blocks the trial forever (seen with sub-second epochs):
-        # keep at least two polling intervals between reports (no cost for epochs longer than that).
-        time.sleep(max(0.0, last_report[0] + 2 * cfg.search.poll_interval_s - time.time()))
-        last_report[0] = time.time()
-        report = {mlflow_name(k): float(v) for k, v in metrics.items() if k in REPORTED or k.startswith("val_mAP@")}
-        if metrics["val_mAP"] > best.get("best_val_mAP", -1.0):  # the best epoch so far, under its own names
-            best.update({f"best_{mlflow_name(k)}": float(v) for k, v in metrics.items() if k.startswith("val_")})
-            best["best_epoch"] = float(epoch)
-        report.update(best)
-        report.update({k: v for k, v in timing.items() if v is not None})
-        if world_rank == 0:  # what Tune hears and when: talsearch replay repeats the sweep from it
-            RunFolder(out).append_report({"epoch": epoch, "reported_at": time.time(), cfg.search.metric:
-                                          report.get(cfg.search.metric), "epoch_seconds": report.get("epoch_seconds")})
-        if uploader is not None:  # before the report: ASHA may stop the trial at any report
-            uploader.upload()
-        if world_rank == 0 and (out / "last.pt").is_file():
-            with tempfile.TemporaryDirectory() as tmp:
-                shutil.copy2(out / "last.pt", Path(tmp) / "last.pt")
-                ray.train.report(report, checkpoint=Checkpoint.from_directory(tmp))
-        else:
-            ray.train.report(report)
-
     run_dir.mkdir(parents=True, exist_ok=True)
     worker = {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
     _write_worker_file(loop_config, run_dir, world_rank, worker)
     resume_from = _resume_file(run_dir, world_rank)
     cache = FrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s, cfg.data.decoder)
+    reporter = EpochReporter(cfg, world_rank, run_dir, uploader, timing)
+
+    def on_first_step():
+        timing["first_step_s"] = time.time() - started
+
     try:
-        fit(cfg, spec, run_dir, RunCallbacks(on_epoch=on_epoch, on_first_step=on_first_step),
+        fit(cfg, spec, run_dir, RunCallbacks(on_epoch=reporter, on_first_step=on_first_step),
             resume_from=resume_from, cache=cache)
     finally:  # fit read the state before its first epoch: its temporary folder goes, whatever happened since
         if resume_from is not None:
@@ -109,6 +83,53 @@ def worker_loop(loop_config: dict) -> None:
     _write_worker_file(loop_config, run_dir, world_rank, {**worker, **timing})
     if uploader is not None:
         uploader.upload()
+
+
+class EpochReporter:
+    """Where a trial reports: after every epoch, on every rank, the same metrics (with the best epoch's so far
+    under best_* names and the trial's timing) go to Ray Train, which forwards rank 0's to Tune (ASHA, Optuna,
+    MLflow). Rank 0 also records what Tune heard (for talsearch replay), uploads its run folder when trials
+    persist through storage, and attaches ``last.pt`` as the resume checkpoint."""
+
+    def __init__(self, cfg, world_rank: int, run_dir: Path, uploader, timing: dict):
+        self.cfg, self.world_rank, self.uploader, self.timing = cfg, world_rank, uploader, timing
+        self.best = _best_so_far(run_dir)  # a resumed trial's best epoch may lie before the interruption
+        self.last_report = 0.0
+
+    def __call__(self, epoch: int, metrics: dict, out: Path) -> None:
+        self._pace()
+        report = self.metrics_of(epoch, metrics)
+        if self.world_rank == 0:  # what Tune hears and when: talsearch replay repeats the sweep from it
+            metric = self.cfg.search.metric
+            RunFolder(out).append_report({"epoch": epoch, "reported_at": time.time(), metric: report.get(metric),
+                                          "epoch_seconds": report.get("epoch_seconds")})
+        if self.uploader is not None:  # before the report: ASHA may stop the trial at any report
+            self.uploader.upload()
+        self._send(report, out)
+
+    def _pace(self) -> None:
+        """Reports closer together than the controller's polling can reach Tune's function trainable two at a
+        time, and on Ray 2.60 its result queue then blocks the trial forever (seen with sub-second epochs):
+        keep at least two polling intervals between reports (no cost for epochs longer than that)."""
+        time.sleep(max(0.0, self.last_report + 2 * self.cfg.search.poll_interval_s - time.time()))
+        self.last_report = time.time()
+
+    def metrics_of(self, epoch: int, metrics: dict) -> dict[str, float]:
+        report = {mlflow_name(k): float(v) for k, v in metrics.items() if k in REPORTED or k.startswith("val_mAP@")}
+        if metrics["val_mAP"] > self.best.get("best_val_mAP", -1.0):  # the best epoch so far, under its own names
+            self.best.update({f"best_{mlflow_name(k)}": float(v) for k, v in metrics.items() if k.startswith("val_")})
+            self.best["best_epoch"] = float(epoch)
+        report.update(self.best)
+        report.update({k: v for k, v in self.timing.items() if v is not None})
+        return report
+
+    def _send(self, report: dict, out: Path) -> None:
+        if self.world_rank == 0 and (out / "last.pt").is_file():
+            with tempfile.TemporaryDirectory() as tmp:
+                shutil.copy2(out / "last.pt", Path(tmp) / "last.pt")
+                ray.train.report(report, checkpoint=Checkpoint.from_directory(tmp))
+        else:
+            ray.train.report(report)
 
 
 def trial_run_dir(loop_config: dict) -> Path:
