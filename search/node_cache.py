@@ -22,6 +22,7 @@ from tal_core.errors import UserError
 logger = logging.getLogger("talsearch.cache")
 
 BYTES_PER_PIXEL = 3  # uint8 RGB frames
+JPEG_SHARE = 0.25  # a jpeg entry's bytes against a raw one's, estimated high (measured 5-23%: docs/performance.md)
 HEADROOM = 1.1  # the estimate leaves 10% of the free space unused
 
 
@@ -36,10 +37,16 @@ class CacheJob:
     size: int
     duration_s: float  # of the video that uses the entry (a clip's, for a clip)
     end_s: float | None = None  # decoded up to here (clips of a longer file); None: the whole file
+    cache_format: str = "raw"  # data.cache_format: raw | jpeg
 
     def estimated_bytes(self) -> int:
         seconds = self.end_s if self.end_s is not None else self.duration_s
-        return int(seconds * self.fps + 2) * self.size * self.size * BYTES_PER_PIXEL
+        raw = int(seconds * self.fps + 2) * self.size * self.size * BYTES_PER_PIXEL
+        return int(raw * JPEG_SHARE) if self.cache_format == "jpeg" else raw
+
+    def entry(self) -> tuple:
+        """The ``FrameCache.ensure_many`` job: (video, fps, size, end_s, cache_format)."""
+        return Path(self.video), self.fps, self.size, self.end_s, self.cache_format
 
 
 @dataclass(frozen=True)
@@ -57,9 +64,10 @@ def needed_bytes(jobs: list[CacheJob], cache_dir: Path, decoder: str) -> int:
     from tal_core.data.video import FrameCache
 
     cache = FrameCache(cache_dir, decoder=decoder)
-    unique = {(job.video, job.fps, job.size, job.end_s): job for job in jobs}.values()  # clips share entries
+    unique = {job.entry(): job for job in jobs}.values()  # clips share entries
     return sum(job.estimated_bytes() for job in unique if Path(job.video).is_file()
-               and not cache.path_for(Path(job.video), job.fps, job.size, end_s=job.end_s).exists())
+               and not cache.path_for(Path(job.video), job.fps, job.size, end_s=job.end_s,
+                                      cache_format=job.cache_format).exists())
 
 
 def build_here(jobs: list[CacheJob], decode_timeout_s: float, decoder: str, skip_bad: bool) -> NodeBuild:
@@ -74,9 +82,9 @@ def build_here(jobs: list[CacheJob], decode_timeout_s: float, decoder: str, skip
         raise CacheSpaceError(f"node {socket.gethostname()}: the frame cache {cache.cache_dir} needs about "
                               f"{need / 1e9:.1f} GB for this sweep's videos but has {free / 1e9:.1f} GB free "
                               f"(set TALSEARCH_CACHE on that node to a larger disk)")
-    entries = sorted({(Path(j.video), j.fps, j.size, j.end_s) for j in jobs})
-    before = sum(1 for video, fps, size, end_s in entries if video.is_file()
-                 and cache.path_for(video, fps, size, end_s=end_s).exists())
+    entries = sorted({j.entry() for j in jobs}, key=str)
+    before = sum(1 for video, fps, size, end_s, cache_format in entries if video.is_file()
+                 and cache.path_for(video, fps, size, end_s=end_s, cache_format=cache_format).exists())
     skipped = []
     started = time.perf_counter()
     cache.ensure_many(entries,

@@ -74,18 +74,18 @@ def check_views(spec: SweepSpec, dataset: DatasetSpec) -> None:
 
 
 def cache_jobs(spec: SweepSpec, dataset: DatasetSpec) -> list[CacheJob]:
-    """Every (video, view, fps, size) frame-cache entry the sweep's trials can ask for."""
+    """Every (video, view, fps, size, format) frame-cache entry the sweep's trials can ask for."""
     return [CacheJob(str(dataset.video_path(video, view)), float(fps), int(size), float(video.duration),
-                     dataset.decode_end(video, view))
+                     dataset.decode_end(video, view), str(fmt))
             for view in _values(spec, "data.view") for fps in _values(spec, "data.decode_fps")
-            for size in _values(spec, "data.image_size") for video in dataset.videos.values()
-            if view in video.views]
+            for size in _values(spec, "data.image_size") for fmt in _values(spec, "data.cache_format")
+            for video in dataset.videos.values() if view in video.views]
 
 
 def warm_cache(spec: SweepSpec, dataset: DatasetSpec, cache: FrameCache) -> None:
     """Decode every video once for each (view, fps, size) the sweep can ask for, before trials start
     (one video per CPU at a time)."""
-    jobs = sorted({(Path(job.video), job.fps, job.size, job.end_s) for job in cache_jobs(spec, dataset)})
+    jobs = sorted({job.entry() for job in cache_jobs(spec, dataset)}, key=str)
     skip = spec.base.data.on_bad_video == "skip"
 
     def skipped(job, error):

@@ -133,7 +133,7 @@ def cmd_cache(args) -> None:
         _emit(rows)
         return
     total = sum(r["mb"] for r in rows)
-    lines = [f"{r['last_used']}  {r['mb']:10.1f} MB  {r['kind']:6}  {r['name']}" for r in rows]
+    lines = [f"{r['last_used']}  {r['mb']:10.1f} MB  {r['kind']:6}  {r['format'] or '':4}  {r['name']}" for r in rows]
     print("\n".join([*lines, f"{len(rows)} entries, {total:.1f} MB in {folder}"]))
 
 

@@ -39,3 +39,16 @@ def test_cache_commands_name_what_is_wrong(tmp_path, capsys):
     assert "missing: no such frame cache folder" in capsys.readouterr().err
     assert main(["cache", "prune", "--dir", str(tmp_path)]) == 2
     assert "--older-than" in capsys.readouterr().err
+
+
+def test_jpeg_entries_are_listed_with_their_format_and_pruned(tmp_path, tiny_data, capsys):
+    video = tiny_data / "videos" / "vid0000" / "front.mp4"
+    cache = FrameCache(tmp_path)
+    raw, jpeg = cache.ensure(video, 4, 16), cache.ensure(video, 4, 16, cache_format="jpeg")
+    listed = {e.name: e for e in entries(tmp_path)}
+    assert listed[jpeg.name].kind == "frames" and listed[jpeg.name].format == "jpeg"
+    assert listed[jpeg.name].video == "front" and (listed[jpeg.name].size, listed[jpeg.name].fps) == (16, 4.0)
+    assert listed[raw.name].format == "raw"
+    assert main(["cache", "ls", "--dir", str(tmp_path)]) == 0
+    assert any("jpeg" in line and jpeg.name in line for line in capsys.readouterr().out.splitlines())
+    assert prune(tmp_path, 0)["removed"] == 2 and not list(tmp_path.glob("*.npy"))

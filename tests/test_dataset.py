@@ -135,3 +135,25 @@ def test_a_shifted_evaluation_grid_holds_every_full_cell_of_the_unshifted_one(ti
         assert "evaluation" in str(error)
     else:
         raise AssertionError("a training set took a grid offset")
+
+
+def test_jpeg_cache_items_match_raw_ones(tiny_data, tmp_path):
+    import pickle
+
+    from tal_core.data.jpeg_frames import JpegFrames
+    from tal_core.data.video import FrameCache
+
+    spec = load_dataset(tiny_data)
+    data = DataConfig(image_size=32, frames_per_interval=4, interval_seconds=1.0)
+    jpeg_data = data.model_copy(update={"cache_format": "jpeg"})
+    for train in (True, False):
+        raw = IntervalDataset(spec, "train", data, train=train, cache=FrameCache(tmp_path), seed=2)
+        jpeg = IntervalDataset(spec, "train", jpeg_data, train=train, cache=FrameCache(tmp_path), seed=2)
+        assert len(jpeg) == len(raw) and set(raw.cache_files).isdisjoint(jpeg.cache_files)
+        jpeg = pickle.loads(pickle.dumps(jpeg))  # as a DataLoader worker gets it: it maps each entry itself
+        for item in (0, len(raw) // 2, len(raw) - 1):
+            (a, *labels_a), (b, *labels_b) = raw[item], jpeg[item]
+            assert b.shape == a.shape and b.dtype == a.dtype == torch.uint8
+            assert (b.int() - a.int()).abs().float().mean() < 4  # grey levels
+            assert labels_a[0] == labels_b[0] and torch.equal(labels_a[1], labels_b[1]) and labels_a[2:] == labels_b[2:]
+        assert isinstance(jpeg.frames_of(0), JpegFrames) and len(jpeg.frames_of(0)) == len(raw.frames_of(0))

@@ -37,3 +37,13 @@ def test_a_node_without_room_for_the_sweep_says_so_before_decoding(tiny_data, tm
     with pytest.raises(CacheSpaceError, match=r"the frame cache .*small_disk needs about .* GB .* 0.0 GB free"):
         build_here(_jobs(tiny_data), 60.0, "auto", skip_bad=False)
     assert not list((tmp_path / "small_disk").glob("*.npy"))
+
+
+def test_a_node_builds_jpeg_entries_and_counts_their_smaller_size(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("TALSEARCH_CACHE", str(tmp_path / "node_cache"))
+    raw = _jobs(tiny_data)
+    jpeg = [CacheJob(j.video, j.fps, j.size, j.duration_s, cache_format="jpeg") for j in raw]
+    assert needed_bytes(jpeg, tmp_path / "node_cache", "auto") < needed_bytes(raw, tmp_path / "node_cache", "auto")
+    built = build_here(jpeg, 60.0, "auto", skip_bad=False)
+    assert (built.entries, built.built) == (2, 2) and len(list(Path(built.cache_dir).glob("*-jpeg-*.npy"))) == 2
+    assert needed_bytes(jpeg, tmp_path / "node_cache", "auto") == 0 < needed_bytes(raw, tmp_path / "node_cache", "auto")

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from tal_core.data.video import FrameCache, VideoDecodeError, decode_frames, source_frame_indices
+from tal_core.data.video import FrameCache, VideoDecodeError, decode_frames, open_frames, source_frame_indices
 
 
 @pytest.fixture()
@@ -15,10 +15,10 @@ def video(tiny_data):
 def test_cache_matches_direct_decode_and_is_reused(tmp_path, video):
     cache = FrameCache(tmp_path)
     first = cache.ensure(video, 8, 24)
-    stamp = first.stat().st_mtime_ns
+    inode = first.stat().st_ino
     frames = np.load(first, mmap_mode="r")
     assert np.array_equal(frames, decode_frames(video, 8, 24))
-    assert cache.ensure(video, 8, 24) == first and first.stat().st_mtime_ns == stamp
+    assert cache.ensure(video, 8, 24) == first and first.stat().st_ino == inode  # a hit (it only marks it used)
     assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
 
 
@@ -150,3 +150,37 @@ def test_a_clip_data_set_asks_for_the_range_its_clips_use(tmp_path):
     spec = DatasetSpec(tmp_path, Taxonomy(("a",), (), ("front",)), {**clips, "w": whole})
     assert spec.decode_end(clips["r_0"], "front") == 31.0  # the last clip's end and a second
     assert spec.decode_end(whole, "front") is None
+
+
+def test_jpeg_entries_round_trip_close_to_raw_in_a_fraction_of_the_bytes(tmp_path, video):
+    import pickle
+
+    cache = FrameCache(tmp_path)
+    raw_path = cache.ensure(video, 8, 64)
+    raw = np.load(raw_path, mmap_mode="r")
+    path = cache.ensure(video, 8, 64, cache_format="jpeg")
+    assert path != raw_path and "-64px-8fps-jpeg-" in path.name  # the format is part of the key and the name
+    assert FrameCache(tmp_path, cache_format="jpeg").path_for(video, 8, 64) == path
+    frames = cache.load(video, 8, 64, cache_format="jpeg")
+    decoded = np.asarray(frames)
+    assert len(frames) == len(raw) and decoded.shape == raw.shape and decoded.dtype == np.uint8
+    assert np.abs(decoded.astype(int) - raw).mean() < 3  # grey levels
+    assert path.stat().st_size < raw_path.stat().st_size / 4
+    assert np.array_equal(frames[np.array([5, 2, 5])], decoded[[5, 2, 5]]) and np.array_equal(frames[3], decoded[3])
+    again = pickle.loads(pickle.dumps(frames))  # a DataLoader worker maps the entry itself
+    assert np.array_equal(again[[1, 0]], decoded[[1, 0]])
+    assert cache.ensure(video, 8, 64, cache_format="jpeg") == path
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]
+
+
+def test_jpeg_entries_of_a_cut_and_of_ensure_many(tmp_path, video, tiny_data):
+    cache = FrameCache(tmp_path, cache_format="jpeg")
+    whole = np.asarray(cache.load(video, 8, 24))
+    part_path = cache.ensure(video, 8, 24, end_s=2.5)
+    part = np.asarray(open_frames(part_path, "jpeg"))
+    assert len(part) == 20 and np.array_equal(part, whole[:20])  # the range is decoded, then encoded alike
+    jobs = [(v, 8, 24, None, "jpeg") for v in sorted(tiny_data.glob("videos/*/front.mp4"))[:2]]
+    built = FrameCache(tmp_path / "many").ensure_many(jobs, workers=2)  # the jobs name their format
+    assert all("-jpeg-" in built[job].name for job in jobs)
+    with pytest.raises(ValueError, match="unknown frame cache format"):
+        cache.ensure(video, 8, 24, cache_format="png")

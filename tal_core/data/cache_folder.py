@@ -1,9 +1,9 @@
 """What a frame cache folder holds, and pruning it (``talsearch cache ls|prune``).
 
-Entries are ``<video stem>-<size>px-<fps>fps-<digest>.npy`` files (``tal_core.data.video.cache_key``) and audio
-log-mel ``.npy`` files beside them; using an entry marks it used (its modification time), so ``prune
---older-than D`` removes what no run has read for D days. Locks and temporaries that killed builders left are
-removed by every prune.
+Entries are ``<video stem>-<size>px-<fps>fps[-jpeg]-<digest>.npy`` files (``tal_core.data.video.cache_key``;
+``-jpeg``: ``data.cache_format: jpeg``) and audio log-mel ``.npy`` files beside them; using an entry marks it used
+(its modification time), so ``prune --older-than D`` removes what no run has read for D days. Locks and
+temporaries that killed builders left are removed by every prune.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 
 from tal_core.errors import UserError
 
-FRAME_ENTRY = re.compile(r"^(?P<video>.+)-(?P<size>\d+)px-(?P<fps>[\d.]+)fps-(?P<digest>[0-9a-f]{20})\.npy$")
+FRAME_ENTRY = re.compile(
+    r"^(?P<video>.+)-(?P<size>\d+)px-(?P<fps>[\d.]+)fps(?:-(?P<format>jpeg))?-(?P<digest>[0-9a-f]{20})\.npy$")
 DAY_S = 86400.0
 
 
@@ -28,9 +29,11 @@ class Entry:
     fps: float | None
     bytes: int
     last_used: float  # Unix time
+    format: str | None = None  # a frames entry's data.cache_format: raw | jpeg
 
     def row(self) -> dict:
         return {"name": self.name, "kind": self.kind, "video": self.video, "size": self.size, "fps": self.fps,
+                "format": self.format,
                 "mb": round(self.bytes / 1e6, 3), "last_used": time.strftime("%Y-%m-%dT%H:%M:%S",
                                                                            time.localtime(self.last_used))}
 
@@ -46,7 +49,7 @@ def entries(cache_dir: str | Path) -> list[Entry]:
         match = FRAME_ENTRY.match(path.name)
         found.append(Entry(path.name, "frames" if match else "other", match["video"] if match else path.stem,
                            int(match["size"]) if match else None, float(match["fps"]) if match else None,
-                           stat.st_size, stat.st_mtime))
+                           stat.st_size, stat.st_mtime, (match["format"] or "raw") if match else None))
     return sorted(found, key=lambda e: -e.last_used)
 
 

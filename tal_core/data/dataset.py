@@ -35,7 +35,7 @@ from tal_core.config import AudioConfig, DataConfig
 from tal_core.data.annotations import DatasetSpec, Video
 from tal_core.data.audio import AudioCache, AudioMissingError, audio_range, windows_at
 from tal_core.data.intervals import cell_grid, interval_grid, label_at_times, label_intervals
-from tal_core.data.video import FrameCache, VideoDecodeError
+from tal_core.data.video import FrameCache, VideoDecodeError, open_frames
 
 
 def tsn_positions(first: int, count: int, segments: int, rng: np.random.Generator | None) -> np.ndarray:
@@ -141,7 +141,8 @@ class IntervalDataset(Dataset):
         try:
             return self.cache.ensure(self.spec.video_path(video, self.data.view), self.data.decode_fps,
                                      self.data.image_size, self.data.decoder,
-                                     self.spec.decode_end(video, self.data.view))  # clips: their range only
+                                     self.spec.decode_end(video, self.data.view),  # clips: their range only
+                                     self.data.cache_format)
         except VideoDecodeError as error:
             if self.data.on_bad_video == "skip":
                 warnings.warn(f"skipping video '{video.video_id}': {error}", stacklevel=2)
@@ -186,8 +187,10 @@ class IntervalDataset(Dataset):
         return state
 
     def frames_of(self, video_index: int) -> np.ndarray:
+        """The video's cached frames, opened once per process: a memory map (raw), or (``data.cache_format``
+        jpeg) a ``JpegFrames`` over the mapped entry that decodes only the frames an item samples."""
         if video_index not in self._arrays:
-            self._arrays[video_index] = np.load(self.cache_files[video_index], mmap_mode="r")
+            self._arrays[video_index] = open_frames(self.cache_files[video_index], self.data.cache_format)
         return self._arrays[video_index]
 
     def sounds_of(self, video_index: int) -> np.ndarray | None:

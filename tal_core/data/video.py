@@ -8,7 +8,9 @@ trusted; the key holds the file's size and modification time, so a changed video
 or size is never served stale. A lock file keeps two processes from decoding the
 same video at once. Every decoder call runs under a watchdog: a decoder that makes
 no progress for ``decode_timeout_s`` (decord can hang on a broken container) gives a
-``VideoDecodeError`` naming the file instead of a hang.
+``VideoDecodeError`` naming the file instead of a hang. With ``data.cache_format: jpeg`` an entry holds every
+frame JPEG-encoded instead (about a tenth of the bytes; ``jpeg_frames.py``), and readers decode only the frames
+they sample.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from tal_core.data import jpeg_frames
 from tal_core.errors import VideoDecodeError  # noqa: F401  (re-exported: raised by every reader)
 from tal_core.io import atomic_file
 
@@ -36,6 +39,7 @@ CACHE_VERSION = 2  # 2: cached frame i shows the source frame at the centre of i
 DECODE_CHUNK = 64
 DEFAULT_DECODE_TIMEOUT_S = 120.0
 LOCK_TIMEOUT_S = 3600.0  # how long to wait for another process building the same cache entry
+CACHE_FORMATS = ("raw", "jpeg")  # data.cache_format: uint8 frames, or each frame JPEG-encoded (jpeg_frames.py)
 
 
 def default_cache_dir() -> Path:
@@ -251,9 +255,13 @@ def _write_to_disk(handle, frames: np.ndarray) -> None:
     os.fdatasync(handle.fileno())
 
 
-def cache_key(path: Path, decode_fps: float, size: int, decoder: str = "decord", end_s: float | None = None) -> str:
-    """The entry's name: the file (path, size, modification time), the rate, the frame size, the decoder and the
-    time range decoded (``end_s``: clips use the file up to there; None: the whole file)."""
+def cache_key(path: Path, decode_fps: float, size: int, decoder: str = "decord", end_s: float | None = None,
+              cache_format: str = "raw") -> str:
+    """The entry's name: the file (path, size, modification time), the rate, the frame size, the decoder, the
+    time range decoded (``end_s``: clips use the file up to there; None: the whole file) and the format (a jpeg
+    entry's name says ``-jpeg-`` and its digest holds the quality; a raw entry's key is what it always was)."""
+    if cache_format not in CACHE_FORMATS:
+        raise ValueError(f"unknown frame cache format {cache_format!r}")
     stat = path.stat()
     ident = {
         "path": str(path.resolve()),
@@ -264,9 +272,20 @@ def cache_key(path: Path, decode_fps: float, size: int, decoder: str = "decord",
         "version": CACHE_VERSION,
         **({"decoder": decoder} if decoder != "decord" else {}),
         **({"end_s": round(float(end_s), 3)} if end_s is not None else {}),
+        **({"format": "jpeg", "quality": jpeg_frames.QUALITY, "subsampling": jpeg_frames.SUBSAMPLING}
+           if cache_format == "jpeg" else {}),
     }
     digest = hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
-    return f"{path.stem}-{size}px-{decode_fps:g}fps-{digest}"
+    tag = "-jpeg" if cache_format == "jpeg" else ""
+    return f"{path.stem}-{size}px-{decode_fps:g}fps{tag}-{digest}"
+
+
+def open_frames(path: str | Path, cache_format: str = "raw"):
+    """An entry's frames, read as (N, H, W, 3) uint8: the raw entry's memory map, or a jpeg entry's
+    ``JpegFrames`` (which decodes only the frames an index asks for)."""
+    if cache_format == "jpeg":
+        return jpeg_frames.JpegFrames(path)
+    return np.load(path, mmap_mode="r")
 
 
 @contextmanager
@@ -288,37 +307,41 @@ class FrameCache:
     """Decoded frames of videos, memory-mapped from ``cache_dir``."""
 
     def __init__(self, cache_dir: str | Path | None = None,
-                 decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S, decoder: str = "auto"):
+                 decode_timeout_s: float | None = DEFAULT_DECODE_TIMEOUT_S, decoder: str = "auto",
+                 cache_format: str = "raw"):
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.decode_timeout_s = decode_timeout_s
         self.decoder = decoder  # data.decoder; ensure() may name another
+        self.cache_format = cache_format  # data.cache_format; ensure() may name another
 
     def path_for(self, video: Path, decode_fps: float, size: int, decoder: str | None = None,
-                 end_s: float | None = None) -> Path:
+                 end_s: float | None = None, cache_format: str | None = None) -> Path:
         if not video.is_file():
             raise VideoDecodeError(f"{video}: video file not found")
-        key = cache_key(video, decode_fps, size, resolve_decoder(decoder or self.decoder), end_s)
+        key = cache_key(video, decode_fps, size, resolve_decoder(decoder or self.decoder), end_s,
+                        cache_format or self.cache_format)
         return self.cache_dir / f"{key}.npy"
 
     def ensure(self, video: str | Path, decode_fps: float, size: int, decoder: str | None = None,
-               end_s: float | None = None) -> Path:
-        """Decode ``video`` (up to ``end_s`` seconds; None: all of it) into the cache unless a complete entry
-        exists; return its path."""
+               end_s: float | None = None, cache_format: str | None = None) -> Path:
+        """Decode ``video`` (up to ``end_s`` seconds; None: all of it) into the cache, in ``cache_format`` (None:
+        the cache's), unless a complete entry exists; return its path."""
         video = Path(video)
         decoder = resolve_decoder(decoder or self.decoder)
-        target = self.path_for(video, decode_fps, size, decoder, end_s)
+        cache_format = cache_format or self.cache_format
+        target = self.path_for(video, decode_fps, size, decoder, end_s, cache_format)
         if target.exists():
             with contextlib.suppress(OSError):  # marks it used (talsearch cache prune --older-than)
                 os.utime(target)
             return target
         with _file_lock(target.with_suffix(".lock")):
             if not target.exists():  # another process may have finished it meanwhile
-                self._build(video, decode_fps, size, target, decoder, end_s)
+                self._build(video, decode_fps, size, target, decoder, end_s, cache_format)
         return target
 
     def ensure_many(self, jobs: list[tuple[Path, float, int]], workers: int = 0,
                     on_error=None) -> dict[tuple[Path, float, int], Path]:
-        """``ensure`` for many (video, fps, size[, end_s]) jobs, decoding ``workers`` videos at once (0 = one per CPU;
+        """``ensure`` for many (video, fps, size[, end_s[, cache_format]]) jobs, decoding ``workers`` videos at once (0 = one per CPU;
         the decoder releases the GIL). A ``VideoDecodeError`` goes to ``on_error(job, error)`` when given
         (the job is then left out of the result), else it is raised once the running jobs have finished."""
         workers = workers or os.cpu_count() or 1
@@ -341,25 +364,35 @@ class FrameCache:
         return done
 
     def _build(self, video: Path, decode_fps: float, size: int, target: Path, decoder: str = "decord",
-               end_s: float | None = None) -> None:
+               end_s: float | None = None, cache_format: str = "raw") -> None:
         """Decode into a temporary .npy written sequentially (header, then chunks), then publish it (``atomic_file``).
 
-        A writer thread writes and flushes each chunk to disk while the next one decodes, so the final fsync
-        before the rename (the data must be on disk before the name publishes it) has almost nothing left.
+        A writer thread writes and flushes each chunk to disk (a jpeg entry: encodes it first) while the next one
+        decodes, so the final fsync before the rename (the data must be on disk before the name publishes it) has
+        almost nothing left.
         """
         with atomic_file(target, "wb") as handle, ThreadPoolExecutor(1, thread_name_prefix="cache-writer") as writer:
-            pending = None
+            pending, write, jpeg = None, None, None
             for begin, total, frames in iter_decoded(video, decode_fps, size, self.decode_timeout_s, decoder,
                                                      end_s):
                 if pending is not None:
                     pending.result()  # chunks land in order; at most one waits in memory
-                if begin == 0:
+                if begin == 0 and cache_format == "jpeg":
+                    jpeg = jpeg_frames.JpegWriter(handle, total)
+                    write = jpeg.add
+                elif begin == 0:
                     header = {"descr": "|u1", "fortran_order": False, "shape": (total, *frames.shape[1:])}
                     np.lib.format.write_array_header_1_0(handle, header)
-                pending = writer.submit(_write_to_disk, handle, np.ascontiguousarray(frames, dtype=np.uint8))
+                    write = functools.partial(_write_to_disk, handle)
+                pending = writer.submit(write, np.ascontiguousarray(frames, dtype=np.uint8))
             if pending is not None:
                 pending.result()
+            if jpeg is not None:
+                jpeg.finish()  # the length and the offsets, once every frame is in
 
-    def load(self, video: str | Path, decode_fps: float, size: int, decoder: str | None = None) -> np.ndarray:
-        """Memory-mapped (N, H, W, 3) uint8 frames, decoding first if needed."""
-        return np.load(self.ensure(video, decode_fps, size, decoder), mmap_mode="r")
+    def load(self, video: str | Path, decode_fps: float, size: int, decoder: str | None = None,
+             cache_format: str | None = None):
+        """(N, H, W, 3) uint8 frames, decoding first if needed: memory-mapped (raw), or a ``JpegFrames`` that
+        decodes the frames an index asks for (jpeg; ``np.asarray`` gives them all)."""
+        cache_format = cache_format or self.cache_format
+        return open_frames(self.ensure(video, decode_fps, size, decoder, None, cache_format), cache_format)
