@@ -168,6 +168,21 @@ def _shutdown_ray() -> None:
         ray.shutdown()
 
 
+def _local_dashboard() -> dict:
+    """Dashboard settings of a local cluster, on loopback at a port chosen here and named to every process of
+    the cluster (``RAY_API_SERVER_ADDRESS``, inherited by the raylet and its workers). Ray Train's placement
+    group cleaner finds the cluster through it; without it, Ray's state API trusts ``ray_current_cluster``, which
+    a `ray start` anywhere on the machine leaves behind, and when that names a dead cluster the cleaner's thread
+    dies: a trial that ASHA stops then keeps its workers' placement group, and the next trial waits forever."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    return {"dashboard_host": "127.0.0.1", "dashboard_port": port}
+
+
 def _init_ray(address: str | None) -> bool:
     """Connects to (or starts) Ray; True when this process started a local cluster. Its dashboard listens on
     127.0.0.1; its other servers listen on loopback only when the command runs in a private network namespace
@@ -179,7 +194,7 @@ def _init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    local = {"dashboard_host": "127.0.0.1"} if address is None else {}
+    local = _local_dashboard() if address is None else {}
     # No runtime_env: the workers Ray prestarts for this job can then host the trial actors at once. "local"
     # starts a cluster of our own even where a `ray start` cluster runs on this machine (None would join it).
     context = ray.init(address=address or "local", log_to_driver=False, configure_logging=False, **local)
