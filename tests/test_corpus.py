@@ -156,6 +156,10 @@ CASES = [
     ("ui: port out of range", nothing, ["ui", "--port", "70000"], ["--port", "65535"]),
     ("ui: --optuna on a folder holding no sweep", nothing, ["ui", "--optuna", "{tmp}/in", "--port", "1"],
      ["optuna.db", "no Optuna study"]),
+    # the frame cache
+    ("cache: no such folder", nothing, ["cache", "ls", "--dir", "{tmp}/in/missing"],
+     ["missing", "no such frame cache folder"]),
+    ("cache: prune without --older-than", nothing, ["cache", "prune", "--dir", "{tmp}/in"], ["--older-than"]),
 ]
 
 
