@@ -39,19 +39,20 @@ def tempered(probs: np.ndarray, temperature: float) -> np.ndarray:
     return out / out.sum(axis=-1, keepdims=True)
 
 
-def fit_temperatures(videos: list[AlignedVideo], labels: list[np.ndarray]) -> np.ndarray:
-    """Per member, the grid temperature with the lowest mean NLL of the cells' true classes."""
-    members = videos[0].probs.shape[0]
-    true_logp = [np.log(np.clip(np.take_along_axis(v.probs, lab[None, :, None], axis=2)[..., 0], EPS, 1))
-                 for v, lab in zip(videos, labels, strict=True)]  # (members, cells) each
-    all_logp = [np.log(np.clip(v.probs, EPS, 1.0)) for v in videos]  # (members, cells, K + 1)
-    nll = np.zeros((len(TEMPERATURES), members))
-    for t, temperature in enumerate(TEMPERATURES):
-        for true, logp in zip(true_logp, all_logp, strict=True):
-            scaled = logp / temperature
-            top = scaled.max(axis=2)
-            normaliser = top + np.log(np.exp(scaled - top[..., None]).sum(axis=2))
-            nll[t] -= (true / temperature - normaliser).sum(axis=1)
+def fit_temperatures(videos: list[AlignedVideo], labels: list[np.ndarray], members=None) -> np.ndarray:
+    """Per member (of ``members``, default all), the grid temperature with the lowest mean NLL of the cells'
+    true classes. Reads one video's probabilities of those members at a time, in float32 (no copy of the
+    stored array)."""
+    members = np.arange(videos[0].probs.shape[0]) if members is None else np.asarray(members, dtype=np.int64)
+    inverse = (1 / TEMPERATURES).astype(np.float32)[:, None, None, None]
+    nll = np.zeros((len(TEMPERATURES), len(members)))
+    for v, lab in zip(videos, labels, strict=True):
+        logp = np.log(np.clip(v.probs[members].astype(np.float32), EPS, 1.0))  # (members, cells, K + 1)
+        true = np.take_along_axis(logp, lab[None, :, None], axis=2)[..., 0]  # (members, cells)
+        scaled = logp[None] * inverse  # (temperatures, members, cells, K + 1)
+        top = scaled.max(axis=3)
+        normaliser = top + np.log(np.exp(scaled - top[..., None]).sum(axis=3))
+        nll -= (true[None] * inverse[..., 0] - normaliser).sum(axis=2, dtype=np.float64)
     return TEMPERATURES[np.argmin(nll, axis=0)]
 
 

@@ -30,7 +30,15 @@ from .candidates import Candidate, CandidateError, collect
 from .defaults import MIN_GAIN
 from .fuse import Evaluator
 from .gain import bootstrap_gain
-from .select import AS_TRAINED, Recipe, SelectionResult, choose_by_cv, gains_over_fold_seeds, held_out_pair
+from .select import (
+    AS_TRAINED,
+    OFFSETS,
+    Recipe,
+    SelectionResult,
+    choose_by_cv,
+    gains_over_fold_seeds,
+    held_out_pair,
+)
 
 logger = logging.getLogger("talsearch.ensemble")
 
@@ -50,10 +58,11 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv",
                  min_gain: float = MIN_GAIN, fold_seeds: int = 1, boundary_offsets: bool = True) -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
-    out-of-fold val mAP (the best single member unless a fusion beats it by ``min_gain``); or name one
-    ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
-    "calibrated+greedy+refine", "cmaes"). ``boundary_offsets``: every procedure's detections get per-class
-    boundary offsets fitted where its weights are (``ensemble.boundaries``); the gain is still measured against
+    out-of-fold val mAP (the best single member as trained unless another procedure beats it by ``min_gain``);
+    or name one ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
+    "calibrated+greedy+refine", "cmaes"). ``boundary_offsets``: every procedure also comes with per-class
+    boundary offsets fitted where its weights are (``<name>+offsets``, ``ensemble.boundaries``), chosen only
+    where they beat the same procedure without them out of fold by ``min_gain``; the gain is measured against
     the best single member as it was trained. ``fold_seeds`` > 1 also reports the gain for that many draws of
     the folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max."""
     cfg = load_config(config, overrides)
@@ -74,7 +83,8 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     gain = _gain(evaluator, nested_detections, single_detections, seed)
     if boundary_offsets:
         gain["boundary_offsets_alone"] = {key: value for key, value in _gain(
-            evaluator, held_out["best_single"], held_out[AS_TRAINED], seed).items() if key in ("mAP", "low", "high")}
+            evaluator, held_out[AS_TRAINED + OFFSETS], held_out[AS_TRAINED], seed).items()
+            if key in ("mAP", "low", "high")}
     if fold_seeds > 1:
         gain |= fold_seed_spread(gain["mAP"], seed, gains_over_fold_seeds(
             evaluator, folds, range(seed + 1, seed + fold_seeds), recipe))
@@ -94,7 +104,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
                "min_gain": min_gain, "folds": min(folds, len(evaluator.videos)),
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     if boundary_offsets:
-        metrics["best_single"]["oof_val_mAP_with_boundary_offsets"] = oof["best_single"]
+        metrics["best_single"]["oof_val_mAP_with_boundary_offsets"] = oof[AS_TRAINED + OFFSETS]
     write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
     _log_summary(metrics, fold_seeds)
     _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)

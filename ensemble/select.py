@@ -1,5 +1,10 @@
 """Member selection and weights.
 
+0. Screening: a weight search runs over at most ``SCREEN`` members, chosen by their single scores on the
+   videos the weights are fitted on (so inside cross-validation on the training folds only): half the pool the
+   best members by mAP, then the best member of each class, then mAP order again. Each member is decoded
+   once per ensemble and scored once per set of videos; what a search costs beyond that does not grow with
+   the number of candidates.
 1. Greedy forward selection with replacement (Caruana et al. 2004): start from the
    ``init_size`` best single members (sorted initialisation), then repeatedly add
    the member whose addition maximises val mAP, keeping running sums so each try
@@ -9,6 +14,10 @@
 3. Per-class boundary offsets (``boundaries``) fitted on the same videos as the weights.
 4. k-fold cross-validation over val videos: weights fitted on k-1 folds are scored
    on the held-out fold, giving an out-of-fold mAP beside the in-sample one.
+5. First, do no harm: the best single member as trained (``best_single``: no weights, no offsets) is always a
+   procedure, and the reference every other one must beat out of fold by ``min_gain`` to be chosen; a
+   procedure's boundary offsets (``<name>+offsets``) count only where they beat the same procedure without
+   them out of fold by ``min_gain`` too.
 """
 
 from __future__ import annotations
@@ -53,12 +62,14 @@ class Recipe:
 
 
 def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: int = 12,
-                  init_size: int = 1) -> SelectionResult:
+                  init_size: int = 1, pool=None) -> SelectionResult:
+    """``pool``: the members it may add (default all; ``fit_weights`` passes the screened ones)."""
     members = len(single_scores)
-    order = np.lexsort((np.arange(members), -single_scores))
+    pool = np.arange(members) if pool is None else np.sort(np.asarray(pool, dtype=np.int64))
+    order = pool[np.lexsort((pool, -single_scores[pool]))]
     counts = np.zeros(members)
     counts[order[:init_size]] = 1
-    running = [np.tensordot(counts, v.probs, axes=1) for v in evaluator.videos]
+    running = evaluator.fused(counts)  # float32 sums
     best_counts, best_score = counts.copy(), evaluator.score_fused([r / counts.sum() for r in running]).mean
     history = [best_score]
     for _ in range(max_steps):
@@ -68,13 +79,14 @@ def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: in
             return evaluator.score_fused([(r + v.probs[m]) / total
                                           for r, v in zip(running, evaluator.videos, strict=True)]).mean
 
-        step_scores = evaluator.score_each(with_member, range(members))
-        pick = int(np.argmax(step_scores))
+        step_scores = evaluator.score_each(with_member, pool)
+        step = float(step_scores.max())
+        pick = int(pool[np.argmax(step_scores)])
         counts[pick] += 1
         running = [r + v.probs[pick] for r, v in zip(running, evaluator.videos, strict=True)]
-        history.append(float(step_scores[pick]))
-        if step_scores[pick] > best_score + 1e-12:
-            best_score, best_counts = float(step_scores[pick]), counts.copy()
+        history.append(step)
+        if step > best_score + 1e-12:
+            best_score, best_counts = step, counts.copy()
     return SelectionResult(best_counts / best_counts.sum(), best_score, history)
 
 
@@ -98,10 +110,38 @@ def refine_weights(evaluator: Evaluator, weights: np.ndarray, score: float, pass
     return SelectionResult(weights, score)
 
 
-def fit_weights(evaluator: Evaluator, max_steps: int = 12, refine: bool = True) -> SelectionResult:
-    greedy = greedy_select(evaluator, evaluator.single_scores(), max_steps=max_steps)
-    if not refine:
-        return greedy
+SCREEN = 8  # members a weight search runs over (``screen``)
+
+
+def screen(evaluator: Evaluator, size: int = SCREEN) -> np.ndarray:
+    """The members a weight search runs over, by their scores alone on the evaluator's videos (ascending
+    index): the ``size // 2`` best by mAP, then each class's best member by its AP (ties: the better mAP),
+    strongest first, then mAP order again; all members when there are at most ``size``."""
+    singles = evaluator.single_scores()
+    members = len(singles)
+    if members <= size:
+        return np.arange(members)
+    ranked = np.lexsort((np.arange(members), -singles))
+    rank = np.empty(members, dtype=np.int64)
+    rank[ranked] = np.arange(members)
+    per_class = evaluator.single_class_ap()
+    champions = {int(np.lexsort((rank, -per_class[:, c]))[0]) for c in range(per_class.shape[1])}
+    picked = dict.fromkeys(int(m) for m in ranked[:size // 2])
+    for m in [*sorted(champions, key=rank.__getitem__), *ranked.tolist()]:
+        if len(picked) >= size:
+            break
+        picked.setdefault(int(m))
+    return np.sort(np.array(list(picked), dtype=np.int64))
+
+
+def fit_weights(evaluator: Evaluator, max_steps: int = 12, refine: bool = True, pool=None) -> SelectionResult:
+    """Greedy selection (then refinement) over ``pool`` (default: ``screen``'s members)."""
+    pool = screen(evaluator) if pool is None else pool
+    greedy = greedy_select(evaluator, evaluator.single_scores(), max_steps=max_steps, pool=pool)
+    return _refined(evaluator, greedy) if refine else greedy
+
+
+def _refined(evaluator: Evaluator, greedy: SelectionResult) -> SelectionResult:
     refined = refine_weights(evaluator, greedy.weights, greedy.score)
     return SelectionResult(refined.weights, refined.score, greedy.history)
 
@@ -135,13 +175,15 @@ def with_segment_fusion(evaluator: Evaluator, chosen: SelectionResult) -> Select
 
 CMAES_MEMBERS = 8  # CMA-ES searches the weights of this many best single members
 CMAES_TRIALS = 60
+CMAES_BATCH = 8  # weight vectors asked of CMA-ES at a time and scored together (on forked workers)
 
 
 def cmaes_weights(evaluator: Evaluator, members: int = CMAES_MEMBERS, trials: int = CMAES_TRIALS,
                   seed: int = 0) -> SelectionResult:
     """Weights of the best ``members`` single members searched by CMA-ES (Optuna's CmaEsSampler) on
     normalised weights (raw values in [0, 1], divided by their sum: without it CMA-ES overfits, Purucker & Beel
-    2023), starting from the best single member and from equal weights."""
+    2023), starting from the best single member and from equal weights. Weight vectors are asked
+    ``CMAES_BATCH`` at a time (CMA-ES samples a generation from one distribution anyway) and scored together."""
     import optuna
 
     singles = evaluator.single_scores()
@@ -154,9 +196,8 @@ def cmaes_weights(evaluator: Evaluator, members: int = CMAES_MEMBERS, trials: in
         full[pool] = raw / raw.sum() if raw.sum() > 0 else np.eye(len(pool))[0]
         return full
 
-    def objective(trial) -> float:
-        return evaluator.score(weights_of(np.array([trial.suggest_float(f"w{i}", 0.0, 1.0) for i in range(len(pool))])))
-
+    names = [f"w{i}" for i in range(len(pool))]
+    space = {name: optuna.distributions.FloatDistribution(0.0, 1.0) for name in names}
     sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     quiet = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # a line per weight vector is no progress report
@@ -164,18 +205,28 @@ def cmaes_weights(evaluator: Evaluator, members: int = CMAES_MEMBERS, trials: in
         study = optuna.create_study(direction="maximize", sampler=sampler)
         study.enqueue_trial({f"w{i}": 1.0 if i == 0 else 0.0 for i in range(len(pool))})
         study.enqueue_trial({f"w{i}": 0.5 for i in range(len(pool))})
-        study.optimize(objective, n_trials=trials)
+        for done in range(0, trials, CMAES_BATCH):
+            asked = [study.ask(space) for _ in range(min(CMAES_BATCH, trials - done))]
+            raw = [np.array([trial.params[name] for name in names]) for trial in asked]
+            values = evaluator.score_each(lambda j, raw=raw: evaluator.score(weights_of(raw[j])), range(len(asked)))
+            for trial, value in zip(asked, values, strict=True):
+                study.tell(trial, float(value))
     finally:
         optuna.logging.set_verbosity(quiet)
-    best = np.array([study.best_params[f"w{i}"] for i in range(len(pool))])
+    best = np.array([study.best_params[name] for name in names])
     return SelectionResult(weights_of(best), float(study.best_value))
 
 
 def calibrated(evaluator: Evaluator, max_steps: int) -> SelectionResult:
-    """Temperatures fitted on these videos, then greedy+refine on the tempered probabilities."""
-    temperatures = evaluator.fit_temperatures()
-    chosen = fit_weights(evaluator.with_temperatures(temperatures), max_steps, refine=True)
-    return SelectionResult(chosen.weights, chosen.score, chosen.history, temperatures=temperatures)
+    """Temperatures of the screened members fitted on these videos, then greedy+refine over those members'
+    tempered probabilities (a float32 copy of the screened members only; the others keep temperature 1 and
+    weight 0)."""
+    pool = screen(evaluator)
+    fitted = evaluator.fit_temperatures(pool)
+    chosen = fit_weights(evaluator.restricted(pool, fitted), max_steps, refine=True)
+    weights, temperatures = np.zeros(evaluator.members), np.ones(evaluator.members)
+    weights[pool], temperatures[pool] = chosen.weights, fitted
+    return SelectionResult(weights, chosen.score, chosen.history, temperatures=temperatures)
 
 
 def with_boundary_offsets(evaluator: Evaluator, chosen: SelectionResult) -> SelectionResult:
@@ -198,52 +249,71 @@ def with_boundary_offsets(evaluator: Evaluator, chosen: SelectionResult) -> Sele
     return replace(chosen, boundary_offsets=kept, score=after.mean)
 
 
+OFFSETS = "+offsets"  # suffix of a procedure whose detections get boundary offsets fitted beside its weights
+AS_TRAINED = "best_single"  # the best single member as it was trained: no weights, no offsets
+
+
 def procedures(max_steps: int, boundary_offsets: bool = True) -> dict:
     """The ways of choosing weights (and the fusion) that cross-validation compares (names are reported).
-    ``greedy+refine/segments`` takes greedy+refine's weights (computed once per set of videos) and fuses the
-    members' detections instead of their probabilities; ``calibrated+greedy+refine`` tempers each member's
-    probabilities first (``calibrate``); ``cmaes`` searches normalised weights of the best members with CMA-ES.
-    With ``boundary_offsets`` every procedure's detections then get per-class boundary offsets fitted on the
-    same videos (``with_boundary_offsets``)."""
+    ``greedy+refine/segments`` takes greedy+refine's weights and fuses the members' detections instead of their
+    probabilities; ``calibrated+greedy+refine`` tempers each member's probabilities first (``calibrate``);
+    ``cmaes`` searches normalised weights of the best members with CMA-ES. With ``boundary_offsets`` each one
+    also comes as ``<name>+offsets``: the same fit, its detections then given per-class boundary offsets
+    fitted on the same videos (``with_boundary_offsets``). Every fit is made once per set of videos (the
+    evaluator's root keeps it: ``Evaluator.memo``), so a procedure and its +offsets variant, greedy and
+    greedy+refine, and an outer fold's fit in ``choose_by_cv`` and in the nested choice share their search."""
     found = _procedures(max_steps)
-    if not boundary_offsets:
-        return found
-    return {name: (lambda ev, fit=fit: with_boundary_offsets(ev, fit(ev))) for name, fit in found.items()}
+    if boundary_offsets:
+        found |= {name + OFFSETS: _memo(name + OFFSETS, max_steps, lambda ev, fit=fit: with_boundary_offsets(ev, fit(ev)))
+                  for name, fit in list(found.items())}
+    return found
+
+
+def _memo(name: str, max_steps: int, fit):
+    return lambda ev: ev.memo((name, max_steps, tuple(v.video_id for v in ev.videos)), lambda: fit(ev))
 
 
 def _procedures(max_steps: int) -> dict:
-    fitted: dict[tuple, SelectionResult] = {}
-
-    def greedy_refine(ev: Evaluator) -> SelectionResult:
-        key = tuple(v.video_id for v in ev.videos)
-        if key not in fitted:
-            fitted[key] = fit_weights(ev, max_steps, refine=True)
-        return fitted[key]
-
-    return {
+    greedy = _memo("greedy", max_steps, lambda ev: fit_weights(ev, max_steps, refine=False))
+    greedy_refine = _memo("greedy+refine", max_steps, lambda ev: _refined(ev, greedy(ev)))
+    found = {
         "greedy+refine": greedy_refine,
-        "greedy": lambda ev: fit_weights(ev, max_steps, refine=False),
+        "greedy": greedy,
         "top3_average": lambda ev: top_k_average(ev, 3),
-        "best_single": best_single,
+        AS_TRAINED: best_single,
         "greedy+refine/segments": lambda ev: with_segment_fusion(ev, greedy_refine(ev)),
         "calibrated+greedy+refine": lambda ev: calibrated(ev, max_steps),
         "cmaes": cmaes_weights,
     }
+    return {name: fit if name in ("greedy", "greedy+refine") else _memo(name, max_steps, fit)
+            for name, fit in found.items()}
 
 
 def best_procedure(oof: dict[str, float], order: list[str], min_gain: float = 0.0) -> str:
-    """Highest out-of-fold mAP; ties go to the procedure listed first. With ``min_gain``, ``best_single`` stays
-    unless the best procedure beats its out-of-fold mAP by at least that much: on a few val videos a fusion
-    that wins by less has mostly won by luck (its weights were fitted on videos as few as the ones it is
-    scored on), and the lone best member cannot overfit its weights."""
-    best = max(oof, key=lambda n: (oof[n], -order.index(n)))
-    if "best_single" in oof and oof[best] < oof["best_single"] + min_gain:
-        return "best_single"
+    """Highest out-of-fold mAP; ties go to the procedure listed first. With ``min_gain``, ``best_single`` (the
+    best member as trained) stays unless the best procedure beats its out-of-fold mAP by at least that much: on
+    a few val videos a fusion that wins by less has mostly won by luck (its weights were fitted on videos as
+    few as the ones it is scored on), and the lone best member cannot overfit its weights. A procedure with
+    boundary offsets (``<name>+offsets``) is a candidate only where it beats ``<name>`` by ``min_gain`` as well:
+    offsets are fitted on val labels too and need their own out-of-fold evidence."""
+    def earned(name: str) -> bool:
+        plain = name[:-len(OFFSETS)]
+        return not name.endswith(OFFSETS) or plain not in oof or oof[name] >= oof[plain] + min_gain
+
+    best = max((n for n in oof if earned(n)), key=lambda n: (oof[n], -order.index(n)))
+    if AS_TRAINED in oof and best != AS_TRAINED and oof[best] < oof[AS_TRAINED] + min_gain:
+        return AS_TRAINED
     return best
 
 
+def named_choice(selection: str, oof: dict[str, float], min_gain: float) -> str:
+    """A procedure named by the user: with its +offsets variant where that beats it out of fold by ``min_gain``."""
+    variant = selection + OFFSETS
+    return variant if variant in oof and oof[variant] >= oof[selection] + min_gain else selection
+
+
 def nested_cross_validate(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recipe(),
-                          inner_k: int = 3) -> float:
+                          inner_k: int | None = None) -> float:
     """Out-of-fold mAP of the whole recipe, procedure choice included: in each outer fold the procedure is
     chosen by an inner cross-validation on the outer training videos only, fitted there, and applied to the
     held-out videos. Unbiased where the plain figure of the best procedure is optimistic (it was chosen on the
@@ -252,40 +322,50 @@ def nested_cross_validate(evaluator: Evaluator, k: int, seed: int, recipe: Recip
 
 
 def nested_out_of_fold(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recipe(),
-                       inner_k: int = 3) -> Segments:
+                       inner_k: int | None = None) -> Segments:
     """The held-out detections behind ``nested_cross_validate`` (every val video's, each from the outer fold
-    that held it out)."""
+    that held it out). The inner cross-validation's folds are the other outer folds (``inner_k`` None, the
+    default; with 2 outer folds, 3 fresh folds of the training videos): a fit on a union of outer folds then
+    serves each outer fold whose inner cross-validation makes it (``Evaluator.memo``). ``inner_k``: that many
+    fresh folds of each outer fold's training videos instead."""
     found = recipe.procedures()
+    ids = [v.video_id for v in evaluator.videos]
+    outer = folds_of(ids, max(2, min(k, len(ids))), seed)
 
     def choose_and_fit(train: Evaluator) -> SelectionResult:
-        if len(train.videos) < 2:  # too few videos to cross-validate inside: the first procedure
-            return next(iter(found.values()))(train)
-        inner = {name: cross_validate(train, inner_k, seed + 1, fit) for name, fit in found.items()}
+        if len(train.videos) < 2:  # too few videos to cross-validate inside: no evidence against the best single
+            return found[AS_TRAINED](train)
+        here = {v.video_id for v in train.videos}
+        folds = [fold for fold in outer if fold <= here] if inner_k is None else []
+        folds = folds if len(folds) >= 2 else None
+        inner = {name: cross_validate(train, inner_k or 3, seed + 1, fit, folds) for name, fit in found.items()}
         return found[best_procedure(inner, list(found), recipe.min_gain)](train)
 
-    return out_of_fold(evaluator, k, seed, choose_and_fit)
-
-
-AS_TRAINED = "best_single (as trained)"  # held_out's name for the best single member without boundary offsets
+    return out_of_fold(evaluator, k, seed, choose_and_fit, outer)
 
 
 def held_out_pair(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recipe(),
                   held_out: dict | None = None) -> tuple[Segments, Segments]:
     """The out-of-fold detections the gain compares for one draw of the folds: the recipe's (``selection`` "cv":
-    the nested recipe; a named procedure: its own) and the best single member's as it was trained (no boundary
-    offsets: what the sweep alone would submit). ``held_out``: out-of-fold detections already made with this
-    ``seed`` (``choose_by_cv``), by name; the ones made here are added."""
+    the nested recipe; a named procedure: its own, with its offsets where they earn the margin) and the best
+    single member's as it was trained (no boundary offsets: what the sweep alone would submit). ``held_out``:
+    out-of-fold detections already made with this ``seed`` (``choose_by_cv``), by name; the ones made here are
+    added."""
     held_out = held_out if held_out is not None else {}
+    found = recipe.procedures()
 
     def detections_of(name: str) -> Segments:
         if name not in held_out:
-            fit = best_single if name == AS_TRAINED else recipe.procedures()[name]
-            held_out[name] = out_of_fold(evaluator, k, seed, fit)
+            held_out[name] = out_of_fold(evaluator, k, seed, found[name])
         return held_out[name]
 
-    found = (nested_out_of_fold(evaluator, k, seed, recipe) if recipe.selection == "cv"
-             else detections_of(recipe.selection))
-    return found, detections_of(AS_TRAINED if recipe.boundary_offsets else "best_single")
+    if recipe.selection == "cv":
+        chosen = nested_out_of_fold(evaluator, k, seed, recipe)
+    else:
+        names = [n for n in (recipe.selection, recipe.selection + OFFSETS) if n in found]
+        oof = {n: evaluator.score_detections(detections_of(n)).mean for n in names}
+        chosen = detections_of(named_choice(recipe.selection, oof, recipe.min_gain))
+    return chosen, detections_of(AS_TRAINED)
 
 
 def gains_over_fold_seeds(evaluator: Evaluator, k: int, seeds, recipe: Recipe = Recipe()) -> list[dict]:
@@ -300,18 +380,19 @@ def gains_over_fold_seeds(evaluator: Evaluator, k: int, seeds, recipe: Recipe = 
     return rows
 
 
-def cross_validate(evaluator: Evaluator, k: int, seed: int, fit) -> float:
+def cross_validate(evaluator: Evaluator, k: int, seed: int, fit, folds: list[set[str]] | None = None) -> float:
     """Out-of-fold mAP of a weight-choosing procedure: weights fitted on k-1 folds of val videos,
     applied to the held-out fold; the held-out detections of all folds are scored together."""
-    return evaluator.score_detections(out_of_fold(evaluator, k, seed, fit)).mean
+    return evaluator.score_detections(out_of_fold(evaluator, k, seed, fit, folds)).mean
 
 
-def out_of_fold(evaluator: Evaluator, k: int, seed: int, fit) -> Segments:
-    """Detections of every val video made by weights fitted without it (k folds over val videos)."""
+def out_of_fold(evaluator: Evaluator, k: int, seed: int, fit, folds: list[set[str]] | None = None) -> Segments:
+    """Detections of every val video made by weights fitted without it (k folds over val videos, or ``folds``:
+    sets of video ids that partition the evaluator's videos)."""
     ids = [v.video_id for v in evaluator.videos]
     k = max(2, min(k, len(ids)))
     parts = []
-    for held in folds_of(ids, k, seed):
+    for held in folds if folds is not None else folds_of(ids, k, seed):
         chosen = fit(evaluator.subset(set(ids) - held))  # temperatures too are fitted on the training folds
         parts.append(evaluator.subset(held).detections_of(chosen))
     return concat_segments(parts)
@@ -330,5 +411,6 @@ def choose_by_cv(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recip
         oof[name] = evaluator.score_detections(detections).mean
         if held_out is not None:
             held_out[name] = detections
-    name = best_procedure(oof, list(found), recipe.min_gain) if recipe.selection == "cv" else recipe.selection
+    name = (best_procedure(oof, list(found), recipe.min_gain) if recipe.selection == "cv"
+            else named_choice(recipe.selection, oof, recipe.min_gain))
     return name, found[name](evaluator), oof

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from ensemble.align import align, common_grid, member_cells
+from ensemble.align import STORAGE, align, common_grid, member_cells
 from ensemble.candidates import CandidateError, collect
 from ensemble.run import run_ensemble
 from tal_core.data.annotations import write_annotations
@@ -137,7 +137,9 @@ def test_align_keeps_member_probabilities(tmp_path):
     starts, _, probs = cands[0].val.video(0)
     cell = videos[0]
     index = np.searchsorted(starts, cell.starts, side="right") - 1
-    assert np.allclose(cell.probs[0], probs[index])
+    # stored as float16: each cell holds its interval's probabilities rounded to float16, exactly
+    assert cell.probs.dtype == STORAGE and np.array_equal(cell.probs[0], probs[index].astype(STORAGE))
+    assert np.array_equal(align([c.val for c in cands], np.float32)[0].probs[0], probs[index])
 
 
 def frame_member_probs(truth, interval, cells, rng, noise=0.0):
@@ -180,7 +182,7 @@ def test_frame_and_interval_members_fuse_exactly(tmp_path):
         # every common cell lies inside exactly one cell of each member and carries its probabilities
         index = np.searchsorted(starts, videos[0].starts + 1e-9, side="right") - 1
         assert np.all(starts[index] <= videos[0].starts + 1e-9) and np.all(videos[0].ends <= ends[index] + 1e-9)
-        assert np.allclose(member_probs_on_grid, probs[index])
+        assert np.array_equal(member_probs_on_grid, probs[index].astype(STORAGE))
     assert np.allclose(np.diff(videos[0].starts).min(), 0.25)
     result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out",
                           overrides=["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"], folds=2)
