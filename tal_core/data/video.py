@@ -159,30 +159,35 @@ def iter_decoded(path: Path, decode_fps: float, size: int, timeout_s: float | No
         yield begin, len(indices), resize_frames(frames, size)
 
 
+@contextlib.contextmanager
+def _named_errors(path: Path, failed: str):
+    """Any error of the decoder inside becomes a ``VideoDecodeError`` naming ``path`` (and the decoder's first
+    line); our own ``VideoDecodeError`` passes through."""
+    try:
+        yield
+    except VideoDecodeError:
+        raise
+    except Exception as error:  # av.error.* for broken containers
+        raise VideoDecodeError(f"{path}: {failed} ({str(error).splitlines()[0][:200]})") from None
+
+
 def _open_container(path: Path, timeout_s: float | None):
     import av
 
     if not path.is_file():
         raise VideoDecodeError(f"{path}: video file not found")
-    try:
+    with _named_errors(path, "cannot open video"):
         return within(timeout_s, path, "opening it", av.open, str(path))
-    except VideoDecodeError:
-        raise
-    except Exception as error:  # av.error.* for broken containers
-        raise VideoDecodeError(f"{path}: cannot open video ({str(error).splitlines()[0][:200]})") from None
 
 
 def _pyav_frame_count(path: Path, timeout_s: float | None) -> int:
     """The video stream's frames, counted from its packets (demuxing only: nothing is decoded)."""
     container = _open_container(path, timeout_s)
     try:
-        stream = container.streams.video[0]
-        return within(timeout_s, path, "counting its frames",
-                      lambda: sum(1 for packet in container.demux(stream) if packet.size))
-    except VideoDecodeError:
-        raise
-    except Exception as error:
-        raise VideoDecodeError(f"{path}: cannot read its packets ({str(error).splitlines()[0][:200]})") from None
+        with _named_errors(path, "cannot read its packets"):
+            stream = container.streams.video[0]
+            return within(timeout_s, path, "counting its frames",
+                          lambda: sum(1 for packet in container.demux(stream) if packet.size))
     finally:
         container.close()
 
