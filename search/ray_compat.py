@@ -20,10 +20,13 @@ or drops one, that test names it before a sweep fails halfway. What each is for:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.train.torch import TorchTrainer
-from ray.tune.search.optuna import OptunaSearch
+
+if TYPE_CHECKING:  # type names only: a Train worker imports this module, and mlflow and optuna cost it a second
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+    from ray.tune.search.optuna import OptunaSearch
 
 try:
     from ray.train.v2._internal.execution.callback import WorkerCallback

@@ -103,3 +103,16 @@ def test_a_trial_records_when_its_train_run_returned(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["trial_timing.json"]  # written atomically, nothing left over
     _record_fit_time(tmp_path / "trial_timing.json", started + 1)  # a trial that cannot write it (its folder is
     assert json.loads((tmp_path / "trial_timing.json").read_text()) == timing  # a file here) goes on: no error
+
+
+def test_a_train_worker_imports_neither_mlflow_nor_optuna():
+    """Every Train worker and controller unpickles worker_loop, so imports this module: mlflow and optuna (about
+    a second of a 2-core machine's start-up per process) belong to the driver."""
+    import subprocess
+    import sys
+
+    code = ("import sys, search.trial, search.ray_compat; "
+            "print(sorted(m for m in ('mlflow', 'optuna') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.stdout.strip() == "[]"
