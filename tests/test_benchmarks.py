@@ -83,3 +83,23 @@ def test_bench_search_tables_are_committed_whole():
         grid = {tuple(combo) for combo in itertools.product(*(p.values for p in table.space))}
         assert {tuple(t.params[p.key] for p in table.space) for t in table.trials} == grid
         assert all(len(t.values) == len(t.epoch_seconds) == table.max_epochs == 12 for t in table.trials)
+
+
+def test_bench_audio_ensembles_one_run_of_each_modality_laid_out_as_a_sweep(tmp_path):
+    """Two run folders (one hears only action a, one sees only b) linked in as a sweep's trials: the bench reads
+    the real ensemble command's figures, and the pair beats either run out of fold."""
+    from test_ensemble import make_data, write_member
+
+    bench_audio = bench("bench_audio")
+    truth = make_data(tmp_path)
+    runs = tmp_path / "runs"
+    write_member(runs, "video_run", truth, 1.0, {"b"}, 0.3, 1)
+    write_member(runs, "audio_run", truth, 0.5, {"a"}, 0.3, 2)
+    work = tmp_path / "pair"
+    result = bench_audio.pair_ensemble(tmp_path / "data", work, {"video": runs / "trials" / "video_run",
+                                                                  "audio": runs / "trials" / "audio_run"})
+    assert sorted(p.name for p in (work / "sweep" / "trials").iterdir()) == ["audio", "video"]
+    assert set(result["members"]) == {"video", "audio"} and result["best_single"] in {"video", "audio"}
+    assert result["gain"] == pytest.approx(result["nested_oof_val_mAP"] - result["best_single_oof_val_mAP"], abs=2e-4)
+    assert result["gain"] > 0.1 and result["gain_interval"][0] > 0 and len(result["gain_by_fold_seed"]) == 4
+    assert bench_audio.spread([0.5, 0.7, 0.6]) == {"mean": 0.6, "min": 0.5, "max": 0.7, "sd": 0.1}

@@ -1,0 +1,135 @@
+"""Hear as well as see: video, audio and video+audio single runs and the video + audio ensemble on the hard preset.
+
+1. ``talsearch synth --preset hard --seed S`` for every ``--data-seeds`` (sound in every mp4: each action class has
+   a sound; sight and sound are complementary, docs/recipe.md).
+2. The recommended single run (``configs/precise.yaml``; tiny backbone, 64 px, 12 epochs, panoramic view, as
+   ``bench_quality.py``) once per modality (``data.modalities``: video, audio, video+audio) and training seed
+   (``--seeds``): avg mAP and per-class AP on val, mean and spread over the seeds.
+3. For each training seed, the default ``talsearch ensemble`` (``--fold-seeds 4``) over two candidates: the video run
+   and the audio run of that seed (each with its kept snapshots, as a sweep's trials): nested out-of-fold mAP, the
+   better member's out-of-fold mAP as trained, the gain with its 90% bootstrap interval, the gain on 4 fold draws.
+
+4. ``--view-ensemble`` (#36's "first, do no harm"): on the first data set, training seed 0, the video run on each
+   of the other views (front, ego) too, and the default ensemble over one trial per view: one strong member
+   (panoramic sees every action) and two weak ones; its nested gain over the panoramic trial on 4 fold draws.
+
+Prints one JSON line. Finished runs in ``--workdir`` are reused (rerun the bench after changing the ensemble).
+All single-run figures are on val at the run's best epoch (chosen on val: optimistic); the ensemble's nested
+out-of-fold figure is not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_quality import FOLD_SEEDS, SINGLE, figures, talsearch  # noqa: E402
+
+MODALITIES = ("video", "audio", "video+audio")
+
+
+def single_run(data: Path, out: Path, modality: str, seed: int, epochs: int) -> dict:
+    started = time.perf_counter()
+    if not (out / "metrics.json").exists():
+        talsearch("train", "--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "precise.yaml"),
+                  "--set", *SINGLE, f"train.epochs={epochs}", f"data.modalities={modality}", f"train.seed={seed}",
+                  cwd=out.parent)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return figures(metrics) | {"modality": modality, "seed": seed, "best_epoch": metrics["best_epoch"],
+                               "seconds": round(time.perf_counter() - started, 1)}
+
+
+def spread(values: list[float]) -> dict:
+    return {"mean": round(statistics.fmean(values), 4), "min": round(min(values), 4), "max": round(max(values), 4),
+            "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+
+
+def pair_ensemble(data: Path, work: Path, runs: dict[str, Path]) -> dict:
+    """The default ensemble over one trial of each modality, laid out as a sweep's trials (links to the runs)."""
+    sweep = work / "sweep"
+    (sweep / "trials").mkdir(parents=True, exist_ok=True)
+    for name, run in runs.items():
+        link = sweep / "trials" / name
+        if not link.exists():
+            link.symlink_to(run.resolve(), target_is_directory=True)
+    started = time.perf_counter()
+    result = json.loads(talsearch("ensemble", "--sweep", str(sweep), "--data", str(data), "--out", str(work / "ensemble"),
+                                  "--fold-seeds", str(FOLD_SEEDS), "--set", f"tracking.uri=sqlite:///{work}/mlflow.db",
+                                  cwd=work))
+    ensemble, single, gain = result["ensemble"], result["best_single"], result["gain"]
+    members = json.loads((work / "ensemble" / "ensemble.json").read_text())["members"]
+    return {"procedure": ensemble["procedure"], "members": {m["run_id"]: round(m["weight"], 3) for m in members},
+            "nested_oof_val_mAP": round(float(ensemble["nested_oof_val_mAP"]), 4),
+            "best_single": single.get("run_id"), "best_single_oof_val_mAP": round(float(single["oof_val_mAP"]), 4),
+            "gain": round(float(gain["mAP"]), 4), "gain_interval": [round(gain["low"], 4), round(gain["high"], 4)],
+            "gain_by_fold_seed": {row["seed"]: round(row["mAP"], 4) for row in gain["by_fold_seed"]},
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def view_ensemble(data: Path, work: Path, epochs: int) -> dict:
+    """One video trial per view (training seed 0) and the default ensemble over them."""
+    runs = {"panoramic": work / f"{data.name[5:]}_video_s0"}
+    singles = {}
+    for view in ("front", "ego"):
+        out = work / f"{data.name[5:]}_video_{view}_s0"
+        started = time.perf_counter()
+        if not (out / "metrics.json").exists():
+            talsearch("train", "--data", str(data), "--out", str(out), "--config",
+                      str(ROOT / "configs" / "precise.yaml"), "--set", *SINGLE, f"train.epochs={epochs}",
+                      f"data.view={view}", "train.seed=0", cwd=work)
+        singles[view] = figures(json.loads((out / "metrics.json").read_text())) | {
+            "seconds": round(time.perf_counter() - started, 1)}
+        runs[view] = out
+    return {"singles": singles, "ensemble": pair_ensemble(data, work / f"{data.name[5:]}_views_ensemble", runs)}
+
+
+def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[str], epochs: int) -> dict:
+    data = work / f"hard_d{data_seed}"
+    if not (data / "annotations.json").exists():
+        talsearch("synth", str(data), "--preset", "hard", "--seed", str(data_seed), "--audio", "mp4", cwd=work)
+    runs = {m: [single_run(data, work / f"d{data_seed}_{m.replace('+', '_')}_s{s}", m, s, epochs) for s in seeds]
+            for m in modalities}
+    result = {"data": f"synth --preset hard --seed {data_seed}", "runs": runs,
+              "val_mAP": {m: spread([r["val_mAP"] for r in rs]) for m, rs in runs.items()}}
+    if "video" in runs and "video+audio" in runs:
+        result["fusion_gain_over_video"] = round(result["val_mAP"]["video+audio"]["mean"]
+                                                 - result["val_mAP"]["video"]["mean"], 4)
+    if "video" in runs and "audio" in runs:
+        result["ensembles"] = [pair_ensemble(data, work / f"d{data_seed}_ensemble_s{s}", {
+            "video": work / f"d{data_seed}_video_s{s}", "audio": work / f"d{data_seed}_audio_s{s}"}) | {"seed": s}
+            for s in seeds]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "out" / "bench_audio")
+    parser.add_argument("--data-seeds", type=int, nargs="+", default=[0, 1], help="seeds of the hard data sets")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds of every run")
+    parser.add_argument("--modalities", nargs="+", choices=MODALITIES, default=list(MODALITIES))
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--view-ensemble", action="store_true",
+                        help="also one video trial per view on the first data set, and their ensemble")
+    args = parser.parse_args()
+    work = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    result = {"bench": "audio", "epochs": args.epochs, "seeds": args.seeds,
+              "data_sets": [one_data_set(work, d, args.seeds, args.modalities, args.epochs) for d in args.data_seeds]}
+    if args.view_ensemble and "video" in args.modalities and 0 in args.seeds:
+        result["views"] = view_ensemble(work / f"hard_d{args.data_seeds[0]}", work, args.epochs)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    result["cpus"] = os.cpu_count()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
