@@ -33,7 +33,7 @@ browser:
 
 test: install browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 -n 2 --dist loadgroup
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

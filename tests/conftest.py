@@ -1,10 +1,34 @@
 import os
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from helpers import ASHA_STOPS_SECOND, free_port, stop_process_group, wait_for_port, write_sweep_file
+
+# What marks a test module as one that starts Ray: a test marked ray, or one using a fixture that ran a sweep.
+RAY_MODULE = re.compile(r"pytest\.mark\.ray\b|\b(tiny_sweep|pg_sweep|two_nodes)\b")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``make test`` runs pytest-xdist on 2 processes: every module that starts Ray (or shares a sweep that Ray
+    ran) goes to one of them, one test at a time, while the others spread over both. Two local clusters on a
+    2-core machine would slow each other's trials past their timeouts, a test counting the machine's Ray
+    processes would see the other's, and a shared sweep or a module's servers would start once per worker.
+    (xdist's own ``--dist loadgroup`` cannot group here: it renames test ids in a way pytest 9 ignores.)"""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    ray_files = {path.relative_to(config.rootpath).as_posix() for path in Path(__file__).parent.glob("test_*.py")
+                 if RAY_MODULE.search(path.read_text())}
+
+    class RayTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "ray" if nodeid.split("::")[0] in ray_files else nodeid
+
+    return RayTestsTogether(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
