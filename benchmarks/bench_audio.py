@@ -95,8 +95,12 @@ def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[
     data = work / f"hard_d{data_seed}"
     if not (data / "annotations.json").exists():
         talsearch("synth", str(data), "--preset", "hard", "--seed", str(data_seed), "--audio", "mp4", cwd=work)
-    runs = {m: [single_run(data, work / f"d{data_seed}_{m.replace('+', '_')}_s{s}", m, s, epochs) for s in seeds]
-            for m in modalities}
+    runs = {m: [] for m in modalities}
+    for seed in seeds:  # every modality early: a problem with one shows in the first minutes
+        for m in modalities:
+            runs[m].append(single_run(data, work / f"d{data_seed}_{m.replace('+', '_')}_s{seed}", m, seed, epochs))
+            print(f"[bench_audio] d{data_seed} {m} seed {seed}: val_mAP {runs[m][-1]['val_mAP']}", file=sys.stderr,
+                  flush=True)
     result = {"data": f"synth --preset hard --seed {data_seed}", "runs": runs,
               "val_mAP": {m: spread([r["val_mAP"] for r in rs]) for m, rs in runs.items()}}
     if "video" in runs and "video+audio" in runs:
