@@ -7,28 +7,40 @@ import pytest
 
 from helpers import ASHA_STOPS_SECOND, free_port, stop_process_group, wait_for_port, write_sweep_file
 
-# What marks a test module as one that starts Ray: a test marked ray, or one using a fixture that ran a sweep.
-RAY_MODULE = re.compile(r"pytest\.mark\.ray\b|\b(tiny_sweep|pg_sweep|two_nodes)\b")
+# Modules whose tests share the session's tiny_sweep: one unit of work, so that sweep runs once.
+SHARES_TINY_SWEEP = re.compile(r"\btiny_sweep\b")
+# The longest units of work (seconds in `make test`'s --durations): they start first, so that the short ones
+# fill both processes at the end instead of one long module running alone.
+LONGEST_FIRST = ("tiny_sweep", "tests/test_faults.py", "tests/test_study_storage.py", "tests/test_preflight.py",
+                 "tests/test_refit.py", "tests/test_demo.py")
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``make test`` runs pytest-xdist on 2 processes: every module that starts Ray (or shares a sweep that Ray
-    ran) goes to one of them, one test at a time, while the others spread over both. Two local clusters on a
-    2-core machine would slow each other's trials past their timeouts, a test counting the machine's Ray
-    processes would see the other's, and a shared sweep or a module's servers would start once per worker.
-    (xdist's own ``--dist loadgroup`` cannot group here: it renames test ids in a way pytest 9 ignores.)"""
+    """``make test`` runs pytest-xdist on 2 processes (``-n 2 --dist loadgroup``). A unit of work is a module
+    (its module-scoped servers and sweeps start once), and the modules sharing the session's tiny_sweep are one
+    unit; the longest units start first. So at most two Ray clusters run at once, each test's own.
+    (xdist's own ``loadgroup`` cannot group here: it renames test ids in a way pytest 9 no longer reads.)"""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    ray_files = {path.relative_to(config.rootpath).as_posix() for path in Path(__file__).parent.glob("test_*.py")
-                 if RAY_MODULE.search(path.read_text())}
+    shares = {path.relative_to(config.rootpath).as_posix() for path in Path(__file__).parent.glob("test_*.py")
+              if SHARES_TINY_SWEEP.search(path.read_text())}
 
-    class RayTestsTogether(LoadScopeScheduling):
+    def rank(scope: str) -> int:
+        return LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    class ModulesLongestFirst(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "ray" if nodeid.split("::")[0] in ray_files else nodeid
+            module = nodeid.split("::")[0]
+            return "tiny_sweep" if module in shares else module
 
-    return RayTestsTogether(config, log)
+        def _assign_work_unit(self, node) -> None:
+            if self.workqueue:
+                self.workqueue.move_to_end(min(self.workqueue, key=rank), last=False)
+            super()._assign_work_unit(node)
+
+    return ModulesLongestFirst(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,6 +23,7 @@ from helpers import (
     ray_server_processes,
     write_sweep_file,
 )
+from helpers import _stat as process_stat
 from helpers import epochs_done as _epochs
 from search import private_network
 
@@ -113,7 +114,7 @@ def test_killed_worker_resumes_trial_from_checkpoint(tiny_data, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Ray Train resumes from the last checkpoint its controller has registered: let it see epoch 1
-        _wait_for(lambda: any(len(_epochs(d)) >= 2 for d in (out / "trials").glob("*")), 300, "two epochs")
+        _wait_for(lambda: any(len(_epochs(d)) >= 2 for d in (out / "trials").glob("*")), 900, "two epochs")
         trial_dir = next((out / "trials").iterdir())
         victim = json.loads((trial_dir / "worker_1.json").read_text())["pid"]
         os.kill(victim, signal.SIGKILL)
@@ -139,7 +140,7 @@ def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path, own_ray_t
                             start_new_session=True, cwd=tmp_path)
     try:
         _wait_for(lambda: sum(len(_epochs(d)) == 1 for d in (out / "trials").glob("*")) >= 1
-                  and len(list((out / "trials").glob("*"))) >= 2, 400, "one finished trial")
+                  and len(list((out / "trials").glob("*"))) >= 2, 900, "one finished trial")
     finally:  # the driver, its local Ray cluster and workers: nothing else on the machine
         kill_process_tree(proc)
     finished_before = {d.name for d in (out / "trials").glob("*") if len(_epochs(d)) == 1}
@@ -181,17 +182,22 @@ def test_failing_trial_is_marked_failed_and_sweep_goes_on(tiny_data, tmp_path):
     assert statuses.count("FAILED") == len(failed)
 
 
+def _running(pid: int) -> bool:
+    """Whether process PID still runs (a zombie waiting for its parent does not)."""
+    stat = process_stat(pid)
+    return stat is not None and stat[1] != "Z"
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_local_sweep_listens_on_loopback_only_and_sigterm_marks_runs_killed(tiny_data, tmp_path):
     out = tmp_path / "s"
-    before = subprocess.run(["pgrep", "-c", "gcs_server"], capture_output=True, text=True).stdout.strip() or "0"
     proc = subprocess.Popen([*CLI, "sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)),
                              "--out", str(out), "--set", "search.num_samples=1", "search.asha=false",
                              "train.epochs=20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path)
     try:
-        _wait_for(lambda: any(len(_epochs(d)) >= 1 for d in (out / "trials").glob("*")), 300, "one epoch")
+        _wait_for(lambda: any(len(_epochs(d)) >= 1 for d in (out / "trials").glob("*")), 900, "one epoch")
         ray_servers = ray_server_processes(proc.pid)
         assert {"gcs_server", "raylet"} <= set(ray_servers.values())
         namespaces = private_network.unshare_prefix() is not None
@@ -212,5 +218,5 @@ def test_local_sweep_listens_on_loopback_only_and_sigterm_marks_runs_killed(tiny
     parent = client.get_run(state["parent_run_id"])
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert parent.info.status == "KILLED" and children and all(r.info.status == "KILLED" for r in children)
-    after = subprocess.run(["pgrep", "-c", "gcs_server"], capture_output=True, text=True).stdout.strip() or "0"
-    assert int(after) <= int(before)
+    # the sweep's own Ray servers are gone (other tests' clusters may run meanwhile)
+    assert not [pid for pid in ray_servers if _running(pid)], ray_servers

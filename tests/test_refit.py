@@ -54,7 +54,7 @@ def test_refit_trains_other_seeds_under_the_sweep_and_resumes_after_a_kill(tiny_
     proc = subprocess.Popen([*TALSEARCH, "refit", str(out), "--top", "1", "--seeds", "2"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:  # kill the driver (and its own Ray cluster, nothing else) once a refit trial has finished epoch 1 of 2
-        deadline = time.time() + 400
+        deadline = time.time() + 900
         while time.time() < deadline and not any(epochs_done(d) for d in refit_dirs(out, state)):
             time.sleep(0.05)
     finally:
