@@ -7,40 +7,35 @@ import pytest
 
 from helpers import ASHA_STOPS_SECOND, free_port, stop_process_group, wait_for_port, write_sweep_file
 
-# Modules whose tests share the session's tiny_sweep: one unit of work, so that sweep runs once.
-SHARES_TINY_SWEEP = re.compile(r"\btiny_sweep\b")
-# The longest units of work (seconds in `make test`'s --durations): they start first, so that the short ones
-# fill both processes at the end instead of one long module running alone.
-LONGEST_FIRST = ("tiny_sweep", "tests/test_faults.py", "tests/test_study_storage.py", "tests/test_preflight.py",
-                 "tests/test_refit.py", "tests/test_demo.py")
+# A test module that starts Ray: one of its tests is marked ray, or uses a fixture that ran a sweep.
+STARTS_RAY = re.compile(r"pytest\.mark\.ray\b|\b(tiny_sweep|pg_sweep|two_nodes)\b")
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``make test`` runs pytest-xdist on 2 processes (``-n 2 --dist loadgroup``). A unit of work is a module
-    (its module-scoped servers and sweeps start once), and the modules sharing the session's tiny_sweep are one
-    unit; the longest units start first. So at most two Ray clusters run at once, each test's own.
-    (xdist's own ``loadgroup`` cannot group here: it renames test ids in a way pytest 9 no longer reads.)"""
+    """``make test`` runs pytest-xdist on 2 processes (``-n 2 --dist loadgroup``). Every module that starts Ray
+    is part of one unit of work, which starts first and runs its tests one at a time in one process: one Ray
+    cluster at a time (two local clusters on one machine once left a sweep waiting for its next trial for 20
+    minutes, and slow each other's trials), the session's tiny sweep and each module's servers start once. The
+    other modules are units of their own and fill the second process. (xdist's own ``loadgroup`` cannot group
+    here: it renames test ids in a way pytest 9 no longer reads.)"""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    shares = {path.relative_to(config.rootpath).as_posix() for path in Path(__file__).parent.glob("test_*.py")
-              if SHARES_TINY_SWEEP.search(path.read_text())}
+    starts_ray = {path.relative_to(config.rootpath).as_posix() for path in Path(__file__).parent.glob("test_*.py")
+                  if STARTS_RAY.search(path.read_text())}
 
-    def rank(scope: str) -> int:
-        return LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    class ModulesLongestFirst(LoadScopeScheduling):
+    class RayModulesTogether(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::")[0]
-            return "tiny_sweep" if module in shares else module
+            return "ray" if module in starts_ray else module
 
         def _assign_work_unit(self, node) -> None:
-            if self.workqueue:
-                self.workqueue.move_to_end(min(self.workqueue, key=rank), last=False)
+            if "ray" in self.workqueue:
+                self.workqueue.move_to_end("ray", last=False)
             super()._assign_work_unit(node)
 
-    return ModulesLongestFirst(config, log)
+    return RayModulesTogether(config, log)
 
 
 @pytest.fixture(scope="session", autouse=True)
