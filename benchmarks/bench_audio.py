@@ -36,12 +36,13 @@ from bench_quality import FOLD_SEEDS, SINGLE, figures, talsearch  # noqa: E402
 MODALITIES = ("video", "audio", "video+audio")
 
 
-def single_run(data: Path, out: Path, modality: str, seed: int, epochs: int) -> dict:
+def single_run(data: Path, out: Path, modality: str, seed: int, epochs: int, *overrides: str) -> dict:
+    """The recommended single run with ``data.modalities=modality`` (a finished one in ``out`` is reused)."""
     started = time.perf_counter()
     if not (out / "metrics.json").exists():
         talsearch("train", "--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "precise.yaml"),
                   "--set", *SINGLE, f"train.epochs={epochs}", f"data.modalities={modality}", f"train.seed={seed}",
-                  cwd=out.parent)
+                  *overrides, cwd=out.parent)
     metrics = json.loads((out / "metrics.json").read_text())
     return figures(metrics) | {"modality": modality, "seed": seed, "best_epoch": metrics["best_epoch"],
                                "seconds": round(time.perf_counter() - started, 1)}
@@ -74,21 +75,15 @@ def pair_ensemble(data: Path, work: Path, runs: dict[str, Path]) -> dict:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
-def view_ensemble(data: Path, work: Path, epochs: int) -> dict:
-    """One video trial per view (training seed 0) and the default ensemble over them."""
-    runs = {"panoramic": work / f"{data.name[5:]}_video_s0"}
+def view_ensemble(data: Path, tag: str, work: Path, epochs: int) -> dict:
+    """One video trial per view (training seed 0) and the default ensemble over them; ``tag`` names the data set's
+    runs (its panoramic video run is the modality table's)."""
+    runs = {"panoramic": work / f"{tag}_video_s0"}
     singles = {}
     for view in ("front", "ego"):
-        out = work / f"{data.name[5:]}_video_{view}_s0"
-        started = time.perf_counter()
-        if not (out / "metrics.json").exists():
-            talsearch("train", "--data", str(data), "--out", str(out), "--config",
-                      str(ROOT / "configs" / "precise.yaml"), "--set", *SINGLE, f"train.epochs={epochs}",
-                      f"data.view={view}", "train.seed=0", cwd=work)
-        singles[view] = figures(json.loads((out / "metrics.json").read_text())) | {
-            "seconds": round(time.perf_counter() - started, 1)}
-        runs[view] = out
-    return {"singles": singles, "ensemble": pair_ensemble(data, work / f"{data.name[5:]}_views_ensemble", runs)}
+        runs[view] = work / f"{tag}_video_{view}_s0"
+        singles[view] = single_run(data, runs[view], "video", 0, epochs, f"data.view={view}")
+    return {"singles": singles, "ensemble": pair_ensemble(data, work / f"{tag}_views_ensemble", runs)}
 
 
 def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[str], epochs: int) -> dict:
@@ -129,7 +124,8 @@ def main() -> None:
     result = {"bench": "audio", "epochs": args.epochs, "seeds": args.seeds,
               "data_sets": [one_data_set(work, d, args.seeds, args.modalities, args.epochs) for d in args.data_seeds]}
     if args.view_ensemble and "video" in args.modalities and 0 in args.seeds:
-        result["views"] = view_ensemble(work / f"hard_d{args.data_seeds[0]}", work, args.epochs)
+        first = args.data_seeds[0]
+        result["views"] = view_ensemble(work / f"hard_d{first}", f"d{first}", work, args.epochs)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["cpus"] = os.cpu_count()
     print(json.dumps(result))
