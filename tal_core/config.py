@@ -76,6 +76,7 @@ class ModelConfig(_Section):
     tiny_width: int = Field(32, ge=4, le=512, description="channel width of the tiny CPU backbone")
     output: Literal["interval", "frame"] = Field("interval", description="interval: one prediction per interval | frame: also one per sampled frame (finer cells)")
     audio_width: int = Field(32, ge=4, le=512, description="channel width of the audio branch, a small 2-D CNN over each frame's log-mel window (data.modalities with audio)")
+    modality_dropout: float = Field(0.0, ge=0, le=1, description="video+audio training: share of clips whose video or audio features (either, equally likely) are blanked before the fused heads, so each modality learns to classify alone (0 = off)")
 
 
 class LossConfig(_Section):
@@ -86,6 +87,7 @@ class LossConfig(_Section):
     frame_weight: float = Field(1.0, ge=0, description="weight of the per-frame action cross-entropy (model.output=frame only)")
     focal_gamma: float = Field(0.0, ge=0, le=10, description="focal loss focusing of both action terms: (1 - p)^gamma x cross-entropy (0 = plain cross-entropy)")
     class_balanced: bool = Field(False, description="weight action classes by 1 / sqrt(their share of training labels), normalised to mean 1 (times background_weight for background)")
+    modality_weight: float = Field(0.0, ge=0, description="video+audio training: weight of each modality's own action losses (interval and per-frame, from its own heads, unused at evaluation), which train each branch on every class (0 = off)")
 
 
 class AugmentConfig(_Section):

@@ -17,7 +17,7 @@ from tal_core.data.dataset import IntervalDataset, frame_times
 from tal_core.data.importers import import_360x
 from tal_core.data.synth import SynthSpec, synthesize
 from tal_core.data.video import FrameCache
-from tal_core.model.multitask import MultiTaskTSM
+from tal_core.model.multitask import MultiTaskTSM, blank_one_modality
 from tal_core.scoring.predictions import load_predictions
 from tal_core.training.augment import augment_inputs, augment_sound
 from tal_core.training.trainer import fit
@@ -86,6 +86,45 @@ def test_audio_branch_fuses_before_the_heads_and_per_frame():
     video = MultiTaskTSM(cfg, 2, 5, 4)
     assert video.audio_branch is None and not any(k.startswith("audio") for k in video.state_dict())
 
+
+
+def test_modality_dropout_blanks_one_modality_per_clip_in_training_only():
+    parts = [torch.ones(2000, 2, 3), torch.ones(2000, 2, 5)]
+    torch.manual_seed(0)
+    video, sound = blank_one_modality(parts, 0.5)
+    video_gone, sound_gone = video.sum((1, 2)) == 0, sound.sum((1, 2)) == 0
+    assert not (video_gone & sound_gone).any()  # a clip never loses both
+    assert abs(video_gone.float().mean() - 0.25) < 0.04 and abs(sound_gone.float().mean() - 0.25) < 0.04
+    assert torch.equal(video[~video_gone], parts[0][~video_gone])  # the others untouched
+    cfg = ModelConfig(tiny_width=8, audio_width=4, modality_dropout=1.0, dropout=0.0)
+    model = MultiTaskTSM(cfg, 2, 5, 4, "video+audio")
+    inputs = {"video": torch.randint(0, 255, (4, 2, 3, 32, 32), dtype=torch.uint8), "audio": torch.randn(4, 2, 96, 64)}
+    model.eval()
+    assert torch.equal(model(inputs).action, model(inputs).action)  # evaluation hears and sees everything
+    assert MultiTaskTSM(cfg, 2, 5, 4, "video").modality_dropout == 0.0  # one modality: nothing to blank
+
+
+def test_unimodal_heads_train_each_branch_and_are_unused_at_evaluation():
+    from tal_core.config import LossConfig
+    from tal_core.training.losses import multitask_loss
+
+    cfg = ModelConfig(tiny_width=8, audio_width=4, output="frame")
+    inputs = {"video": torch.randint(0, 255, (3, 2, 3, 32, 32), dtype=torch.uint8), "audio": torch.randn(3, 2, 96, 64)}
+    model = MultiTaskTSM(cfg, 2, 5, 4, "video+audio", unimodal_heads=True).train()
+    out = model(inputs)
+    assert [(a.shape, f.shape) for a, f in out.unimodal] == [((3, 6), (3, 2, 6))] * 2
+    assert model.unimodal_heads[0].action.in_features == 4 * 8 and model.unimodal_heads[1].action.in_features == 4 * 4
+    action, frames, scene = torch.tensor([1, 0, 2]), torch.tensor([[1, 1], [0, 0], [2, 0]]), torch.tensor([0, 1, 2])
+    plain = multitask_loss(out.action, out.scene, action, scene, LossConfig(), out.frame, frames)
+    weighted = multitask_loss(out.action, out.scene, action, scene, LossConfig(modality_weight=0.5), out.frame, frames,
+                              unimodal=out.unimodal)
+    own = sum(multitask_loss(a, out.scene, action, scene, LossConfig(scene_weight=0), f, frames).total
+              for a, f in out.unimodal)
+    assert torch.allclose(weighted.total, plain.total + 0.5 * own)
+    weighted.total.backward()  # the video backbone hears its own head: its gradient includes the unimodal terms
+    assert model.unimodal_heads[0].action.weight.grad.abs().sum() > 0
+    assert model.eval()(inputs).unimodal == ()
+    assert len(MultiTaskTSM(cfg, 2, 5, 4, "audio", unimodal_heads=True).unimodal_heads) == 0
 
 def test_audio_augmentation_gain_shift_and_masks():
     loud = torch.full((2, 1, 96, 64), SILENCE)

@@ -9,6 +9,11 @@ interval. The frame says whether the action is on screen, the clip says which on
 With sound (``data.modalities`` audio or video+audio) an audio branch (``audio_branch.py``) turns each frame's
 log-mel window into features that are concatenated with that frame's video features (fusion before the
 consensus and the heads); audio alone has no video backbone. The heads, cells and outputs stay the same.
+Two remedies for modality competition (the fused network leaning on the modality that is easier to learn and
+under-learning the other), both in training only and both for video+audio only: ``model.modality_dropout`` blanks
+one modality's features (either, equally likely) in that share of the clips before the fused heads, so each modality
+must classify alone at times; ``unimodal_heads`` (``loss.modality_weight`` > 0) gives each modality its own action
+(and per-frame) heads, whose losses train each branch on every class; they are not used at evaluation.
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ class Outputs(NamedTuple):
     action: torch.Tensor  # (N, K + 1) interval logits
     scene: torch.Tensor  # (N, S) scene logits
     frame: torch.Tensor | None  # (N, T, K + 1) per-frame logits, or None for interval outputs
+    unimodal: tuple = ()  # training with unimodal heads: per modality, its own (interval, per-frame or None) logits
 
 
 class MultiTaskTSM(nn.Module):
     def __init__(self, cfg: ModelConfig, n_segment: int, num_actions: int, num_scenes: int,
-                 modalities: str = "video"):
+                 modalities: str = "video", unimodal_heads: bool = False):
         super().__init__()
         self.n_segment = n_segment
+        self.modality_dropout = cfg.modality_dropout if modalities == "video+audio" else 0.0
         self.backbone, dim = None, 0
         if modalities != "audio":
             self.backbone, dim = build_backbone(cfg.backbone, n_segment, cfg.shift_fraction, cfg.shift_place,
@@ -47,6 +54,10 @@ class MultiTaskTSM(nn.Module):
         self.action_head = nn.Linear(dim, num_actions + 1)
         self.scene_head = nn.Linear(dim, max(num_scenes, 1))
         self.frame_head = nn.Linear(2 * dim, num_actions + 1) if cfg.output == "frame" else None
+        self.unimodal_heads = nn.ModuleList()
+        if unimodal_heads and modalities == "video+audio":
+            for part_dim in (dim - self.audio_branch.dim, self.audio_branch.dim):
+                self.unimodal_heads.append(_ActionHeads(part_dim, num_actions + 1, cfg.output == "frame"))
         self.register_buffer("mean", MEAN.clone(), persistent=False)
         self.register_buffer("std", STD.clone(), persistent=False)
 
@@ -64,6 +75,11 @@ class MultiTaskTSM(nn.Module):
             parts.append(self.backbone(frames).view(n, t, -1))
         if self.audio_branch is not None:
             parts.append(self.audio_branch(sounds))
+        unimodal = ()
+        if self.training and len(self.unimodal_heads):
+            unimodal = tuple(heads(part) for heads, part in zip(self.unimodal_heads, parts, strict=True))
+        if self.training and self.modality_dropout > 0:
+            parts = blank_one_modality(parts, self.modality_dropout)
         per_frame = self.dropout(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])
         n, t = per_frame.shape[:2]
         features = per_frame.mean(dim=1)  # TSN average consensus
@@ -71,4 +87,29 @@ class MultiTaskTSM(nn.Module):
         if self.frame_head is not None:
             context = features[:, None].expand(-1, t, -1)
             frame_logits = self.frame_head(torch.cat([per_frame, context], dim=-1))
-        return Outputs(self.action_head(features), self.scene_head(features), frame_logits)
+        return Outputs(self.action_head(features), self.scene_head(features), frame_logits, unimodal)
+
+
+class _ActionHeads(nn.Module):
+    """One modality's own action head (and per-frame head, as the fused ones) over its per-frame features."""
+
+    def __init__(self, dim: int, outputs: int, per_frame: bool):
+        super().__init__()
+        self.action = nn.Linear(dim, outputs)
+        self.frame = nn.Linear(2 * dim, outputs) if per_frame else None
+
+    def forward(self, per_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = per_frame.mean(dim=1)
+        frame_logits = None
+        if self.frame is not None:
+            context = features[:, None].expand(-1, per_frame.shape[1], -1)
+            frame_logits = self.frame(torch.cat([per_frame, context], dim=-1))
+        return self.action(features), frame_logits
+
+
+def blank_one_modality(parts: list[torch.Tensor], share: float) -> list[torch.Tensor]:
+    """In ``share`` of the clips, one of the modalities' features (N, T, D_m) is zeroed, each as likely."""
+    n = parts[0].shape[0]
+    blanked = torch.rand(n, device=parts[0].device) < share
+    which = torch.randint(len(parts), (n,), device=parts[0].device)
+    return [part * ~(blanked & (which == index)).view(n, 1, 1) for index, part in enumerate(parts)]

@@ -81,7 +81,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
             clips, action, frame_labels = transform(clips, action, frame_labels)
         with autocast_for(device, amp):
             out = model(clips)
-        parts = multitask_loss(out.action, out.scene, action, scene, loss_cfg, out.frame, frame_labels, class_weight)
+        parts = multitask_loss(out.action, out.scene, action, scene, loss_cfg, out.frame, frame_labels, class_weight,
+                               out.unimodal)
         if not torch.isfinite(parts.total):
             raise NonFiniteLossError(f"training loss became {parts.total.item()} (lower train.lr?)")
         optimizer.zero_grad(set_to_none=True)

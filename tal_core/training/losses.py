@@ -40,14 +40,15 @@ def action_cross_entropy(logits, target, class_weight, cfg: LossConfig) -> torch
 
 
 def multitask_loss(action_logits, scene_logits, action_target, scene_target, cfg: LossConfig,
-                   frame_logits=None, frame_target=None, class_weight=None) -> LossParts:
+                   frame_logits=None, frame_target=None, class_weight=None, unimodal=()) -> LossParts:
     """``loss.action_weight * CE(action) + loss.scene_weight * CE(scene) [+ loss.frame_weight * CE(frame)]``.
 
     Action classes are weighted by ``class_weight`` (default 1; ``balanced_class_weights`` with
     ``loss.class_balanced``) with background (class 0) times ``loss.background_weight`` in both action terms,
     which are focal with ``loss.focal_gamma`` > 0; intervals of videos with an unknown scene (target -1) are
     left out of the scene term; the frame term is there when ``frame_logits`` (N, T, K + 1) and
-    ``frame_target`` (N, T) are given.
+    ``frame_target`` (N, T) are given. ``unimodal``: each modality's own (interval, per-frame or None) logits,
+    whose action terms (weighted as the fused ones) add ``loss.modality_weight`` times their sum to the total.
     """
     if class_weight is None:
         class_weight = torch.ones(action_logits.shape[1], device=action_logits.device)
@@ -65,4 +66,10 @@ def multitask_loss(action_logits, scene_logits, action_target, scene_target, cfg
     if frame_logits is not None:
         frame = action_cross_entropy(frame_logits.flatten(0, 1), frame_target.flatten(), class_weight, cfg)
         total = total + cfg.frame_weight * frame
+    for own_action, own_frame in unimodal:
+        own = cfg.action_weight * action_cross_entropy(own_action, action_target, class_weight, cfg)
+        if own_frame is not None:
+            own = own + cfg.frame_weight * action_cross_entropy(own_frame.flatten(0, 1), frame_target.flatten(),
+                                                                class_weight, cfg)
+        total = total + cfg.modality_weight * own
     return LossParts(total, action.detach(), scene.detach(), frame.detach())
