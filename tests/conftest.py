@@ -1,5 +1,5 @@
+import ast
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -7,35 +7,93 @@ import pytest
 
 from helpers import ASHA_STOPS_SECOND, free_port, stop_process_group, wait_for_port, write_sweep_file
 
-# A test module that starts Ray: one of its tests is marked ray, or uses a fixture that ran a sweep.
-STARTS_RAY = re.compile(r"pytest\.mark\.ray\b|\b(tiny_sweep|pg_sweep|two_nodes)\b")
+# Fixtures that start Ray (or give a test its own Ray temp folder, which only a Ray test needs); the first three
+# hold a sweep or a cluster that several tests share.
+SHARED_RAY_FIXTURES = frozenset({"tiny_sweep", "pg_sweep", "two_nodes"})
+RAY_FIXTURES = SHARED_RAY_FIXTURES | {"own_ray_temp_dir"}
+
+
+def _marks_ray(decorators) -> bool:
+    """Whether a decorator list (or a ``pytestmark`` value) holds ``pytest.mark.ray``."""
+    return any(isinstance(node, ast.Attribute) and node.attr == "ray" and isinstance(node.value, ast.Attribute)
+               and node.value.attr == "mark" for decorator in decorators for node in ast.walk(decorator))
+
+
+def ray_tests(path: Path) -> tuple[set[str] | None, bool]:
+    """(the names of a test module's tests that start Ray: marked ray, or using a fixture that does, a conftest one
+    above or one of the module's own fixtures that uses one at any depth; None: every test of the module, whose
+    ``pytestmark`` holds ray), whether they use a shared Ray fixture)."""
+    tree = ast.parse(path.read_text())
+    functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+    functions += [item for node in tree.body if isinstance(node, ast.ClassDef) for item in node.body
+                  if isinstance(item, ast.FunctionDef)]
+    uses = {f.name: {a.arg for a in f.args.args} for f in functions}
+
+    def users(fixtures: frozenset[str]) -> set[str]:
+        reached, grew = set(fixtures), True
+        while grew:
+            found = {name for name, args in uses.items() if not name.startswith("test") and args & reached}
+            grew = not found <= reached
+            reached |= found
+        return {name for name, args in uses.items() if name.startswith("test") and args & reached}
+
+    shared = bool(users(SHARED_RAY_FIXTURES))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets):
+            if _marks_ray([node.value]):
+                return None, shared
+    marked = {f.name for f in functions if f.name.startswith("test") and _marks_ray(f.decorator_list)}
+    return marked | users(RAY_FIXTURES), shared
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """``make test`` runs pytest-xdist on 2 processes (``-n 2 --dist loadgroup``). Every module that starts Ray
-    is part of one unit of work, which starts first and runs its tests one at a time in one process: one Ray
-    cluster at a time (two local clusters on one machine once left a sweep waiting for its next trial for 20
-    minutes, and slow each other's trials), the session's tiny sweep and each module's servers start once. The
-    other modules are units of their own and fill the second process. (xdist's own ``loadgroup`` cannot group
-    here: it renames test ids in a way pytest 9 no longer reads.)"""
+    """``make test`` runs pytest-xdist on 2 processes (``-n 2 --dist loadgroup``). The tests that start Ray
+    (``ray_tests``) are two units of work, which start first, one in each process, and run their tests one at a
+    time: the modules whose tests share a sweep or a cluster (the session's tiny sweep, the PostgreSQL sweep, the
+    two-node cluster: each starts once), and the modules whose tests start sweeps of their own. Each process has a
+    Ray temp folder of its own (``_ray_temp_dir_of_this_process``), and every local sweep runs in a network
+    namespace of its own: the two clusters share neither files nor ports. The other tests are grouped by module,
+    units of their own that fill the processes as they free up (the Ray modules' tests that start no Ray
+    included). (xdist's own ``loadgroup`` cannot group here: it renames test ids in a way pytest 9 no longer
+    reads.)"""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    starts_ray = {path.relative_to(config.rootpath).as_posix() for path in Path(__file__).parent.glob("test_*.py")
-                  if STARTS_RAY.search(path.read_text())}
+    starting = {path.relative_to(config.rootpath).as_posix(): ray_tests(path)
+                for path in Path(__file__).parent.glob("test_*.py")}
+    units = ("ray:shared", "ray:own")
 
-    class RayModulesTogether(LoadScopeScheduling):
+    class RayTestsFirst(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::")[0]
-            return "ray" if module in starts_ray else module
+            module, _, rest = nodeid.partition("::")
+            names, shared = starting.get(module, (set(), False))
+            test = rest.split("::")[-1].split("[")[0]
+            if names is None or test in names:
+                return units[0] if shared else units[1]
+            return module
 
         def _assign_work_unit(self, node) -> None:
-            if "ray" in self.workqueue:
-                self.workqueue.move_to_end("ray", last=False)
+            for unit in reversed(units):
+                if unit in self.workqueue:
+                    self.workqueue.move_to_end(unit, last=False)
             super()._assign_work_unit(node)
 
-    return RayModulesTogether(config, log)
+    return RayTestsFirst(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ray_temp_dir_of_this_process():
+    """Each pytest process (xdist worker) a Ray temp folder of its own (RAY_TMPDIR, inherited by the commands its
+    tests start): Ray's shared files under it (``ray_current_cluster``, which a local ``ray.init()`` joins, and
+    ``session_latest``) never name another process's cluster, and what the clusters leave is removed."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    os.environ["RAY_TMPDIR"] = str(folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

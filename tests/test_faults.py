@@ -135,7 +135,7 @@ def test_killed_worker_resumes_trial_from_checkpoint(tiny_data, tmp_path):
 def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path, own_ray_temp_dir):
     out = tmp_path / "s"
     args = ["sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out", str(out),
-            "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1"]
+            "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1", "search.trial_workers=1"]
     proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, cwd=tmp_path)
     try:
@@ -165,7 +165,7 @@ def test_failing_trial_is_marked_failed_and_sweep_goes_on(tiny_data, tmp_path):
     out = tmp_path / "s"  # the grid runs both values, in whichever order
     done = cli("sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path, space=space)), "--out",
                str(out), "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1",
-               "search.sampler=grid", cwd=tmp_path)
+               "search.sampler=grid", "search.trial_workers=1", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     trials = json.loads((out / "sweep.json").read_text())["trials"]
     failed = [t for t in trials.values() if t["status"] == "FAILED"]
@@ -194,7 +194,7 @@ def test_local_sweep_listens_on_loopback_only_and_sigterm_marks_runs_killed(tiny
     out = tmp_path / "s"
     proc = subprocess.Popen([*CLI, "sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)),
                              "--out", str(out), "--set", "search.num_samples=1", "search.asha=false",
-                             "train.epochs=20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "train.epochs=20", "search.trial_workers=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path)
     try:
         _wait_for(lambda: any(len(_epochs(d)) >= 1 for d in (out / "trials").glob("*")), 900, "one epoch")

@@ -47,6 +47,7 @@ def test_refit_trains_other_seeds_under_the_sweep_and_resumes_after_a_kill(tiny_
     out = tmp_path / "s"
     done = run("sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out", str(out),
                "--set", "search.num_samples=1", "search.asha=false", "train.epochs=2", "train.snapshots=0",
+               "search.trial_workers=1",
                cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((out / "sweep.json").read_text())
