@@ -7,10 +7,10 @@ import pytest
 
 from helpers import ASHA_STOPS_SECOND, free_port, stop_process_group, wait_for_port, write_sweep_file
 
-# Fixtures that start Ray (or give a test its own Ray temp folder, which only a Ray test needs); the first three
-# hold a sweep or a cluster that several tests share.
-SHARED_RAY_FIXTURES = frozenset({"tiny_sweep", "pg_sweep", "two_nodes"})
-RAY_FIXTURES = SHARED_RAY_FIXTURES | {"own_ray_temp_dir"}
+# Fixtures that start Ray (or give a test its own Ray temp folder, which only a Ray test needs). The session's
+# tiny sweep runs once: every test that reads it is in one unit of work.
+SESSION_RAY_FIXTURES = frozenset({"tiny_sweep"})
+RAY_FIXTURES = SESSION_RAY_FIXTURES | {"pg_sweep", "two_nodes", "own_ray_temp_dir"}
 
 
 def _marks_ray(decorators) -> bool:
@@ -22,7 +22,7 @@ def _marks_ray(decorators) -> bool:
 def ray_tests(path: Path) -> tuple[set[str] | None, bool]:
     """(the names of a test module's tests that start Ray: marked ray, or using a fixture that does, a conftest one
     above or one of the module's own fixtures that uses one at any depth; None: every test of the module, whose
-    ``pytestmark`` holds ray), whether they use a shared Ray fixture)."""
+    ``pytestmark`` holds ray), whether any of them reads the session's tiny sweep)."""
     tree = ast.parse(path.read_text())
     functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
     functions += [item for node in tree.body if isinstance(node, ast.ClassDef) for item in node.body
@@ -37,23 +37,23 @@ def ray_tests(path: Path) -> tuple[set[str] | None, bool]:
             reached |= found
         return {name for name, args in uses.items() if name.startswith("test") and args & reached}
 
-    shared = bool(users(SHARED_RAY_FIXTURES))
+    session = bool(users(SESSION_RAY_FIXTURES))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets):
             if _marks_ray([node.value]):
-                return None, shared
+                return None, session
     marked = {f.name for f in functions if f.name.startswith("test") and _marks_ray(f.decorator_list)}
-    return marked | users(RAY_FIXTURES), shared
+    return marked | users(RAY_FIXTURES), session
 
 
 def pytest_xdist_make_scheduler(config, log):
     """``make test`` runs pytest-xdist on 2 processes (``-n 2 --dist loadgroup``). The tests that start Ray
-    (``ray_tests``) are two units of work, which start first, one in each process, and run their tests one at a
-    time: the modules whose tests share a sweep or a cluster (the session's tiny sweep, the PostgreSQL sweep, the
-    two-node cluster: each starts once), and the modules whose tests start sweeps of their own. Each process has a
-    Ray temp folder of its own (``_ray_temp_dir_of_this_process``), and every local sweep runs in a network
-    namespace of its own: the two clusters share neither files nor ports. The other tests are grouped by module,
-    units of their own that fill the processes as they free up (the Ray modules' tests that start no Ray
+    (``ray_tests``) are units of work that go first: the tests of the modules that read the session's tiny sweep
+    (one unit, so that sweep runs once), then each other module's Ray tests (a unit each: their module's servers
+    and clusters start once). A process takes one unit at a time and runs its tests one after another, so at most
+    two clusters run at once; each process has a Ray temp folder of its own (``_ray_temp_dir_of_this_process``)
+    and every local sweep a network namespace of its own: they share neither files nor ports. The other tests are
+    grouped by module, units that fill the processes as they free up (the Ray modules' tests that start no Ray
     included). (xdist's own ``loadgroup`` cannot group here: it renames test ids in a way pytest 9 no longer
     reads.)"""
     if config.getvalue("dist") != "loadgroup":
@@ -62,21 +62,21 @@ def pytest_xdist_make_scheduler(config, log):
 
     starting = {path.relative_to(config.rootpath).as_posix(): ray_tests(path)
                 for path in Path(__file__).parent.glob("test_*.py")}
-    units = ("ray:shared", "ray:own")
+    tiny_sweep_unit = "ray:tiny_sweep"
 
     class RayTestsFirst(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module, _, rest = nodeid.partition("::")
-            names, shared = starting.get(module, (set(), False))
+            names, reads_tiny_sweep = starting.get(module, (set(), False))
             test = rest.split("::")[-1].split("[")[0]
             if names is None or test in names:
-                return units[0] if shared else units[1]
+                return tiny_sweep_unit if reads_tiny_sweep else f"ray:{module}"
             return module
 
         def _assign_work_unit(self, node) -> None:
-            for unit in reversed(units):
-                if unit in self.workqueue:
-                    self.workqueue.move_to_end(unit, last=False)
+            ray_units = [unit for unit in self.workqueue if unit.startswith("ray:")]
+            for unit in reversed(sorted(ray_units, key=lambda unit: unit != tiny_sweep_unit)):
+                self.workqueue.move_to_end(unit, last=False)
             super()._assign_work_unit(node)
 
     return RayTestsFirst(config, log)
