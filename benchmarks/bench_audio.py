@@ -3,8 +3,9 @@
 1. ``talsearch synth --preset hard --seed S`` for every ``--data-seeds`` (sound in every mp4: each action class has
    a sound; sight and sound are complementary, docs/recipe.md).
 2. The recommended single run (``configs/precise.yaml``; tiny backbone, 64 px, 12 epochs, panoramic view, as
-   ``bench_quality.py``) once per modality (``data.modalities``: video, audio, video+audio) and training seed
-   (``--seeds``): avg mAP and per-class AP on val, mean and spread over the seeds.
+   ``bench_quality.py``) once per modality (``data.modalities``: video, audio, video+audio; video+audio with
+   precise.yaml's ``loss.modality_weight``, each modality's own heads) and training seed (``--seeds``): avg mAP and
+   per-class AP on val, mean and spread over the seeds.
 3. For each training seed, the default ``talsearch ensemble`` (``--fold-seeds 4``) over two candidates: the video run
    and the audio run of that seed (each with its kept snapshots, as a sweep's trials): nested out-of-fold mAP, the
    better member's out-of-fold mAP as trained, the gain with its 90% bootstrap interval, the gain on 4 fold draws.
