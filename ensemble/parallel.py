@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections.abc import Callable, Sequence
 
@@ -29,6 +30,13 @@ _told_once = threading.Event()  # the fallback is logged once per process
 
 def _call(index: int) -> float:
     return _score_of(index)
+
+
+def _worker_start() -> None:
+    """A forked worker dies of the pool's SIGTERM whatever the parent does with it: a handler inherited from the
+    parent that only notes the signal (a server's, a test runner's) would leave the worker waiting for work, and
+    the pool's exit waiting for the worker, forever."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def workers() -> int:
@@ -59,7 +67,7 @@ def map_scores(score_of: Callable[[int], float], indices: Sequence[int]) -> list
         return [score_of(i) for i in indices]
     _score_of = score_of
     try:
-        with multiprocessing.get_context("fork").Pool(min(count, len(indices))) as pool:
+        with multiprocessing.get_context("fork").Pool(min(count, len(indices)), _worker_start) as pool:
             return pool.map(_call, list(indices), chunksize=max(1, len(indices) // (4 * count)))
     finally:
         _score_of = None

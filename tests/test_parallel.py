@@ -49,3 +49,17 @@ def test_one_worker_scores_in_this_process(monkeypatch):
     monkeypatch.setenv("TALSEARCH_ENSEMBLE_WORKERS", "1")
     assert parallel.workers() == 1
     assert set(parallel.map_scores(lambda i: os.getpid(), range(20))) == {os.getpid()}
+
+
+
+def test_the_pool_ends_where_the_parent_only_notes_sigterm():
+    """A SIGTERM handler that does not exit (a server's, a test runner's) is not the workers': the pool's exit
+    terminates them with SIGTERM (a worker waiting for the queue's lock gets nothing else), so they must die of it."""
+    probe = ("import os, signal\nfrom ensemble import parallel\nparallel.MIN_ITEMS = 1\n"
+             "os.environ['TALSEARCH_ENSEMBLE_WORKERS'] = '2'\n"
+             "signal.signal(signal.SIGTERM, lambda *_: None)\n"
+             "pids = parallel.map_scores(lambda i: os.getpid(), range(16))\n"
+             "default = parallel.map_scores(lambda i: signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, range(16))\n"
+             "print(os.getpid() not in pids, all(default))\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["True", "True"], done.stdout + done.stderr[-2000:]
