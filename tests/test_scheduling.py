@@ -1,5 +1,5 @@
-"""The test scheduler (tests/conftest.py): every test that starts Ray is found from its module's source, so the two
-Ray units hold all of them and nothing else starts a cluster beside them."""
+"""The test scheduler (tests/conftest.py): every test that starts Ray is found from its module's source, so the Ray
+units hold all of them and nothing else starts a cluster beside them."""
 
 import json
 import os

@@ -81,12 +81,8 @@ class MultiTaskTSM(nn.Module):
         if self.training and self.modality_dropout > 0:
             parts = blank_one_modality(parts, self.modality_dropout)
         per_frame = self.dropout(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])
-        n, t = per_frame.shape[:2]
         features = per_frame.mean(dim=1)  # TSN average consensus
-        frame_logits = None
-        if self.frame_head is not None:
-            context = features[:, None].expand(-1, t, -1)
-            frame_logits = self.frame_head(torch.cat([per_frame, context], dim=-1))
+        frame_logits = None if self.frame_head is None else frame_logits_of(self.frame_head, per_frame, features)
         return Outputs(self.action_head(features), self.scene_head(features), frame_logits, unimodal)
 
 
@@ -100,11 +96,14 @@ class _ActionHeads(nn.Module):
 
     def forward(self, per_frame: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         features = per_frame.mean(dim=1)
-        frame_logits = None
-        if self.frame is not None:
-            context = features[:, None].expand(-1, per_frame.shape[1], -1)
-            frame_logits = self.frame(torch.cat([per_frame, context], dim=-1))
+        frame_logits = None if self.frame is None else frame_logits_of(self.frame, per_frame, features)
         return self.action(features), frame_logits
+
+
+def frame_logits_of(head: nn.Linear, per_frame: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """A per-frame head over each frame's features (N, T, D) beside its clip's consensus features (N, D)."""
+    context = features[:, None].expand(-1, per_frame.shape[1], -1)
+    return head(torch.cat([per_frame, context], dim=-1))
 
 
 def blank_one_modality(parts: list[torch.Tensor], share: float) -> list[torch.Tensor]:
