@@ -12,6 +12,9 @@ or drops one, that test names it before a sweep fails halfway. What each is for:
 - ``OptunaSearch._ot_trials`` / ``_ot_study`` / ``_completed_trials``: the Optuna trial of a Tune trial, the
   study, and the trials already told; the searcher tells Optuna about ASHA-stopped trials as PRUNED, and forgets
   a Tune trial's Optuna trial to ask again when the proposal repeated a tried configuration.
+- ``_TrainSession._inter_actor_queue`` / ``stop_event`` (``ray.train._internal.session``): Tune's side of a Train
+  run inside a trial. ``hand_over_last_report`` waits, after ``fit()``, until Tune has taken the run's last
+  report from that queue (see there: without it a trial whose driver is slow to ask for results hangs forever).
 - ``ReplayedTrial``: Tune's schedulers are given ``Trial`` objects and a controller; ``AsyncHyperBandScheduler``
   and ``FIFOScheduler`` read only the trial's ``trial_id`` and never the controller, so ``talsearch replay``
   drives them with this stand-in and ``None``.
@@ -19,6 +22,7 @@ or drops one, that test names it before a sweep fails halfway. What each is for:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -104,3 +108,28 @@ def forget_optuna_trial(searcher: OptunaSearch, trial_id: str) -> None:
 def told_trials(searcher: OptunaSearch) -> set:
     """Tune trial ids whose outcome the searcher already told Optuna."""
     return searcher._completed_trials
+
+
+def hand_over_last_report(poll_s: float = 0.05, settle_s: float = 0.5) -> None:
+    """Call in a Tune trial function after ``TorchTrainer.fit()`` returned: waits until the trial's main thread
+    has taken the Train run's last report (``TuneReportCallback`` puts each into a one-item queue that the main
+    thread empties only when Tune asks for the next result), or Tune stopped the trial.
+
+    Why: when the function returns, Tune's function runner puts a final "done" result into the session's
+    one-item result queue. If the run's last report is still waiting in the inter-actor queue at that moment
+    (the driver was slow to ask: a busy Tune loop, a slow MLflow server, a loaded machine), the main thread
+    takes it next and blocks forever putting it into the full result queue it alone empties: the trial hangs
+    and so does the sweep (Ray 2.60; ``tests/test_trial.py`` reproduces it). ``settle_s``: the main thread's
+    few instructions between taking the report and handing it on."""
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    queue = getattr(session, "_inter_actor_queue", None) if session is not None else None
+    if queue is None:
+        return
+    try:
+        while not session.stop_event.is_set() and not queue.empty():
+            time.sleep(poll_s)
+    except Exception:  # the queue's actor is gone (the trial is being torn down): nothing left to hand over
+        return
+    time.sleep(settle_s)

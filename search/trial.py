@@ -30,7 +30,7 @@ from tal_core.io import write_json_atomic
 from tal_core.run_folder import RunFolder, RunFolderError
 
 from . import trial_storage
-from .ray_compat import LeanTorchTrainer, worker_start_callback
+from .ray_compat import LeanTorchTrainer, hand_over_last_report, worker_start_callback
 from .reported import SEARCHABLE_METRICS, mlflow_name
 
 # Ray Train environment knobs a trial sets for its controller and workers (Ray propagates them), unless the
@@ -278,6 +278,7 @@ def trial_fn(sampled: dict, ctx: dict) -> None:
                              checkpoint_config=CheckpointConfig(num_to_keep=1)),  # resume needs the last one
     )
     trainer.fit()
+    hand_over_last_report()  # before Tune's "done": a last report still queued would hang the trial
     _record_fit_time(run_dir, loop_config["trial_started"], loop_config["storage_uri"])
 
 

@@ -1,11 +1,15 @@
-"""The trial's Ray Train set-up that runs without a cluster: its trainer's callbacks and environment."""
+"""The trial's Ray Train set-up that runs without a cluster (its trainer's callbacks and environment), and on a
+real local cluster the hand-over of a Train run's last report to Tune."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from ray.train import RunConfig, ScalingConfig
 
+from helpers import ROOT
 from search.ray_compat import DATASETS_CALLBACK, trainer_callbacks
 from search.trial import POLL_ENV, PREEMPTION_ENV, TrialTrainer, mlflow_name, set_train_env
 
@@ -116,3 +120,54 @@ def test_a_train_worker_imports_neither_mlflow_nor_optuna():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert done.stdout.strip() == "[]"
+
+
+HAND_OVER_SCRIPT = """
+import json, os, sys, time
+import ray
+from ray import tune
+from ray.train import RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+from ray.tune.integration.ray_train import TuneReportCallback
+from search.ray_compat import hand_over_last_report
+
+def loop(config):
+    for epoch in (1, 2):
+        ray.train.report({"epoch": epoch})
+
+def trial(config):
+    TorchTrainer(loop, scaling_config=ScalingConfig(num_workers=1),
+                 run_config=RunConfig(name="run", storage_path=config["storage"],
+                                      callbacks=[TuneReportCallback()])).fit()
+    hand_over_last_report()
+
+class SlowDriver(tune.Callback):  # a busy Tune loop: Train's run finishes before Tune asks for result 2
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if result["training_iteration"] == 1:
+            time.sleep(12)
+
+os.makedirs(sys.argv[1], exist_ok=True)
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+results = tune.Tuner(trial, param_space={"storage": sys.argv[1]},
+                     run_config=tune.RunConfig(storage_path=sys.argv[1], callbacks=[SlowDriver()], verbose=0)).fit()
+print(json.dumps([r.metrics.get("epoch") for r in results]))
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_trial_whose_driver_asks_late_for_its_last_report_finishes(tmp_path, own_ray_temp_dir):
+    """Train's run returns while its last report still waits for Tune (the driver was busy): without
+    ``hand_over_last_report`` the trial's main thread then blocks forever (Ray 2.60: it hands the report into the
+    one-item result queue that already holds the function's "done" and that it alone empties), and the sweep
+    with it. With it the trial finishes and Tune sees both reports."""
+    script = tmp_path / "trial.py"
+    script.write_text(HAND_OVER_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        done = subprocess.run([sys.executable, str(script), str(tmp_path / "results")], capture_output=True,
+                              text=True, timeout=240, env=env, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the trial hung after its Train run returned")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [2]
