@@ -10,6 +10,10 @@ ones by the step they reached).
 With ``avoid_repeats``, a proposal equal to a configuration a trial already tried (TPE keeps re-proposing its
 favourite point of a categorical space) is replaced by an untried one, by default one searched key away
 (``strategy.replace_repeat``).
+
+A resumed sweep may run a trial again that the study already holds as finished: the killed driver told the
+study after Tune's last snapshot of this searcher, which ``--resume`` restores. Its results are then not told a
+second time (Optuna refuses to update a finished trial, and the resumed sweep would stop on it).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
@@ -55,7 +60,18 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         params = ot_trial.params if ot_trial is not None else {}
         return int(params.get("train.epochs", self.full_budget))
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in told_trials(self):
+            return
+        try:
+            super().on_trial_result(trial_id, result)
+        except UpdateFinishedTrialError:
+            self._told_before(trial_id)
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in told_trials(self) and self._finished_in_study(trial_id):
+            self._told_before(trial_id)
+            return
         value = (result or {}).get(self.metric)
         reached = int((result or {}).get("epoch", (result or {}).get("training_iteration", 0)))
         if error or value is None or reached >= self.budget_of(trial_id) or trial_id in told_trials(self):
@@ -68,3 +84,16 @@ class BudgetAwareOptunaSearch(OptunaSearch):
         except Exception as exc:  # e.g. NaN value
             logger.warning(exc)
         told_trials(self).add(trial_id)
+
+    def _finished_in_study(self, trial_id: str) -> bool:
+        ot_trial = optuna_trial(self, trial_id)
+        if ot_trial is None:
+            return False
+        (stored,) = [t for t in optuna_study(self).get_trials(deepcopy=False) if t.number == ot_trial.number]
+        return stored.state.is_finished()
+
+    def _told_before(self, trial_id: str) -> None:
+        """The study holds the trial as finished already (a resumed sweep runs it again): nothing more is told."""
+        told_trials(self).add(trial_id)
+        logger.info(f"[sweep] trial {trial_id}: the study already holds it as finished (told before the sweep was "
+                    "interrupted); its results of this run are not told again")

@@ -74,3 +74,31 @@ def test_a_repeated_configuration_is_replaced_by_an_untried_one_until_all_were_t
         assert repeat.params in earlier
     ran = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert [(t.params["model.shift_fraction"], t.params["model.output"]) for t in ran] == seen
+
+
+def test_a_resumed_sweep_does_not_tell_the_study_twice_about_a_trial_it_finished(tmp_path):
+    """The driver told the study that trial a finished, then was killed before Tune's next snapshot of the
+    searcher; ``--resume`` restores the older snapshot and runs a again: its results are not told again (Optuna
+    refuses to update a finished trial: the resumed sweep stopped with UpdateFinishedTrialError) and the study
+    keeps what it was told first."""
+    def searcher():
+        storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path}/o.db")
+        return BudgetAwareOptunaSearch(space={"train.lr": od.FloatDistribution(1e-3, 1e-2, log=True)},
+                                       metric="val_mAP", mode="max", storage=storage, study_name="s",
+                                       sampler=optuna.samplers.TPESampler(seed=0), full_budget=2)
+
+    first = searcher()
+    first.suggest("a")
+    first.save(str(tmp_path / "snapshot.pkl"))  # Tune's last snapshot before the kill: a still running
+    first.on_trial_result("a", {"val_mAP": 0.4, "training_iteration": 1, "epoch": 1})
+    first.on_trial_complete("a", {"val_mAP": 0.5, "training_iteration": 2, "epoch": 2})
+    resumed = searcher()
+    resumed.restore(str(tmp_path / "snapshot.pkl"))
+    resumed.on_trial_result("a", {"val_mAP": 0.7, "training_iteration": 1, "epoch": 1})
+    resumed.on_trial_complete("a", {"val_mAP": 0.9, "training_iteration": 2, "epoch": 2})
+    resumed.suggest("b")  # the resumed sweep goes on
+    resumed.on_trial_complete("b", {"val_mAP": 0.6, "training_iteration": 2, "epoch": 2})
+    trials = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/o.db").trials
+    assert [(t.state, t.value) for t in trials] == [(optuna.trial.TrialState.COMPLETE, 0.5),
+                                                    (optuna.trial.TrialState.COMPLETE, 0.6)]
+    assert trials[0].intermediate_values == {1: 0.4}
