@@ -5,8 +5,13 @@ or drops one, that test names it before a sweep fails halfway. What each is for:
 
 - ``WorkerCallback`` (``ray.train.v2._internal``): a hook on each Train worker once its context exists; the
   trial warms its imports there. Where it is missing the warm-up is skipped (same results, slower start).
-- ``TorchTrainer._create_default_callbacks``: the trainer's own callbacks; a trial drops Ray Data's
+- ``DataParallelTrainer._create_default_callbacks``: the trainer's own callbacks; a trial drops Ray Data's
   ``DatasetsCallback`` (one dataset-manager actor per trial that our workers never use) and adds its own.
+- ``ray.train.torch.config``'s ``_set_torch_distributed_env_vars``, ``_setup_torch_process_group``,
+  ``_shutdown_torch`` and ``TorchConfigContextManager``: what ``TorchTrainer``'s backend runs on each worker.
+  ``TorchProcessGroupConfig`` runs them there by name, so that the processes that only drive a trial (Tune's
+  trial actor, Train's controller) never import torch: ``ray.train.torch`` imports it, 2 s of CPU and ~300 MB
+  each, twice per trial.
 - ``MLflowLoggerCallback._trial_runs``: Tune trial -> MLflow run id; the sweep starts each trial's run itself
   (named after its searched values) and records it there so Tune's callback logs into it.
 - ``OptunaSearch._ot_trials`` / ``_ot_study`` / ``_completed_trials``: the Optuna trial of a Tune trial, the
@@ -22,11 +27,23 @@ or drops one, that test names it before a sweep fails halfway. What each is for:
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ray.train.torch import TorchTrainer
+import ray
+from ray.exceptions import GetTimeoutError
+from ray.train._internal.utils import get_address_and_port
+from ray.train.backend import Backend, BackendConfig
+from ray.train.constants import (
+    DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
+    TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
+)
+from ray.train.v2._internal.util import TrainingFramework
+from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
 if TYPE_CHECKING:  # type names only: a Train worker imports this module, and mlflow and optuna cost it a second
     from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -67,9 +84,89 @@ if WorkerCallback is not None:
             self.start()
 
 
-class LeanTorchTrainer(TorchTrainer):
-    """A ``TorchTrainer`` without Ray Data's dataset-manager actor when no Ray datasets are passed, plus the
-    callbacks ``extra_callbacks()`` returns."""
+logger = logging.getLogger("talsearch.sweep")
+
+
+def _torch_backend_call(name: str, *args, **kwargs):
+    """On a Train worker: ``ray.train.torch.config.<name>(...)`` (torch is imported here, on the worker only)."""
+    from ray.train.torch import config
+
+    return getattr(config, name)(*args, **kwargs)
+
+
+def _set_master_address(addr: str, port: int) -> None:
+    os.environ["MASTER_ADDR"] = addr
+    os.environ["MASTER_PORT"] = str(port)
+
+
+class _TorchDeviceContext:
+    """Around the training function on each worker: Ray's torch context (sets the worker's CUDA device)."""
+
+    def __enter__(self):
+        self._inner = _torch_backend_call("TorchConfigContextManager")
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc_info):
+        return self._inner.__exit__(*exc_info)
+
+
+class _TorchProcessGroupBackend(Backend):
+    """``TorchTrainer``'s backend (torch.distributed over env://) for a CPU (gloo) or GPU (nccl) worker group,
+    driven from a process that never imports torch: every torch call runs on the workers."""
+
+    share_cuda_visible_devices = True
+
+    def on_start(self, worker_group, backend_config: TorchProcessGroupConfig) -> None:
+        addr, port = worker_group.execute_single(0, get_address_and_port)
+        worker_group.execute(_set_master_address, addr=addr, port=port)
+        worker_group.execute(_torch_backend_call, "_set_torch_distributed_env_vars")
+        size = len(worker_group)
+        ray.get([worker_group.execute_single_async(rank, _torch_backend_call, "_setup_torch_process_group",
+                                                   backend=backend_config.backend, world_rank=rank, world_size=size,
+                                                   init_method="env://", timeout_s=backend_config.timeout_s)
+                 for rank in range(size)])
+
+    def on_shutdown(self, worker_group, backend_config) -> None:
+        futures = worker_group.execute_async(_torch_backend_call, "_shutdown_torch",
+                                             destroy_process_group=len(worker_group) > 1)
+        timeout_s = int(os.environ.get(TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S,
+                                       DEFAULT_TORCH_PROCESS_GROUP_SHUTDOWN_TIMEOUT_S))
+        try:
+            ray.get(futures, timeout=timeout_s)
+        except GetTimeoutError:
+            logger.warning(f"torch process group shutdown timed out after {timeout_s} s")
+
+
+@dataclass
+class TorchProcessGroupConfig(BackendConfig):
+    """``TorchConfig(backend=...)`` without importing torch where the trainer is built or driven."""
+
+    backend: str = "gloo"
+    timeout_s: int = 1800
+
+    @property
+    def backend_cls(self):
+        return _TorchProcessGroupBackend
+
+    @property
+    def train_func_context(self):
+        return _TorchDeviceContext
+
+    @property
+    def framework(self):
+        return TrainingFramework.TORCH
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "init_method": "env", "timeout_s": self.timeout_s}
+
+
+class LeanTorchTrainer(DataParallelTrainer):
+    """A data-parallel torch trainer (``TorchProcessGroupConfig``, gloo unless given) whose trial actor and
+    controller never import torch, without Ray Data's dataset-manager actor when no Ray datasets are passed,
+    plus the callbacks ``extra_callbacks()`` returns."""
+
+    def __init__(self, train_loop_per_worker, *, torch_config: TorchProcessGroupConfig | None = None, **kwargs):
+        super().__init__(train_loop_per_worker, backend_config=torch_config or TorchProcessGroupConfig(), **kwargs)
 
     def extra_callbacks(self) -> list:
         return []
@@ -81,7 +178,7 @@ class LeanTorchTrainer(TorchTrainer):
         return callbacks + self.extra_callbacks()
 
 
-def trainer_callbacks(trainer: TorchTrainer) -> list:
+def trainer_callbacks(trainer: DataParallelTrainer) -> list:
     """The callbacks a trainer's run will use (Ray's defaults and ours)."""
     return trainer._create_default_callbacks()
 

@@ -22,7 +22,6 @@ from pathlib import Path
 import ray.train
 import ray.tune
 from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-from ray.train.torch import TorchConfig
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from tal_core.config import from_dict, unflatten
@@ -30,7 +29,12 @@ from tal_core.io import write_json_atomic
 from tal_core.run_folder import RunFolder, RunFolderError
 
 from . import trial_storage
-from .ray_compat import LeanTorchTrainer, hand_over_last_report, worker_start_callback
+from .ray_compat import (
+    LeanTorchTrainer,
+    TorchProcessGroupConfig,
+    hand_over_last_report,
+    worker_start_callback,
+)
 from .reported import SEARCHABLE_METRICS, mlflow_name
 
 # Ray Train environment knobs a trial sets for its controller and workers (Ray propagates them), unless the
@@ -270,7 +274,7 @@ def trial_fn(sampled: dict, ctx: dict) -> None:
     trainer = TrialTrainer(
         worker_loop,
         train_loop_config=loop_config,
-        torch_config=TorchConfig(backend="nccl" if cfg.search.use_gpu else "gloo"),
+        torch_config=TorchProcessGroupConfig(backend="nccl" if cfg.search.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.search.trial_workers, use_gpu=cfg.search.use_gpu,
                                      resources_per_worker=worker_resources(cfg)),
         run_config=RunConfig(name=trial_id, storage_path=ctx["storage_path"], callbacks=[TuneReportCallback()],

@@ -34,6 +34,34 @@ def test_trainer_default_callbacks_name_the_datasets_callback(tmp_path):
         [type(c).__name__ for c in ray_compat.trainer_callbacks(lean)]
 
 
+def test_torch_backend_functions_run_on_workers_by_name_exist():
+    from ray.train.torch import config
+
+    for name in ("_set_torch_distributed_env_vars", "_setup_torch_process_group", "_shutdown_torch",
+                 "TorchConfigContextManager"):
+        assert callable(getattr(config, name, None)), f"ray.train.torch.config.{name} is gone"
+    assert ray_compat.TorchProcessGroupConfig(backend="nccl").to_dict()["backend"] == "nccl"
+
+
+def test_a_trials_driving_processes_never_import_torch(tmp_path):
+    """Tune's trial actor imports search.trial and builds the trainer; Train's controller unpickles it: neither
+    imports torch (Ray's own TorchTrainer would, 2 s of CPU and ~300 MB in each, twice per trial)."""
+    import subprocess
+    import sys
+
+    from helpers import ROOT
+
+    probe = ("import sys, pickle\nsys.modules['torch'] = None  # any import of torch now fails\n"
+             "from ray.train import RunConfig, ScalingConfig\nfrom search.trial import TrialTrainer, worker_loop\n"
+             "trainer = TrialTrainer(worker_loop, scaling_config=ScalingConfig(num_workers=2),\n"
+             f"                       run_config=RunConfig(name='t', storage_path={str(tmp_path)!r}))\n"
+             "import ray.cloudpickle\nray.cloudpickle.loads(ray.cloudpickle.dumps(trainer.backend_config))\n"
+             "print(type(trainer.backend_config).__name__, trainer.backend_config.backend)\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["TorchProcessGroupConfig", "gloo"]
+
+
 def test_mlflow_callback_keeps_trial_runs_in_a_dict(tmp_path):
     callback = MLflowLoggerCallback(f"sqlite:///{tmp_path}/m.db", experiment_name="x")
     callback.setup()  # what Tune calls before the first trial
