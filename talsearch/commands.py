@@ -197,7 +197,7 @@ def add_parsers(sub) -> None:
 
     p = add_command(sub, "demo", "the whole pipeline on synthetic data", cmd_demo)
     p.add_argument("--workdir", default="demo_out", help="folder for the data, sweeps, ensembles and MLflow store")
-    p.add_argument("--quick", action="store_true", help="a smaller sweep (for smoke tests)")
+    p.add_argument("--quick", action="store_true", help="a smaller sweep: 2 one-worker trials of 2 epochs (for smoke tests)")
 
     p = add_command(sub, "ui", "MLflow UI over the project's tracking store (or optuna-dashboard over a sweep's "
                                "study)", cmd_ui)

@@ -124,8 +124,9 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     overrides = [f"tracking.uri={uri}", "tracking.experiment=tal-search-demo"]
-    if quick:
-        overrides += ["search.num_samples=2", "train.epochs=2", "data.image_size=32", "model.tiny_width=8"]
+    if quick:  # a smoke test: 2 one-worker trials side by side (the full demo's trials are 2-worker DDP runs)
+        overrides += ["search.num_samples=2", "train.epochs=2", "data.image_size=32", "model.tiny_width=8",
+                      "search.trial_workers=1"]
     sweep_dir = run_sweep(data_dir, demo_sweep_config(), workdir / "sweeps" / stamp, overrides)
     ens_dir = workdir / "ensembles" / stamp
     result = run_ensemble(str(sweep_dir), data_dir, ens_dir, overrides=overrides)

@@ -81,8 +81,8 @@ def stop_process_group(proc) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:  # a loaded machine: what has not stopped in 30 s is killed below
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # what has not stopped in 10 s (a loaded machine) is killed below
         pass
     finally:
         with contextlib.suppress(ProcessLookupError):

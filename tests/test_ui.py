@@ -30,8 +30,9 @@ def page_text(url: str, profile) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", dom))
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def ui(tiny_sweep, mlflow_server):
+    """`talsearch ui` over the tiny sweep's store, started once for the module's tests (they only read)."""
     out, _ = tiny_sweep
     state = json.loads((out / "sweep.json").read_text())
     port = free_port()
@@ -135,15 +136,16 @@ def test_sweep_view_lists_each_trial_with_its_best_val_map(chromium, ui, tmp_pat
         assert _js_number(trial.data.metrics["best_val_mAP"]) in page, trial.info.run_name
 
 
-def test_sigterm_to_ui_stops_the_whole_server(tmp_path):
-    """SIGTERM to the `talsearch ui` process alone: the MLflow server and its workers stop and free the port."""
+def test_sigterm_to_ui_stops_the_whole_server(tmp_path, mlflow_server):
+    """SIGTERM to the `talsearch ui` process alone: the MLflow server and its workers stop and free the port.
+    (Over the session's tracking store: its tables exist, so the server starts without creating them.)"""
     import os
     import signal
     import socket
     import time
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "talsearch.cli", "ui", "--uri", f"sqlite:///{tmp_path}/m.db",
+    proc = subprocess.Popen([sys.executable, "-m", "talsearch.cli", "ui", "--uri", mlflow_server[1],
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             cwd=tmp_path, start_new_session=True)
     try:
