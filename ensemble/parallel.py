@@ -18,9 +18,14 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 MIN_ITEMS = 8  # below this, forking costs more than it saves
+# Work estimated (the first item's time x the rest) below this stays in this process: forking a process that
+# holds every member's probabilities, starting the pool and ending it cost about as much (on a 2-core machine
+# the ensemble tests ran 1.5-2x slower on forked workers, whose items took milliseconds each).
+MIN_PARALLEL_S = 0.5
 IDLE_THREADS = frozenset({"tqdm_monitor"})  # threads that hold no lock a worker takes (tqdm's, for its own bars)
 
 _score_of: Callable[[int], float] | None = None  # set just before forking; read in the workers
@@ -59,15 +64,20 @@ def fork_is_safe() -> bool:
 
 
 def map_scores(score_of: Callable[[int], float], indices: Sequence[int]) -> list[float]:
-    """``[score_of(i) for i in indices]``, on forked processes where that pays (several CPUs, enough items) and
-    is safe (``fork_is_safe``)."""
+    """``[score_of(i) for i in indices]``, on forked processes where that pays (several CPUs, enough items, at
+    least ``MIN_PARALLEL_S`` of work as the first item's time predicts; that item is scored here) and is safe
+    (``fork_is_safe``)."""
     global _score_of
-    count = workers()
+    indices, count = list(indices), workers()
     if count < 2 or len(indices) < MIN_ITEMS or not fork_is_safe():
         return [score_of(i) for i in indices]
+    started = time.perf_counter()
+    first, rest = score_of(indices[0]), indices[1:]
+    if (time.perf_counter() - started) * len(rest) < MIN_PARALLEL_S:
+        return [first, *(score_of(i) for i in rest)]
     _score_of = score_of
     try:
-        with multiprocessing.get_context("fork").Pool(min(count, len(indices)), _worker_start) as pool:
-            return pool.map(_call, list(indices), chunksize=max(1, len(indices) // (4 * count)))
+        with multiprocessing.get_context("fork").Pool(min(count, len(rest)), _worker_start) as pool:
+            return [first, *pool.map(_call, rest, chunksize=max(1, len(rest) // (4 * count)))]
     finally:
         _score_of = None

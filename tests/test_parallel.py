@@ -10,7 +10,7 @@ PROBE = """
 import json, os, threading
 from ensemble import parallel
 
-parallel.MIN_ITEMS = 1
+parallel.MIN_ITEMS, parallel.MIN_PARALLEL_S = 1, 0
 os.environ["TALSEARCH_ENSEMBLE_WORKERS"] = "2"
 alone = parallel.fork_is_safe()
 pids_alone = set(parallel.map_scores(lambda i: os.getpid(), range(8)))
@@ -27,7 +27,7 @@ squares_threaded = parallel.map_scores(lambda i: i * i, range(8))
 stop.set()
 other.join()
 monitor.join()
-print(json.dumps({"alone": alone, "with_monitor": with_monitor, "forked": os.getpid() not in pids_alone, "threaded": threaded,
+print(json.dumps({"alone": alone, "with_monitor": with_monitor, "forked": bool(pids_alone - {os.getpid()}), "threaded": threaded,
                   "in_process": pids_threaded == {os.getpid()}, "same": squares_alone == squares_threaded,
                   "after": parallel.fork_is_safe()}))
 """
@@ -55,11 +55,24 @@ def test_one_worker_scores_in_this_process(monkeypatch):
 def test_the_pool_ends_where_the_parent_only_notes_sigterm():
     """A SIGTERM handler that does not exit (a server's, a test runner's) is not the workers': the pool's exit
     terminates them with SIGTERM (a worker waiting for the queue's lock gets nothing else), so they must die of it."""
-    probe = ("import os, signal\nfrom ensemble import parallel\nparallel.MIN_ITEMS = 1\n"
+    probe = ("import os, signal\nfrom ensemble import parallel\nparallel.MIN_ITEMS, parallel.MIN_PARALLEL_S = 1, 0\n"
              "os.environ['TALSEARCH_ENSEMBLE_WORKERS'] = '2'\n"
              "signal.signal(signal.SIGTERM, lambda *_: None)\n"
              "pids = parallel.map_scores(lambda i: os.getpid(), range(16))\n"
              "default = parallel.map_scores(lambda i: signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, range(16))\n"
-             "print(os.getpid() not in pids, all(default))\n")
+             "print(bool(set(pids) - {os.getpid()}), all(default[1:]))\n")  # the first item is scored here
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.split() == ["True", "True"], done.stdout + done.stderr[-2000:]
+
+
+def test_work_too_small_to_pay_for_a_fork_stays_in_this_process(monkeypatch):
+    """Items of microseconds are scored here even where forking is safe; items the first of which predicts
+    enough work go to the pool (the first is scored here, in order)."""
+    probe = ("import os, time\nfrom ensemble import parallel\nos.environ['TALSEARCH_ENSEMBLE_WORKERS'] = '2'\n"
+             "parallel.MIN_PARALLEL_S = 0.2\n"
+             "quick = parallel.map_scores(lambda i: os.getpid(), range(16))\n"
+             "slow = parallel.map_scores(lambda i: (time.sleep(0.05), os.getpid(), i)[1:], range(16))\n"
+             "print(set(quick) == {os.getpid()}, slow[0][0] == os.getpid(),\n"
+             "      {pid for pid, _ in slow[1:]} - {os.getpid()} != set(), [i for _, i in slow] == list(range(16)))\n")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["True"] * 4, done.stdout + done.stderr[-2000:]

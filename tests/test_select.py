@@ -93,6 +93,7 @@ def test_forked_candidate_scoring_gives_the_sequential_result(monkeypatch):
 
     sequential = fit_weights(evaluator(), 3)
     monkeypatch.setattr(parallel, "MIN_ITEMS", 1)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_S", 0)
     monkeypatch.setenv("TALSEARCH_ENSEMBLE_WORKERS", "2")
     forked = fit_weights(evaluator(), 3)
     assert np.array_equal(forked.weights, sequential.weights) and forked.score == sequential.score
