@@ -1,6 +1,8 @@
 """Real Ray sweeps on the tiny data set (local cluster, and a two-node ray.cluster_utils.Cluster)."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -128,11 +130,22 @@ def _worker_nodes(trial_dir):
     return {json.loads(p.read_text())["node_id"] for p in trial_dir.glob("worker_*.json")}
 
 
-def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
-    """ray.cluster_utils.Cluster, three 1-CPU nodes: a 2-worker trial runs its workers on two nodes; one of
-    those (not the head) is removed mid-trial; the trial restarts on the nodes left, resumes from its
-    checkpoint and finishes. The sweep runs as its own driver (``--address``) so that this test's main thread
-    can remove the node."""
+def _wait_until(predicate, proc, what: str) -> None:
+    deadline = time.time() + 900  # a bound on a hang, not on speed: two Ray tests may share the cores
+    while not predicate():
+        assert proc.poll() is None and time.time() < deadline, f"the trial never {what}"
+        time.sleep(0.25)
+
+
+def _worker_pid(trial_dir, rank: int) -> int:
+    return json.loads((trial_dir / f"worker_{rank}.json").read_text())["pid"]
+
+
+def test_trial_spans_nodes_and_survives_a_killed_worker_and_a_lost_node(tiny_data, tmp_path):
+    """ray.cluster_utils.Cluster, three 1-CPU nodes: a 2-worker trial runs its workers on two nodes. First one
+    worker process is killed (SIGKILL): the trial restarts its worker group and resumes from its checkpoint; then
+    one of the nodes it runs on (not the head) is removed: it restarts on the nodes left, resumes again and
+    finishes. The sweep runs as its own driver (``--address``) so that this test's main thread can do both."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -142,18 +155,19 @@ def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tiny_data), "--config",
          str(write_sweep_file(tmp_path)), "--out", str(out), "--address", cluster.address, "--set",
-         "search.num_samples=1", "search.scheduler=fifo", "train.epochs=4", "search.max_failures=3",
+         "search.num_samples=1", "search.scheduler=fifo", "train.epochs=7", "search.max_failures=3",
          "data.image_size=64", "model.tiny_width=16", "train.batch_size=4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        deadline = time.time() + 900  # a bound on a hang, not on speed: two Ray tests may share the cores
-        while not any(len(epochs_done(d)) >= 2 for d in (out / "trials").glob("*")):
-            assert proc.poll() is None and time.time() < deadline, "the trial never reached its second epoch"
-            time.sleep(0.5)
+    try:  # Ray Train resumes from the last checkpoint its controller has registered: let it see epoch 1
+        _wait_until(lambda: any(len(epochs_done(d)) >= 2 for d in (out / "trials").glob("*")), proc,
+                    "reached its second epoch")
         trial_dir = next((out / "trials").iterdir())
-        first_nodes = _worker_nodes(trial_dir)
-        assert len(first_nodes) == 2  # one worker per node
-        victim = next(node for node in workers if node.node_id in first_nodes)
+        assert len(_worker_nodes(trial_dir)) == 2  # one worker per node
+        killed_pid, epochs_at_kill = _worker_pid(trial_dir, 1), len(epochs_done(trial_dir))
+        os.kill(killed_pid, signal.SIGKILL)
+        _wait_until(lambda: _worker_pid(trial_dir, 1) != killed_pid and len(epochs_done(trial_dir)) > epochs_at_kill,
+                    proc, "trained an epoch after its worker was killed")
+        victim = next(node for node in workers if node.node_id in _worker_nodes(trial_dir))
         cluster.remove_node(victim, allow_graceful=False)
         stdout, stderr = proc.communicate(timeout=600)
     finally:
@@ -161,10 +175,10 @@ def test_trial_spans_nodes_and_survives_losing_one(tiny_data, tmp_path):
         cluster.shutdown()
     assert proc.returncode == 0, stderr[-3000:]
     (outcome,) = json.loads((out / "sweep.json").read_text())["trials"].values()
-    assert outcome["status"] == "FINISHED" and outcome["epochs"] == 4, outcome
+    assert outcome["status"] == "FINISHED" and outcome["epochs"] == 7, outcome
     epochs = epochs_done(trial_dir)
-    assert epochs[-1] == 4 and epochs.count(1) == 1, epochs  # resumed, not restarted from scratch
-    assert victim.node_id not in _worker_nodes(trial_dir)
+    assert epochs[-1] == 7 and epochs.count(1) == 1, epochs  # resumed twice, never restarted from scratch
+    assert victim.node_id not in _worker_nodes(trial_dir) and _worker_pid(trial_dir, 1) != killed_pid
     assert (trial_dir / "predictions" / "val.npz").exists()
 
 
