@@ -1,5 +1,6 @@
 """Fault and bad-input suite: each fault gives a clear message naming its cause, a non-zero exit where it is
-fatal, and loses no finished trial, metric or prediction."""
+fatal, and loses no finished trial, metric or prediction. (A killed sweep driver: tests/test_refit.py; a killed
+worker and a lost node: tests/test_sweep.py.)"""
 
 import json
 import os
@@ -10,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -101,34 +101,6 @@ def _wait_for(predicate, timeout, what):
             return
         time.sleep(1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.mark.ray
-@pytest.mark.slow
-def test_killed_driver_resumes_without_duplicates(tiny_data, tmp_path, own_ray_temp_dir):
-    out = tmp_path / "s"
-    args = ["sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out", str(out),
-            "--set", "search.num_samples=2", "search.asha=false", "train.epochs=1", "search.trial_workers=1"]
-    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, cwd=tmp_path)
-    try:
-        _wait_for(lambda: sum(len(_epochs(d)) == 1 for d in (out / "trials").glob("*")) >= 1
-                  and len(list((out / "trials").glob("*"))) >= 2, 900, "one finished trial")
-    finally:  # the driver, its local Ray cluster and workers: nothing else on the machine
-        kill_process_tree(proc)
-    finished_before = {d.name for d in (out / "trials").glob("*") if len(_epochs(d)) == 1}
-    done = cli(*args, "--resume", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    state = json.loads((out / "sweep.json").read_text())
-    assert len(state["trials"]) == 2 and finished_before <= set(state["trials"])
-    assert all(t["status"] == "FINISHED" for t in state["trials"].values())
-    client = MlflowClient(state["tracking_uri"])
-    exp = client.get_run(state["parent_run_id"]).info.experiment_id
-    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{state['parent_run_id']}'")
-    assert sorted(r.info.run_name for r in children) == sorted({r.info.run_name for r in children})
-    assert len(children) == 2
-    study = optuna.load_study(study_name=state["study_name"], storage=f"sqlite:///{out / 'optuna.db'}")
-    assert len(study.trials) == 2
 
 
 @pytest.mark.ray

@@ -1,10 +1,11 @@
 """talsearch refit: a finished sweep's best configuration trained again with other seeds, as trials of the same
-sweep; killed and resumed like a sweep."""
+sweep; killed and resumed like a sweep (the Ray test kills and resumes the sweep's own driver first)."""
 
 import json
 import subprocess
 import time
 
+import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -41,44 +42,67 @@ def test_refit_takes_the_best_trials_with_metrics_and_config_and_new_seeds(tmp_p
     assert refit_seeds({"b": {"train": {"seed": 3}}, "c": {"train": {"seed": 0}}}, 2) == [4, 5]
 
 
-@pytest.mark.ray
-@pytest.mark.slow
-def test_refit_trains_other_seeds_under_the_sweep_and_resumes_after_a_kill(tiny_data, tmp_path, own_ray_temp_dir):
-    out = tmp_path / "s"
-    done = run("sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out", str(out),
-               "--set", "search.num_samples=1", "search.asha=false", "train.epochs=2", "train.snapshots=0",
-               "search.trial_workers=1",
-               cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    state = json.loads((out / "sweep.json").read_text())
-    (best,) = state["trials"]  # a one-trial sweep: refit's choice of the top trial is tested without Ray
-    proc = subprocess.Popen([*TALSEARCH, "refit", str(out), "--top", "1", "--seeds", "1"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:  # kill the driver (and its own Ray cluster, nothing else) once the refit trial has finished epoch 1 of 2
+def _kill_when(proc, predicate, what: str) -> None:
+    """Kill the driver (and its own Ray cluster, nothing else) as soon as ``predicate()`` holds."""
+    try:
         deadline = time.time() + 900
-        while time.time() < deadline and not any(epochs_done(d) for d in refit_dirs(out, state)):
+        while time.time() < deadline and not predicate():
             time.sleep(0.05)
     finally:
         kill_process_tree(proc)
+    assert predicate(), f"timed out waiting for {what}"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_killed_sweep_then_a_killed_refit_resume_without_duplicates(tiny_data, tmp_path, own_ray_temp_dir):
+    """A sweep's driver killed once one trial has finished: ``--resume`` runs the rest, with no trial, MLflow run
+    or Optuna trial twice. Then ``talsearch refit`` of its best trial (another seed), killed between the refit
+    trial's epochs: ``--resume`` finishes that trial from its checkpoint, under the same sweep."""
+    out = tmp_path / "s"
+    args = ["sweep", "--data", str(tiny_data), "--config", str(write_sweep_file(tmp_path)), "--out", str(out),
+            "--set", "search.num_samples=2", "search.asha=false", "train.epochs=2", "train.snapshots=0",
+            "search.trial_workers=1"]
+    proc = subprocess.Popen([*TALSEARCH, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, cwd=tmp_path)
+    trials = out / "trials"
+    _kill_when(proc, lambda: any(len(epochs_done(d)) == 2 for d in trials.glob("*")) and len(list(trials.glob("*"))) >= 2,
+               "one finished trial and another started")
+    finished_before = {d.name for d in trials.glob("*") if len(epochs_done(d)) == 2}
+    done = run(*args, "--resume", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((out / "sweep.json").read_text())
+    assert len(state["trials"]) == 2 and finished_before <= set(state["trials"])
+    assert all(t["status"] == "FINISHED" for t in state["trials"].values())
+    client = MlflowClient(state["tracking_uri"])
+    exp = client.get_run(state["parent_run_id"]).info.experiment_id
+
+    def children():
+        return client.search_runs([exp], f"tags.mlflow.parentRunId = '{state['parent_run_id']}'")
+
+    assert len(children()) == 2 and len({r.info.run_name for r in children()}) == 2
+    study = optuna.load_study(study_name=state["study_name"], storage=f"sqlite:///{out / 'optuna.db'}")
+    assert len(study.trials) == 2
+
+    proc = subprocess.Popen([*TALSEARCH, "refit", str(out), "--top", "1", "--seeds", "1"], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _kill_when(proc, lambda: any(epochs_done(d) for d in refit_dirs(out, state)), "the refit trial's epoch 1")
     at_kill = {d.name: epochs_done(d) for d in refit_dirs(out, state)}
     halfway = [trial_id for trial_id, epochs in at_kill.items() if epochs == [1]]
     assert halfway, f"no refit trial was between its epochs at the kill: {at_kill}"
     done = run("refit", str(out), "--top", "1", "--seeds", "1", "--resume", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     refit = json.loads((out / "refit.json").read_text())
-    assert refit["from"] == [best] and len(refit["seeds"]) == 1 and "finished" in refit
-    assert len(refit["trials"]) == 1 and all(t["status"] == "FINISHED" for t in refit["trials"].values())
+    assert len(refit["from"]) == 1 and set(refit["from"]) <= set(state["trials"]) and "finished" in refit
+    assert len(refit["seeds"]) == 1 and len(refit["trials"]) == 1
+    assert all(t["status"] == "FINISHED" for t in refit["trials"].values())
     assert sorted(t["seed"] for t in refit["trials"].values()) == refit["seeds"]
     assert set(halfway) <= set(refit["trials"])  # the interrupted trial was finished, not replaced by a new one
     for trial_id in halfway:  # resumed from its checkpoint: epoch 1 is not trained again, epoch 2 follows it
         assert epochs_done(out / "trials" / trial_id) == [1, 2], trial_id
         assert [r["epoch"] for r in RunFolder(out / "trials" / trial_id).read_reports()] in ([1, 2], [2]), trial_id
-    assert all(epochs_done(out / "trials" / t) == [1, 2] for t in refit["trials"])
     for trial_id in refit["trials"]:  # the best trial's configuration, another seed
         config = (out / "trials" / trial_id / "config.yaml").read_text()
         assert f"seed: {refit['trials'][trial_id]['seed']}" in config
-    client = MlflowClient(state["tracking_uri"])
-    exp = client.get_run(state["parent_run_id"]).info.experiment_id
-    children = client.search_runs([exp], f"tags.mlflow.parentRunId = '{state['parent_run_id']}'")
-    assert len(children) == 2 and len({r.info.run_name for r in children}) == 2  # 1 trial + 1 refit, no duplicate
+    assert len(children()) == 3 and len({r.info.run_name for r in children()}) == 3  # 2 trials + 1 refit
     assert {c.run_id for c in from_sweep_folder(out)} == set(state["trials"]) | set(refit["trials"])
