@@ -62,8 +62,10 @@ def two_nodes(tmp_path_factory):
     address = f"127.0.0.1:{port}"
     ray_cli = str(Path(sys.executable).with_name("ray"))
     # each node its own frame cache folder (TALSEARCH_CACHE in the environment `ray start` runs in)
+    # a dashboard port of its own: on Ray's default (8265) a dashboard another test's cluster still holds makes
+    # this head's fail, and without it Ray Train cannot free a trial that ASHA stops (the sweep then waits forever)
     head = _start([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=1", "--dashboard-host=127.0.0.1",
-                   "--block"], {**env, "TALSEARCH_CACHE": str(folder / "cache_head")}, folder / "head.log")
+                   f"--dashboard-port={free_port()}", "--block"], {**env, "TALSEARCH_CACHE": str(folder / "cache_head")}, folder / "head.log")
     nodes = [head]
     try:
         deadline = time.time() + 180

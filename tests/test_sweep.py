@@ -11,7 +11,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import epochs_done, write_sweep_file
+from helpers import epochs_done, free_port, write_sweep_file
 from search.leaderboard import leaderboard
 from search.replay import replay_recorded
 from search.replay_run import search_settings
@@ -148,7 +148,7 @@ def test_trial_spans_nodes_and_survives_a_killed_worker_and_a_lost_node(tiny_dat
     finishes. The sweep runs as its own driver (``--address``) so that this test's main thread can do both."""
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "dashboard_port": free_port()})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     out = tmp_path / "sweep"
