@@ -5,7 +5,7 @@ it with ``--storage``) and notes the data set's ``annotations.json`` hash and th
 can read. A task pinned to each live node (``num_cpus=0``, hard node affinity) reads them back. A node that
 cannot see the folder trials write to, or sees other data, fails the sweep before anything trains, with one line
 naming the node and the path (exit 2). The frame cache is each node's own (``search.node_cache`` builds it and
-checks its room), so it needs no sharing.
+checks its room), so it needs no sharing. The cluster's state API must answer too (``check_state_api``).
 """
 
 from __future__ import annotations
@@ -116,6 +116,29 @@ def problems_on_this_node(checks: Checks) -> tuple[list[str], list[str]]:
 
 def _probe(checks: Checks) -> tuple[list[str], list[str]]:
     return problems_on_this_node(checks)
+
+
+STATE_API_TIMEOUT_S = 30
+
+
+def check_state_api() -> None:
+    """The cluster's state API (its head's dashboard) answers. Ray Train frees the workers of a trial whose
+    controller died (the scheduler stopped the trial) through it; without it the next trial waits for those
+    resources forever, so a sweep with early stopping would hang silently."""
+    from ray.util.state import list_nodes
+
+    from .ray_compat import dashboard_address
+
+    why = ("Ray Train frees the workers of a trial the scheduler stops through it, so the sweep would wait "
+           "forever; start the head with its dashboard (ray start --head --include-dashboard=true)")
+    address = dashboard_address()
+    if address is None:
+        raise PreflightError(f"pre-flight: the cluster's head runs no dashboard (its state API): {why}")
+    try:
+        list_nodes(address=f"http://{address}", limit=1, timeout=STATE_API_TIMEOUT_S, raise_on_missing_output=False)
+    except Exception as error:  # noqa: BLE001 - whatever the client raises, the API does not answer
+        raise PreflightError(f"pre-flight: the cluster's state API at {address} does not answer "
+                             f"({type(error).__name__}): {why}") from None
 
 
 def live_nodes() -> list[dict]:

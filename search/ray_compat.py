@@ -20,6 +20,8 @@ or drops one, that test names it before a sweep fails halfway. What each is for:
 - ``_TrainSession._inter_actor_queue`` / ``stop_event`` (``ray.train._internal.session``): Tune's side of a Train
   run inside a trial. ``hand_over_last_report`` waits, after ``fit()``, until Tune has taken the run's last
   report from that queue (see there: without it a trial whose driver is slow to ask for results hangs forever).
+- ``internal_kv`` ``dashboard`` entry (``ray.experimental.internal_kv``): where a cluster's head registered its
+  dashboard (None: it runs none). Ray Train's placement-group cleaner reaches the state API through it.
 - ``ReplayedTrial``: Tune's schedulers are given ``Trial`` objects and a controller; ``AsyncHyperBandScheduler``
   and ``FIFOScheduler`` read only the trial's ``trial_id`` and never the controller, so ``talsearch replay``
   drives them with this stand-in and ``None``.
@@ -181,6 +183,14 @@ class LeanTorchTrainer(DataParallelTrainer):
 def trainer_callbacks(trainer: DataParallelTrainer) -> list:
     """The callbacks a trainer's run will use (Ray's defaults and ours)."""
     return trainer._create_default_callbacks()
+
+
+def dashboard_address() -> str | None:
+    """host:port of the dashboard the connected cluster's head registered, or None where it runs none."""
+    from ray.experimental.internal_kv import _internal_kv_get
+
+    address = _internal_kv_get("dashboard", namespace="dashboard")
+    return address.decode() if address else None
 
 
 def trial_runs(callback: MLflowLoggerCallback) -> dict:

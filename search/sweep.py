@@ -292,14 +292,16 @@ def _storage_for(storage: str | None, previous: dict | None) -> str | None:
 
 def _preflight(spec: SweepSpec, dataset: DatasetSpec, data, sweep_dir: Path, storage_root: str | None,
                always: bool) -> None:
-    """Every live node sees the folders trials use (``search.preflight``). A local cluster this process
-    started is one node on this machine's disks: checked only when asked (``--check``)."""
+    """The cluster's state API answers and every live node sees the folders trials use (``search.preflight``).
+    A local cluster this process started (its dashboard ours) is one node on this machine's disks: checked only
+    when asked (``--check``)."""
     if not always:
         return
     from . import preflight
 
     videos = [dataset.video_path(video, view) for view in _values(spec, "data.view")
               for video in dataset.videos.values() if view in video.views]
+    preflight.check_state_api()
     checks = preflight.prepare(None if storage_root else sweep_dir, storage_root, Path(data), videos)
     try:
         preflight.check_nodes(checks)

@@ -161,3 +161,33 @@ def test_with_storage_both_see_every_trial_reaches_the_drivers_sweep_folder(two_
     (trial_id, outcome), = refitted.items()
     assert outcome["status"] == "FINISHED" and isinstance(outcome["val_mAP"], float)
     assert (out / "trials" / trial_id / "predictions" / "val.npz").is_file()
+
+
+STATE_API_PROBE = """
+import sys
+import ray
+from search import preflight
+ray.init(address="local", num_cpus=1, log_to_driver=False, include_dashboard=sys.argv[1] == "dashboard",
+         dashboard_host="127.0.0.1", dashboard_port=int(sys.argv[2]))
+try:
+    preflight.check_state_api()
+    print("passed")
+except preflight.PreflightError as error:
+    print(error)
+"""
+
+
+def test_a_cluster_without_a_state_api_fails_the_pre_flight(tmp_path, own_ray_temp_dir):
+    """A head without its dashboard: Ray Train could not free a stopped trial's workers (the sweep would wait
+    forever), so the pre-flight names the cause; with the dashboard it passes."""
+    from helpers import ROOT
+
+    said = {}
+    for head in ("dashboard", "none"):
+        done = subprocess.run([sys.executable, "-c", STATE_API_PROBE, head, str(free_port())], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        said[head] = done.stdout.strip().splitlines()[-1]
+    assert said["dashboard"] == "passed"
+    assert said["none"].startswith("pre-flight: the cluster's") and "wait forever" in said["none"], said["none"]
+    assert "--include-dashboard=true" in said["none"]
