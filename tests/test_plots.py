@@ -64,3 +64,22 @@ def test_every_figure_goes_through_the_atomic_writer():
                for number, line in enumerate(path.read_text().splitlines(), 1)
                if re.search(r"\.savefig\(", line) and not (path == helper and "fig.savefig(handle" in line)]
     assert callers == []
+
+
+def test_importances_are_drawn_from_enough_finished_trials_only(tmp_path):
+    import optuna
+
+    from tal_core.reporting.plots import MIN_TRIALS_FOR_IMPORTANCES, optuna_plots
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    objective = lambda t: t.suggest_float("lr", 1e-3, 1e-1, log=True) + t.suggest_int("width", 4, 16)  # noqa: E731
+    study.optimize(objective, n_trials=MIN_TRIALS_FOR_IMPORTANCES - 1)
+    study.enqueue_trial({"lr": 0.01, "width": 8})
+    study.optimize(lambda t: (_ for _ in ()).throw(RuntimeError("failed")), n_trials=1, catch=(RuntimeError,))
+    few = optuna_plots(study, tmp_path / "few")  # a failed trial does not count
+    assert [p.name for p in few] == ["optuna_history.png"]
+    study.optimize(objective, n_trials=1)
+    enough = optuna_plots(study, tmp_path / "enough")
+    assert sorted(p.name for p in enough) == ["optuna_history.png", "optuna_importances.png"]
+    assert all(p.stat().st_size > 1000 for p in enough)

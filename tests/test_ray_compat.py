@@ -45,7 +45,8 @@ def test_torch_backend_functions_run_on_workers_by_name_exist():
 
 def test_a_trials_driving_processes_never_import_torch(tmp_path):
     """Tune's trial actor imports search.trial and builds the trainer; Train's controller unpickles it: neither
-    imports torch (Ray's own TorchTrainer would, 2 s of CPU and ~300 MB in each, twice per trial)."""
+    imports torch (Ray's own TorchTrainer would, 2 s of CPU and ~300 MB in each, twice per trial). Nor does the
+    sweep's driver, unless it has frames to decode (``resize_frames``)."""
     import subprocess
     import sys
 
@@ -53,6 +54,7 @@ def test_a_trials_driving_processes_never_import_torch(tmp_path):
 
     probe = ("import sys, pickle\nsys.modules['torch'] = None  # any import of torch now fails\n"
              "from ray.train import RunConfig, ScalingConfig\nfrom search.trial import TrialTrainer, worker_loop\n"
+             "import search.sweep, talsearch.commands  # the driver's modules\n"
              "trainer = TrialTrainer(worker_loop, scaling_config=ScalingConfig(num_workers=2),\n"
              f"                       run_config=RunConfig(name='t', storage_path={str(tmp_path)!r}))\n"
              "import ray.cloudpickle\nray.cloudpickle.loads(ray.cloudpickle.dumps(trainer.backend_config))\n"

@@ -10,7 +10,7 @@ import pytest
 from ray.train import RunConfig, ScalingConfig
 
 from helpers import ROOT
-from search.ray_compat import DATASETS_CALLBACK, trainer_callbacks
+from search.ray_compat import DATASETS_CALLBACK, PG_CLEANER_INTERVAL_S, trainer_callbacks
 from search.trial import POLL_ENV, PREEMPTION_ENV, TrialTrainer, mlflow_name, set_train_env
 
 
@@ -21,9 +21,12 @@ def _noop(config):
 def test_trial_trainer_starts_no_dataset_manager_without_ray_datasets(tmp_path):
     trainer = TrialTrainer(_noop, scaling_config=ScalingConfig(num_workers=2),
                            run_config=RunConfig(name="t", storage_path=str(tmp_path)))
-    names = [type(callback).__name__ for callback in trainer_callbacks(trainer)]
+    callbacks = trainer_callbacks(trainer)
+    names = [type(callback).__name__ for callback in callbacks]
     assert DATASETS_CALLBACK not in names
-    assert "BackendSetupCallback" in names and "PlacementGroupCleanerCallback" in names
+    assert "BackendSetupCallback" in names and names.count("PlacementGroupCleanerCallback") == 1
+    (cleaner,) = [c for c in callbacks if type(c).__name__ == "PlacementGroupCleanerCallback"]
+    assert cleaner._check_interval_s == PG_CLEANER_INTERVAL_S  # Ray's default polls every second
 
 
 @pytest.mark.parametrize("local", [True, False])

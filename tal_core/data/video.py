@@ -28,7 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from tal_core.data import jpeg_frames
@@ -241,6 +240,8 @@ def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
     """
     if frames.shape[1] == size and frames.shape[2] == size:
         return frames
+    import torch  # here, not at the top: a sweep's driver reads the cache without importing torch
+
     tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     resized = torch.nn.functional.interpolate(tensor, size=(size, size), mode="bilinear", antialias=True,
                                               align_corners=False)

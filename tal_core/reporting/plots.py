@@ -89,18 +89,28 @@ def timeline_plot(video_id: str, ground_truth: list[tuple], detections: list[dic
     return save_figure_atomic(fig, path)
 
 
+# Parameter importances (fANOVA: a random forest over the finished trials) need this many finished trials: over
+# fewer points the forest ranks noise, and fitting it costs a sweep's driver ~2 CPU-seconds all the same.
+MIN_TRIALS_FOR_IMPORTANCES = 5
+
+
 def optuna_plots(study, folder: Path) -> list[Path]:
-    """Optimisation history and parameter importances of a study (skipped when too few trials)."""
+    """Optimisation history and parameter importances of a study: ``optuna_history.png`` once a trial finished,
+    ``optuna_importances.png`` from ``MIN_TRIALS_FOR_IMPORTANCES`` finished trials on."""
+    import optuna
     import optuna.visualization.matplotlib as ovm
 
+    finished = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    plots = [("optuna_history.png", ovm.plot_optimization_history)]
+    if finished >= MIN_TRIALS_FOR_IMPORTANCES:
+        plots.append(("optuna_importances.png", ovm.plot_param_importances))
     written = []
-    for name, draw in (("optuna_history.png", ovm.plot_optimization_history),
-                       ("optuna_importances.png", ovm.plot_param_importances)):
+    for name, draw in plots:
         try:
             axes = draw(study)
             axes.figure.set_size_inches(7, 4)
             axes.figure.tight_layout()
             written.append(save_figure_atomic(axes.figure, folder / name))
-        except Exception:  # e.g. fewer than two finished trials for importances
+        except Exception:  # e.g. no finished trial, or a single searched value for importances
             continue
     return written
