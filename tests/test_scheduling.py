@@ -25,7 +25,17 @@ def pytest_collection_finish(session):
 """
 
 
-def test_every_test_marked_ray_or_using_a_ray_fixture_is_scheduled_as_a_ray_test(tmp_path):
+def _collected_items(request, tmp_path) -> list:
+    """[nodeid, file, name, starts Ray] of every test in tests/: this session's own collection where it holds every
+    test module and none was deselected (``make test``: each xdist process collects them all), else a
+    collection-only pytest run."""
+    modules = {str(path) for path in (ROOT / "tests").glob("test_*.py")}
+    items = request.session.items
+    deselecting = request.config.getoption("markexpr") or request.config.getoption("keyword")
+    if not deselecting and modules <= {str(item.fspath) for item in items}:
+        return [[item.nodeid, str(item.fspath), item.originalname,
+                 bool(item.get_closest_marker("ray") or set(RAY_FIXTURES) & set(item.fixturenames))]
+                for item in items]
     out = tmp_path / "items.json"
     probe = PROBE.replace("FIXTURES", repr(sorted(RAY_FIXTURES))).replace("OUT", repr(str(out)))
     (tmp_path / "scheduling_probe.py").write_text(probe)
@@ -34,7 +44,11 @@ def test_every_test_marked_ray_or_using_a_ray_fixture_is_scheduled_as_a_ray_test
                            "-p", "no:cacheprovider", "tests"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=path),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    items = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_every_test_marked_ray_or_using_a_ray_fixture_is_scheduled_as_a_ray_test(request, tmp_path):
+    items = _collected_items(request, tmp_path)
     starts_ray = {nodeid for nodeid, _, _, ray in items if ray}
     assert len(starts_ray) > 20, starts_ray
     scheduled = set()

@@ -130,16 +130,15 @@ import json, os, sys, time
 import ray
 from ray import tune
 from ray.train import RunConfig, ScalingConfig
-from ray.train.torch import TorchTrainer
 from ray.tune.integration.ray_train import TuneReportCallback
-from search.ray_compat import hand_over_last_report
+from search.ray_compat import LeanTorchTrainer, hand_over_last_report
 
 def loop(config):
     for epoch in (1, 2):
         ray.train.report({"epoch": epoch})
 
 def trial(config):
-    TorchTrainer(loop, scaling_config=ScalingConfig(num_workers=1),
+    LeanTorchTrainer(loop, scaling_config=ScalingConfig(num_workers=1),
                  run_config=RunConfig(name="run", storage_path=config["storage"],
                                       callbacks=[TuneReportCallback()])).fit()
     hand_over_last_report()
