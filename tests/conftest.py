@@ -152,7 +152,7 @@ def tiny_sweep(tiny_data, mlflow_server, tmp_path_factory):
 
     ASHA ranks trials by train loss (maximised) after epoch 1; TPE seed 14 draws action-loss weights 4.0, 0.05,
     4.0 (and outputs interval, interval, frame: the sweep mixes both kinds), so the second trial is usually
-    stopped after epoch 1 of 3 and the third runs after it (with Tune's reuse_actors on, that third trial was
+    stopped after epoch 1 of 2 and the third runs after it (with Tune's reuse_actors on, that third trial was
     aborted: the stopped trial's actor was still inside TorchTrainer.fit()). Tests do not rely on those draws:
     the sweep test checks the stops against Ray's ASHA replayed on what the trials reported.
     """
@@ -163,7 +163,7 @@ def tiny_sweep(tiny_data, mlflow_server, tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "talsearch.cli", "sweep", "--data", str(tiny_data), "--config",
                            str(write_sweep_file(folder, ASHA_STOPS_SECOND)), "--out", str(out), "--set",
                            f"tracking.uri={mlflow_server[0]}", "search.metric=train_loss", "search.seed=14",
-                           "train.epochs=3"],
+                           "train.epochs=2"],
                           capture_output=True, text=True, timeout=1200,
                           cwd=folder)
     return out, done
