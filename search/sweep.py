@@ -428,6 +428,7 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage_root: str 
     experiment_path = f"{storage_path.rstrip('/')}/{TUNE_NAME}"
     if resume and tune.Tuner.can_restore(experiment_path):
         logger.info(f"[sweep] resuming {experiment_path}")
+        _tune_file_loggers()  # the restored run config holds the writers; this keeps Tune from adding its own
         tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
         return tuner.fit()
