@@ -103,3 +103,38 @@ def test_bench_audio_ensembles_one_run_of_each_modality_laid_out_as_a_sweep(tmp_
     assert result["gain"] == pytest.approx(result["nested_oof_val_mAP"] - result["best_single_oof_val_mAP"], abs=2e-4)
     assert result["gain"] > 0.1 and result["gain_interval"][0] > 0 and len(result["gain_by_fold_seed"]) == 4
     assert bench_audio.spread([0.5, 0.7, 0.6]) == {"mean": 0.6, "min": 0.5, "max": 0.7, "sd": 0.1}
+
+
+def test_replay_ensemble_rules_replays_the_shipped_rule_to_the_digit():
+    """The benchmark's own nested loop under the shipped rule gives the product's nested gain; the other rules
+    run on the same fits."""
+    from test_select import evaluator
+
+    from ensemble.defaults import MIN_GAIN
+    from ensemble.select import AS_TRAINED, Recipe, gains_over_fold_seeds
+
+    rules = bench("replay_ensemble_rules")
+    ev = evaluator(videos=8)  # members that know one class each: a fusion earns its place
+    gains, chosen = rules.nested_gains(ev, 4, 0, rules.rules(MIN_GAIN))
+    (expected,) = gains_over_fold_seeds(ev, 4, [0], Recipe())
+    assert gains["shipped"] == pytest.approx(expected["mAP"], abs=1e-4) and gains["shipped"] > 0.05
+    assert set(gains) == set(chosen) and all(len(folds) == 4 for folds in chosen.values())
+    assert any(name != AS_TRAINED for name in chosen["shipped"])
+
+
+def test_replay_ensemble_rules_maps_scores_onto_the_reference_scale_keeping_their_order():
+    import numpy as np
+
+    from tal_core.scoring.metrics import Segments
+
+    rules = bench("replay_ensemble_rules")
+
+    def segments(scores):
+        n = len(scores)
+        return Segments(np.array(["v"] * n, dtype=object), np.array(["a"] * n, dtype=object), np.zeros(n),
+                        np.ones(n), np.asarray(scores, dtype=float))
+
+    own, reference = segments(np.linspace(0.0, 0.2, 50)), segments(np.linspace(0.5, 1.0, 50))
+    mapped = rules.onto_scale(segments([0.0, 0.1, 0.2, 0.05]), own, reference)
+    assert mapped.score == pytest.approx([0.5, 0.75, 1.0, 0.625], abs=1e-3)
+    assert list(np.argsort(mapped.score)) == [0, 3, 1, 2]

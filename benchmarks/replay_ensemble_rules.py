@@ -1,0 +1,164 @@
+"""How the ensemble's "first, do no harm" rule would fare if it were another: the nested out-of-fold gain of the
+default ensemble over the best single member as trained, per draw of the folds, under other ways of choosing a
+procedure inside each outer fold (docs/performance.md, "One trial per view").
+
+The nested procedure is the shipped one (``ensemble.select.nested_out_of_fold``: in each outer fold every
+procedure is cross-validated on the other outer folds, one is chosen and fitted on the outer training videos,
+then applied to the held-out ones); only the choice differs:
+
+- ``shipped``: the best pooled inner out-of-fold mAP, and the best single member unless that beats it by
+  ``--min-gain`` (``ensemble.select.best_procedure``);
+- ``margin_0.04``: the same with a margin of 0.04;
+- ``every_inner_fold``: as shipped, among procedures that also score at least the best single on every inner fold;
+- ``most_inner_folds``: as shipped, among procedures that beat the best single on more inner folds than they lose;
+- ``mapped`` / ``mapped_margin_0.04``: as shipped / with 0.04, each outer fold's chosen fusion's held-out scores
+  then mapped onto the best single's score scale (quantile map fitted on that fold's training videos) before the
+  folds are pooled: a fold's own ranking stays, the pooled one no longer mixes two scales.
+
+Usage: ``python benchmarks/replay_ensemble_rules.py [--sweep SWEEP --data DATA] [--fold-seeds 4]``: a sweep folder
+(or any folder ``talsearch ensemble --sweep`` reads) and its data set; by default the one-trial-per-view sweep that
+``benchmarks/bench_audio.py --view-ensemble`` leaves in out/bench_audio. Prints one JSON line: the gain per rule
+and fold seed, and what each rule chose in each outer fold. A replay, not a timed benchmark: ``make bench`` skips
+it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ensemble import select  # noqa: E402
+from ensemble.candidates import collect  # noqa: E402
+from ensemble.defaults import MIN_GAIN  # noqa: E402
+from ensemble.gain import concat_segments  # noqa: E402
+from ensemble.run import _evaluator, with_member_decoding  # noqa: E402
+from tal_core.config import load_config  # noqa: E402
+from tal_core.data.annotations import load_ground_truth  # noqa: E402
+from tal_core.scoring.metrics import Segments  # noqa: E402
+
+AS_TRAINED = select.AS_TRAINED
+VIEWS = ROOT / "out" / "bench_audio"  # where bench_audio.py --view-ensemble leaves its sweep and data set
+
+
+def _among(pooled: dict, keep, min_gain: float) -> str:
+    allowed = {name: value for name, value in pooled.items() if name == AS_TRAINED or keep(name)}
+    return select.best_procedure(allowed, list(allowed), min_gain)
+
+
+def rules(min_gain: float) -> dict:
+    """name -> (choose(pooled, per_fold) -> procedure, map scores onto the single's scale)."""
+    def wins(per, name):
+        return [np.sign(round(a - b, 12)) for a, b in zip(per[name], per[AS_TRAINED], strict=True)]
+
+    return {
+        "shipped": (lambda pooled, per: _among(pooled, lambda n: True, min_gain), False),
+        "margin_0.04": (lambda pooled, per: _among(pooled, lambda n: True, 0.04), False),
+        "every_inner_fold": (lambda pooled, per: _among(pooled, lambda n: min(wins(per, n)) >= 0, min_gain), False),
+        "most_inner_folds": (lambda pooled, per: _among(pooled, lambda n: sum(wins(per, n)) > 0, min_gain), False),
+        "mapped": (lambda pooled, per: _among(pooled, lambda n: True, min_gain), True),
+        "mapped_margin_0.04": (lambda pooled, per: _among(pooled, lambda n: True, 0.04), True),
+    }
+
+
+def inner_scores(train, folds: list[set[str]], found: dict) -> tuple[dict, dict]:
+    """Every procedure's pooled out-of-fold mAP over ``folds`` of ``train``'s videos, and its mAP on each fold."""
+    here = {v.video_id for v in train.videos}
+    pooled, per_fold = {}, {}
+    for name, fit in found.items():
+        held_out = [train.subset(held).detections_of(fit(train.subset(here - held))) for held in folds]
+        pooled[name] = train.score_detections(concat_segments(held_out)).mean
+        per_fold[name] = [train.subset(held).score_detections(found_here).mean
+                          for held, found_here in zip(folds, held_out, strict=True)]
+    return pooled, per_fold
+
+
+def onto_scale(detections: Segments, own: Segments, reference: Segments) -> Segments:
+    """``detections`` with scores moved by the monotone map that takes ``own``'s score quantiles onto
+    ``reference``'s (both found on the same training videos)."""
+    if len(own.score) < 2 or len(reference.score) < 2:
+        return detections
+    levels = np.linspace(0.0, 1.0, 201)
+    source = np.maximum.accumulate(np.quantile(own.score, levels) + levels * 1e-9)
+    target = np.quantile(reference.score, levels)
+    return Segments(detections.video, detections.label, detections.start, detections.end,
+                    np.interp(detections.score, source, target))
+
+
+def _inner_folds(train, outer: list[set[str]], held: set[str], seed: int) -> list[set[str]] | None:
+    """The inner cross-validation's folds, as ``nested_out_of_fold`` makes them: the other outer folds, or 3
+    fresh folds of the training videos where fewer than 2 are left; None with fewer than 2 training videos."""
+    here = [v.video_id for v in train.videos]
+    if len(here) < 2:
+        return None
+    others = [fold for fold in outer if fold <= set(here)]
+    return others if len(others) >= 2 else select.folds_of(here, max(2, min(3, len(here))), seed + 1)
+
+
+def nested_gains(evaluator, folds: int, seed: int, choosers: dict) -> tuple[dict, dict]:
+    """Per rule: nested out-of-fold mAP minus the best single's out-of-fold mAP, and the procedure chosen in
+    each outer fold."""
+    found = select.Recipe().procedures()
+    ids = [v.video_id for v in evaluator.videos]
+    outer = select.folds_of(ids, max(2, min(folds, len(ids))), seed)
+    parts = {name: [] for name in choosers}
+    chosen = {name: [] for name in choosers}
+    for held in outer:
+        train = evaluator.subset(set(ids) - held)
+        inner = _inner_folds(train, outer, held, seed)
+        pooled, per_fold = inner_scores(train, inner, found) if inner else ({AS_TRAINED: 0.0}, {})
+        single = found[AS_TRAINED](train)
+        for name, (choose, mapped) in choosers.items():
+            procedure = choose(pooled, per_fold)
+            fitted = found[procedure](train)
+            detections = evaluator.subset(held).detections_of(fitted)
+            if mapped and procedure != AS_TRAINED:
+                detections = onto_scale(detections, train.detections_of(fitted), train.detections_of(single))
+            parts[name].append(detections)
+            chosen[name].append(procedure)
+    single_oof = evaluator.score_detections(select.out_of_fold(evaluator, folds, seed, found[AS_TRAINED], outer))
+    gains = {name: round(evaluator.score_detections(concat_segments(found_here)).mean - single_oof.mean, 4)
+             for name, found_here in parts.items()}
+    return gains, chosen
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sweep", type=Path, default=VIEWS / "d0_views_ensemble" / "sweep")
+    parser.add_argument("--data", type=Path, default=VIEWS / "hard_d0")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--fold-seeds", type=int, default=4)
+    parser.add_argument("--min-gain", type=float, default=MIN_GAIN)
+    parser.add_argument("--tracking-uri", default=None, help="where the sweep's runs are (default: sweep.json's)")
+    args = parser.parse_args()
+    for path, made_by in ((args.sweep, "a sweep"), (args.data / "annotations.json", "a data set")):
+        if not path.exists():
+            parser.exit(2, f"replay_ensemble_rules: {path} not found (--sweep/--data: {made_by}; the default is made "
+                           "by benchmarks/bench_audio.py --view-ensemble)\n")
+    started = time.perf_counter()
+    overrides = [f"tracking.uri={args.tracking_uri}"] if args.tracking_uri else []
+    cfg = load_config(None, overrides)
+    spec = load_ground_truth(args.data)
+    with tempfile.TemporaryDirectory() as scratch:
+        candidates = collect(str(args.sweep), cfg.tracking.uri if args.tracking_uri else "", Path(scratch), 0)
+        cfg = with_member_decoding(cfg, candidates[0], None, overrides)
+        evaluator = _evaluator(candidates, spec, args.data, cfg)
+        choosers = rules(args.min_gain)
+        by_seed = [nested_gains(evaluator, args.folds, seed, choosers) for seed in range(args.fold_seeds)]
+    print(json.dumps({"bench": "ensemble_rules", "sweep": str(args.sweep), "candidates": len(candidates),
+                      "videos": len(evaluator.videos), "fold_seeds": list(range(args.fold_seeds)),
+                      "gains": {name: [gains[name] for gains, _ in by_seed] for name in choosers},
+                      "chosen": {name: [chosen[name] for _, chosen in by_seed] for name in choosers},
+                      "seconds": round(time.perf_counter() - started, 1)}))
+
+
+if __name__ == "__main__":
+    main()
