@@ -428,7 +428,7 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage_root: str 
     experiment_path = f"{storage_path.rstrip('/')}/{TUNE_NAME}"
     if resume and tune.Tuner.can_restore(experiment_path):
         logger.info(f"[sweep] resuming {experiment_path}")
-        _tune_file_loggers()  # the restored run config holds the writers; this keeps Tune from adding its own
+        _no_tensorboard_logger()  # the restored run config holds the file writers
         tuner = tune.Tuner.restore(experiment_path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
         return tuner.fit()
@@ -459,14 +459,18 @@ def _run_tuner(spec: SweepSpec, sweep_dir: Path, state: dict, storage_root: str 
 
 
 def _tune_file_loggers() -> list:
-    """Tune's per-trial ``result.json`` and ``progress.csv`` writers, without its TensorBoard writer: Tune adds
-    all three unless ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``, and tensorboardX imports torch into the sweep's
-    driver (~2 CPU-seconds and ~300 MB per sweep) for curves that MLflow already holds. Set the variable to 0 to
-    have the TensorBoard files back."""
+    """Tune's per-trial ``result.json`` and ``progress.csv`` writers, passed explicitly (``_no_tensorboard_logger``)."""
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    _no_tensorboard_logger()
     return [CSVLoggerCallback(), JsonLoggerCallback()]
+
+
+def _no_tensorboard_logger() -> None:
+    """Tune adds its file writers (JSON, CSV, TensorBoard) unless ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1``; the
+    TensorBoard one's tensorboardX imports torch into the sweep's driver (~2 CPU-seconds and ~300 MB per sweep)
+    for curves that MLflow already holds. Set the variable to 0 to have the TensorBoard files back."""
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 def trial_outcomes(results, base_epochs: int, sweep_dir: Path) -> dict[str, dict]:
