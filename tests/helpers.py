@@ -59,6 +59,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until(predicate, what: str, proc=None, timeout: float = 900, interval: float = 0.25) -> None:
+    """Returns once ``predicate()`` holds; fails naming ``what`` when ``proc`` (a command the test started)
+    exited first or ``timeout`` passed (a bound on a hang, not on speed: two Ray tests may share the cores)."""
+    import time
+
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc is None or proc.poll() is None, f"the command exited before {what}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
 def wait_for_port(port: int, timeout: float = 180) -> None:
     import socket
     import time

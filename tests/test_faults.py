@@ -21,6 +21,7 @@ from helpers import (
     listening_addresses,
     network_interfaces,
     ray_server_processes,
+    wait_until,
     write_sweep_file,
 )
 from helpers import _stat as process_stat
@@ -94,15 +95,6 @@ def test_ensemble_over_empty_sweep(tiny_data, tmp_path):
     assert done.returncode == 2 and "no finished trial" in done.stderr
 
 
-def _wait_for(predicate, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.ray
 @pytest.mark.slow
 def test_failing_trial_is_marked_failed_and_sweep_goes_on(tiny_data, tmp_path):
@@ -142,7 +134,7 @@ def test_local_sweep_listens_on_loopback_only_and_sigterm_marks_runs_killed(tiny
                              "train.epochs=20", "search.trial_workers=1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path)
     try:
-        _wait_for(lambda: any(len(_epochs(d)) >= 1 for d in (out / "trials").glob("*")), 900, "one epoch")
+        wait_until(lambda: any(len(_epochs(d)) >= 1 for d in (out / "trials").glob("*")), "one epoch")
         ray_servers = ray_server_processes(proc.pid)
         assert {"gcs_server", "raylet"} <= set(ray_servers.values())
         namespaces = private_network.unshare_prefix() is not None

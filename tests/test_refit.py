@@ -3,14 +3,13 @@ sweep; killed and resumed like a sweep (the Ray test kills and resumes the sweep
 
 import json
 import subprocess
-import time
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
 from ensemble.candidates import from_sweep_folder
-from helpers import TALSEARCH, epochs_done, kill_process_tree, write_sweep_file
+from helpers import TALSEARCH, epochs_done, kill_process_tree, wait_until, write_sweep_file
 from search.refit import refit_seeds, top_trials
 from tal_core.run_folder import RunFolder
 
@@ -48,12 +47,9 @@ EPOCHS = 3  # of every trial of the killed sweep and refit
 def _kill_when(proc, predicate, what: str) -> None:
     """Kill the driver (and its own Ray cluster, nothing else) as soon as ``predicate()`` holds."""
     try:
-        deadline = time.time() + 900
-        while time.time() < deadline and not predicate():
-            time.sleep(0.05)
+        wait_until(predicate, what, proc, interval=0.05)
     finally:
         kill_process_tree(proc)
-    assert predicate(), f"timed out waiting for {what}"
 
 
 @pytest.mark.ray

@@ -5,13 +5,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from helpers import epochs_done, free_port, write_sweep_file
+from helpers import epochs_done, free_port, wait_until, write_sweep_file
 from search.leaderboard import leaderboard
 from search.replay import replay_recorded
 from search.replay_run import search_settings
@@ -130,13 +129,6 @@ def _worker_nodes(trial_dir):
     return {json.loads(p.read_text())["node_id"] for p in trial_dir.glob("worker_*.json")}
 
 
-def _wait_until(predicate, proc, what: str) -> None:
-    deadline = time.time() + 900  # a bound on a hang, not on speed: two Ray tests may share the cores
-    while not predicate():
-        assert proc.poll() is None and time.time() < deadline, f"the trial never {what}"
-        time.sleep(0.25)
-
-
 def _worker_pid(trial_dir, rank: int) -> int:
     return json.loads((trial_dir / f"worker_{rank}.json").read_text())["pid"]
 
@@ -159,14 +151,14 @@ def test_trial_spans_nodes_and_survives_a_killed_worker_and_a_lost_node(tiny_dat
          "data.image_size=64", "model.tiny_width=16", "train.batch_size=4"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     try:  # Ray Train resumes from the last checkpoint its controller has registered: let it see epoch 1
-        _wait_until(lambda: any(len(epochs_done(d)) >= 2 for d in (out / "trials").glob("*")), proc,
-                    "reached its second epoch")
+        wait_until(lambda: any(len(epochs_done(d)) >= 2 for d in (out / "trials").glob("*")),
+                   "the trial's second epoch", proc)
         trial_dir = next((out / "trials").iterdir())
         assert len(_worker_nodes(trial_dir)) == 2  # one worker per node
         killed_pid, epochs_at_kill = _worker_pid(trial_dir, 1), len(epochs_done(trial_dir))
         os.kill(killed_pid, signal.SIGKILL)
-        _wait_until(lambda: _worker_pid(trial_dir, 1) != killed_pid and len(epochs_done(trial_dir)) > epochs_at_kill,
-                    proc, "trained an epoch after its worker was killed")
+        wait_until(lambda: _worker_pid(trial_dir, 1) != killed_pid and len(epochs_done(trial_dir)) > epochs_at_kill,
+                   "an epoch trained after the worker was killed", proc)
         victim = next(node for node in workers if node.node_id in _worker_nodes(trial_dir))
         cluster.remove_node(victim, allow_graceful=False)
         stdout, stderr = proc.communicate(timeout=600)
