@@ -15,8 +15,8 @@ def test_every_backbone_builds_and_trains_one_step(backbone, place):
     model = MultiTaskTSM(cfg, n_segment=2, num_actions=3, num_scenes=2)
     assert any(isinstance(m, TemporalShift) for m in model.modules())
     clips = torch.randint(0, 255, (2, 2, 3, 32, 32), dtype=torch.uint8)
-    action, scene, frame, unimodal = model(clips)
-    assert action.shape == (2, 4) and scene.shape == (2, 2) and frame is None and unimodal == ()
+    action, scene, frame, unimodal, contributions = model(clips)
+    assert action.shape == (2, 4) and scene.shape == (2, 2) and frame is None and unimodal == () == contributions
     (action.sum() + scene.sum()).backward()
     assert all(p.grad is not None for p in model.action_head.parameters())
 

@@ -13,7 +13,9 @@ Two remedies for modality competition (the fused network leaning on the modality
 under-learning the other), both in training only and both for video+audio only: ``model.modality_dropout`` blanks
 one modality's features (either, equally likely) in that share of the clips before the fused heads, so each modality
 must classify alone at times; ``unimodal_heads`` (``loss.modality_weight`` > 0) gives each modality its own action
-(and per-frame) heads, whose losses train each branch on every class; they are not used at evaluation.
+(and per-frame) heads, whose losses train each branch on every class; they are not used at evaluation. A third, in the optimizer step: ``loss.gradient_modulation`` slows the branch the
+fused action head leans on (``training/modality_balance.py``), from each modality's part of its logits
+(``Outputs.contributions``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Outputs(NamedTuple):
     scene: torch.Tensor  # (N, S) scene logits
     frame: torch.Tensor | None  # (N, T, K + 1) per-frame logits, or None for interval outputs
     unimodal: tuple = ()  # training with unimodal heads: per modality, its own (interval, per-frame or None) logits
+    contributions: tuple = ()  # video+audio training: each modality's part of the action logits (modality_balance)
 
 
 class MultiTaskTSM(nn.Module):
@@ -83,7 +86,15 @@ class MultiTaskTSM(nn.Module):
         per_frame = self.dropout(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])
         features = per_frame.mean(dim=1)  # TSN average consensus
         frame_logits = None if self.frame_head is None else frame_logits_of(self.frame_head, per_frame, features)
-        return Outputs(self.action_head(features), self.scene_head(features), frame_logits, unimodal)
+        contributions = ()
+        if self.training and len(parts) > 1:
+            contributions = contributions_of(self.action_head, features, [part.shape[-1] for part in parts])
+        return Outputs(self.action_head(features), self.scene_head(features), frame_logits, unimodal, contributions)
+
+    def branches(self) -> list[nn.Module]:
+        """The modality branches, in the order their features are concatenated: the video backbone, the audio
+        branch (whichever the model has)."""
+        return [branch for branch in (self.backbone, self.audio_branch) if branch is not None]
 
 
 class _ActionHeads(nn.Module):
@@ -104,6 +115,16 @@ def frame_logits_of(head: nn.Linear, per_frame: torch.Tensor, features: torch.Te
     """A per-frame head over each frame's features (N, T, D) beside its clip's consensus features (N, D)."""
     context = features[:, None].expand(-1, per_frame.shape[1], -1)
     return head(torch.cat([per_frame, context], dim=-1))
+
+
+def contributions_of(head: nn.Linear, features: torch.Tensor, widths: list[int]) -> tuple[torch.Tensor, ...]:
+    """Each modality's part of ``head``'s logits over ``features`` (N, sum(widths)), concatenated in the order of
+    ``widths``: ``features_m @ W_m.T + bias / M``, without gradients."""
+    with torch.no_grad():
+        weights = head.weight.split(widths, dim=1)
+        parts = features.split(widths, dim=1)
+        share = head.bias / len(widths) if head.bias is not None else 0.0
+        return tuple(part.float() @ weight.float().T + share for part, weight in zip(parts, weights, strict=True))
 
 
 def blank_one_modality(parts: list[torch.Tensor], share: float) -> list[torch.Tensor]:

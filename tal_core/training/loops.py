@@ -23,6 +23,7 @@ from tal_core.data.dataset import IntervalDataset
 from tal_core.scoring.predictions import IntervalPredictions
 from tal_core.training.distributed import is_distributed
 from tal_core.training.losses import multitask_loss
+from tal_core.training.modality_balance import modulate
 
 
 class NonFiniteLossError(RuntimeError):
@@ -87,6 +88,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
             raise NonFiniteLossError(f"training loss became {parts.total.item()} (lower train.lr?)")
         optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
+        if loss_cfg.gradient_modulation > 0 and out.contributions:
+            modulate(getattr(model, "module", model).branches(), out.contributions, action,
+                     loss_cfg.gradient_modulation)
         optimizer.step()
         scheduler.step()
         if after_step is not None:

@@ -1,0 +1,81 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from tal_core.config import LossConfig, ModelConfig
+from tal_core.model.multitask import MultiTaskTSM, contributions_of
+from tal_core.training.modality_balance import coefficients, modality_scores, modulate
+
+
+def test_the_stronger_modality_is_slowed_by_one_minus_tanh_of_its_lead():
+    assert coefficients(torch.tensor([3.0, 1.0]), 0.5) == pytest.approx([1 - math.tanh(1.0), 1.0])
+    assert coefficients(torch.tensor([2.0, 4.0]), 0.25) == pytest.approx([1.0, 1 - math.tanh(0.25)])
+    assert coefficients(torch.tensor([2.0, 2.0]), 5.0) == [1.0, 1.0]  # balanced: nothing changes
+    assert coefficients(torch.tensor([1.0, 0.0]), 0.5)[0] == pytest.approx(0.0)  # a silent partner: frozen lead
+
+
+def test_contributions_add_up_to_the_fused_logits_and_score_the_target():
+    torch.manual_seed(0)
+    head = nn.Linear(5, 4)
+    features = torch.randn(6, 5)
+    parts = contributions_of(head, features, [3, 2])
+    assert [p.shape for p in parts] == [(6, 4), (6, 4)]
+    assert torch.allclose(parts[0] + parts[1], head(features), atol=1e-6)
+    target = torch.tensor([0, 1, 2, 3, 0, 1])
+    expected = [p.softmax(1)[torch.arange(6), target].sum() for p in parts]
+    assert modality_scores(parts, target) == pytest.approx(torch.stack(expected))
+
+
+def test_modulate_scales_only_the_leading_branch_gradients():
+    video, audio = nn.Linear(2, 2), nn.Linear(2, 2)
+    for branch in (video, audio):
+        for p in branch.parameters():
+            p.grad = torch.ones_like(p)
+    target = torch.tensor([0, 0])
+    sure, unsure = torch.tensor([[9.0, 0.0], [9.0, 0.0]]), torch.zeros(2, 2)  # audio says "class 0" loudly
+    factors = modulate([video, audio], (unsure, sure), target, alpha=1.0)
+    lead = (2 * torch.softmax(torch.tensor([9.0, 0.0]), 0)[0]) / 1.0
+    assert factors == pytest.approx([1.0, 1 - math.tanh(float(lead) - 1)])
+    assert all((p.grad == 1).all() for p in video.parameters())
+    assert all(torch.allclose(p.grad, torch.full_like(p, factors[1])) for p in audio.parameters())
+
+
+def test_video_audio_model_reports_contributions_in_training_only():
+    cfg = ModelConfig(tiny_width=8, audio_width=4, dropout=0.0)
+    model = MultiTaskTSM(cfg, 2, 5, 4, "video+audio").train()
+    inputs = {"video": torch.randint(0, 255, (3, 2, 3, 32, 32), dtype=torch.uint8), "audio": torch.randn(3, 2, 96, 64)}
+    out = model(inputs)
+    assert len(out.contributions) == 2 and torch.allclose(sum(out.contributions), out.action, atol=1e-5)
+    assert [type(b).__name__ for b in model.branches()] == [type(model.backbone).__name__, "AudioBranch"]
+    assert model.eval()(inputs).contributions == ()
+    assert MultiTaskTSM(cfg, 2, 5, 4, "video").train()(inputs["video"]).contributions == ()
+
+
+def test_one_training_step_with_modulation_slows_one_branch_never_the_heads():
+    from tal_core.training.loops import train_one_epoch
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(tiny_width=8, audio_width=4, dropout=0.0)
+    inputs = {"video": torch.randint(0, 255, (4, 2, 3, 32, 32), dtype=torch.uint8), "audio": torch.randn(4, 2, 96, 64)}
+    batch = [(inputs, torch.tensor([1, 2, 3, 4]), torch.zeros(4, 2, dtype=torch.long), torch.tensor([0, 1, 2, 3]),
+              None)]
+
+    def step(alpha: float) -> dict:
+        torch.manual_seed(1)
+        model = MultiTaskTSM(cfg, 2, 5, 4, "video+audio")
+        start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+        train_one_epoch(model, batch, optimizer, scheduler, LossConfig(gradient_modulation=alpha), torch.device("cpu"),
+                        amp=False)
+        return {n: (p.detach() - start[n]).abs().sum().item() for n, p in model.named_parameters()}
+
+    plain, balanced = step(0.0), step(10.0)
+    moved = {branch: (sum(v for n, v in plain.items() if n.startswith(branch)),
+                      sum(v for n, v in balanced.items() if n.startswith(branch)))
+             for branch in ("backbone", "audio_branch", "action_head")}
+    slowed = [name for name, (before, after) in moved.items() if after < before * 0.99]
+    assert len(slowed) == 1 and slowed[0] in ("backbone", "audio_branch")  # one branch slowed, never the heads
+    assert moved["action_head"][0] == pytest.approx(moved["action_head"][1])
