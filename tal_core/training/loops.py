@@ -70,10 +70,12 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
                     transform: BatchTransform | None = None, class_weight: torch.Tensor | None = None
                     ) -> dict[str, float]:
     """One pass over ``loader``; ``transform(clips, action, frame_labels)`` augments each batch on the device,
-    ``after_step`` is called after every optimizer step. Returns the mean total/action/scene/frame losses."""
+    ``after_step`` is called after every optimizer step. Returns the mean total/action/scene/frame losses (and with
+    ``loss.gradient_modulation``, each branch's mean gradient factor)."""
     model.train()
     totals = np.zeros(4)
     seen = 0
+    scales = []  # per step, each modality branch's gradient factor (loss.gradient_modulation)
     batches = tqdm(loader, desc="train", leave=False, file=sys.stderr, disable=not progress)
     for clips, action, frame_labels, scene, _ in batches:
         clips = to_device(clips, device)
@@ -89,8 +91,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
         optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
         if loss_cfg.gradient_modulation > 0 and out.contributions:
-            modulate(getattr(model, "module", model).branches(), out.contributions, action,
-                     loss_cfg.gradient_modulation)
+            scales.append(modulate(getattr(model, "module", model).branches(), out.contributions, action,
+                                   loss_cfg.gradient_modulation))
         optimizer.step()
         scheduler.step()
         if after_step is not None:
@@ -99,8 +101,12 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
                                           parts.frame.item()])
         seen += len(action)
     mean = totals / max(seen, 1)
-    return {"train_loss": mean[0], "train_action_loss": mean[1], "train_scene_loss": mean[2],
-            "train_frame_loss": mean[3]}
+    found = {"train_loss": mean[0], "train_action_loss": mean[1], "train_scene_loss": mean[2],
+             "train_frame_loss": mean[3]}
+    if scales:  # video+audio with gradient modulation: the mean factor of each branch's gradients this epoch
+        found |= dict(zip(("train_grad_scale_video", "train_grad_scale_audio"), np.mean(scales, axis=0).tolist(),
+                          strict=True))
+    return found
 
 
 @torch.no_grad()
