@@ -33,6 +33,7 @@ class Evaluator:
         self.calls = 0  # evaluations (decode + mAP) made here; a root also counts its subsets'
         self._singles: np.ndarray | None = None
         self._single_class_ap: np.ndarray | None = None
+        self._single_classes: tuple[str, ...] = ()
         self.scored_truth = binned_truth(gt, eval_cfg.bin_seconds, self.placements)  # once, not per evaluation
         self._video_ids = np.array([v.video_id for v in videos], dtype=object)
         self._action_names = np.array(actions, dtype=object)
@@ -95,7 +96,7 @@ class Evaluator:
     def detections_of(self, chosen) -> Segments:
         """Detections of a selection result: its temperatures, weights, fusion and boundary offsets applied to
         these videos."""
-        found = self.detections_for(chosen.weights, chosen.fusion, chosen.temperatures)
+        found = self.detections_for(chosen.weights, chosen.fusion, chosen.temperatures, chosen.class_members)
         return apply_offsets(found, chosen.boundary_offsets, self.video_ends)
 
     def single_scores(self) -> np.ndarray:
@@ -104,18 +105,25 @@ class Evaluator:
         if self._singles is None:
             self._root.decode_members(range(self.members))
             found = self.each(self._member_score, range(self.members))
-            self._singles = np.array([mean for mean, _ in found])
-            self._single_class_ap = np.stack([per_class for _, per_class in found])
+            self._singles = np.array([mean for mean, _, _ in found])
+            self._single_class_ap = np.stack([per_class for _, per_class, _ in found])
+            self._single_classes = found[0][2] if found else ()
         return self._singles
 
     def single_class_ap(self) -> np.ndarray:
-        """(members, classes with ground truth here) AP of each member alone, averaged over the tIoU thresholds."""
+        """(members, classes with ground truth here) AP of each member alone, averaged over the tIoU thresholds;
+        the classes' names: ``single_classes``."""
         self.single_scores()
         return self._single_class_ap
 
-    def _member_score(self, member: int) -> tuple[float, np.ndarray]:
+    def single_classes(self) -> tuple[str, ...]:
+        """The action classes (columns) of ``single_class_ap``."""
+        self.single_scores()
+        return self._single_classes
+
+    def _member_score(self, member: int) -> tuple[float, np.ndarray, tuple[str, ...]]:
         result = self.score_detections(self._named(*self.member_detections(member)))
-        return result.mean, result.ap.mean(axis=0)
+        return result.mean, result.ap.mean(axis=0), tuple(result.classes)
 
     def decode_members(self, members) -> None:
         """Decode the members not decoded yet (on forked processes where that pays); the root's cache."""
@@ -199,16 +207,33 @@ class Evaluator:
         return binned_predictions(detections, self.eval_cfg.bin_seconds, self.placements)
 
     def detections_for(self, weights: np.ndarray, fusion: str = "probabilities",
-                       temperatures: np.ndarray | None = None) -> Segments:
+                       temperatures: np.ndarray | None = None, class_members: np.ndarray | None = None) -> Segments:
         """Detections of a weighted ensemble (members tempered first where ``temperatures`` says): its fused
-        probabilities decoded, or its members' own detections pooled and voted (``segment_fusion``)."""
+        probabilities decoded, or its members' own detections pooled and voted (``segment_fusion``), or
+        (``classwise``) each action class's detections from the one member ``class_members`` names for it."""
         weights = np.asarray(weights, dtype=np.float64)
         if fusion == "probabilities":
             return self.detections(self.fused(weights, temperatures))
+        if fusion == "classwise":
+            return self._named(*self._classwise(np.asarray(class_members, dtype=np.int64)))
         members = np.flatnonzero(weights > 0)
         source = self if temperatures is None else self.restricted(members, np.asarray(temperatures)[members])
         found = [source.member_detections(int(m) if temperatures is None else i) for i, m in enumerate(members)]
         return self._named(*fuse_segments(found, weights[members], self.eval_cfg))
+
+    def _classwise(self, class_members: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Each member's own detections of the classes it owns (``class_members[label - 1]``), at most
+        ``eval.max_segments_per_video`` per video (the highest scores)."""
+        parts = []
+        for member in np.unique(class_members):
+            video, label, start, end, score = self.member_detections(int(member))
+            owned = class_members[label.astype(np.int64) - 1] == member
+            parts.append((video[owned], label[owned], start[owned], end[owned], score[owned]))
+        video, label, start, end, score = (np.concatenate([part[i] for part in parts]) for i in range(5))
+        order = np.lexsort((-score, video))  # by video, best first
+        rank = np.arange(len(order)) - np.searchsorted(video[order], video[order])
+        keep = np.sort(order[rank < self.eval_cfg.max_segments_per_video])
+        return video[keep], label[keep], start[keep], end[keep], score[keep]
 
     def score(self, weights: np.ndarray) -> float:
         return self.score_fused(self.fused(np.asarray(weights, dtype=np.float64))).mean

@@ -94,6 +94,9 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
                                                    "procedure": procedure, "fusion": fitted.fusion,
                                                    "boundary_offsets": offsets_json(fitted.boundary_offsets),
+                 **({"class_members": {action: candidates[int(m)].run_id for action, m in
+                                       zip(evaluator.actions, fitted.class_members, strict=True)}}
+                    if fitted.class_members is not None else {}),
                                                    "per_class_AP": ens_result.to_json()["per_class"]},
                "gain": gain | {"measure": "nested out-of-fold ensemble mAP - best single's out-of-fold mAP (as "
                                           "trained: no boundary offsets); "
@@ -201,6 +204,9 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
                                       if name in ("greedy+refine", "greedy+refine/segments")},
                  "members": members, "grid": "union of member interval boundaries",
                  "boundary_offsets": offsets_json(fitted.boundary_offsets),
+                 **({"class_members": {action: candidates[int(m)].run_id for action, m in
+                                       zip(evaluator.actions, fitted.class_members, strict=True)}}
+                    if fitted.class_members is not None else {}),
                  "decode": cfg.eval.model_dump(mode="json"), "selection_history": fitted.history}
     write_json_atomic(out / "ensemble.json", spec_json)
     write_json_atomic(out / "metrics.json", metrics)
@@ -211,9 +217,12 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
         chosen_members = fitted.weights > 0
         weights = fitted.weights[chosen_members]
         temperatures = None if fitted.temperatures is None else fitted.temperatures[chosen_members]
+        owners = None if fitted.class_members is None else np.searchsorted(np.flatnonzero(chosen_members),
+                                                                            fitted.class_members)
         test_dets = _detections_json(test_eval, type(fitted)(weights / weights.sum(), fitted.score,
                                                              fusion=fitted.fusion, temperatures=temperatures,
-                                                             boundary_offsets=fitted.boundary_offsets))
+                                                             boundary_offsets=fitted.boundary_offsets,
+                                                             class_members=owners))
         write_detections(test_dets, out / "detections" / "test.json")
         durations = {v: spec.videos[v].duration for v in test_dets if v in spec.videos}
         write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions, cfg.eval.bin_seconds or 10.0,

@@ -45,6 +45,7 @@ class SelectionResult:
     fusion: str = "probabilities"  # how the members are combined: probabilities | segments (see Evaluator.detections_for)
     temperatures: np.ndarray | None = None  # per-member calibration applied before fusion (None: none)
     boundary_offsets: Offsets | None = None  # per-class edge offsets applied to the fused detections (None: none)
+    class_members: np.ndarray | None = None  # fusion "classwise": per action class (evaluator.actions order), its member
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,12 @@ class Recipe:
     boundary_offsets: bool = True
 
     def procedures(self) -> dict:
-        return procedures(self.max_steps, self.boundary_offsets)
+        """The procedures this recipe compares: every one but the opt-in ones (``OPT_IN``) with "cv"; with a named
+        selection, all (so the named one is there)."""
+        found = procedures(self.max_steps, self.boundary_offsets)
+        if self.selection == "cv":
+            found = {name: fit for name, fit in found.items() if name.removesuffix(OFFSETS) not in OPT_IN}
+        return found
 
 
 def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: int = 12,
@@ -173,6 +179,26 @@ def with_segment_fusion(evaluator: Evaluator, chosen: SelectionResult) -> Select
     return SelectionResult(chosen.weights, score, chosen.history, fusion="segments")
 
 
+CLASSWISE_MARGIN = 0.1  # class AP (on the fit videos) a member must beat the best single's by to take that class
+
+
+def classwise(evaluator: Evaluator, margin: float = CLASSWISE_MARGIN) -> SelectionResult:
+    """The best single member's own detections, except for the classes where another member's own AP on these
+    videos beats it by ``margin``: those classes take that member's own detections (fusion "classwise"; e.g. a
+    sound member for the class that only sound tells). Weights: the share of classes each member owns."""
+    singles = evaluator.single_scores()
+    best = int(np.lexsort((np.arange(len(singles)), -singles))[0])
+    owners = np.full(len(evaluator.actions), best, dtype=np.int64)
+    per_class = evaluator.single_class_ap()
+    for column, name in enumerate(evaluator.single_classes()):
+        champion = int(np.argmax(per_class[:, column]))  # ties: the lowest index
+        if per_class[champion, column] >= per_class[best, column] + margin:
+            owners[evaluator.actions.index(name)] = champion
+    chosen = SelectionResult(np.bincount(owners, minlength=evaluator.members) / len(owners), 0.0,
+                             fusion="classwise", class_members=owners)
+    return replace(chosen, score=evaluator.score_detections(evaluator.detections_of(chosen)).mean)
+
+
 CMAES_MEMBERS = 8  # CMA-ES searches the weights of this many best single members
 CMAES_TRIALS = 60
 CMAES_BATCH = 8  # weight vectors asked of CMA-ES at a time and scored together (on forked workers)
@@ -249,6 +275,8 @@ def with_boundary_offsets(evaluator: Evaluator, chosen: SelectionResult) -> Sele
     return replace(chosen, boundary_offsets=kept, score=after.mean)
 
 
+OPT_IN = ("classwise",)  # procedures "cv" does not compare (each one more is one more chance to win inner folds by
+# luck): named with --selection; docs/ensemble.md says where they pay
 OFFSETS = "+offsets"  # suffix of a procedure whose detections get boundary offsets fitted beside its weights
 AS_TRAINED = "best_single"  # the best single member as it was trained: no weights, no offsets
 
@@ -257,7 +285,8 @@ def procedures(max_steps: int, boundary_offsets: bool = True) -> dict:
     """The ways of choosing weights (and the fusion) that cross-validation compares (names are reported).
     ``greedy+refine/segments`` takes greedy+refine's weights and fuses the members' detections instead of their
     probabilities; ``calibrated+greedy+refine`` tempers each member's probabilities first (``calibrate``);
-    ``cmaes`` searches normalised weights of the best members with CMA-ES. With ``boundary_offsets`` each one
+    ``cmaes`` searches normalised weights of the best members with CMA-ES; ``classwise`` takes each class from
+    one member's own detections (the best single's, unless another is far better at that class). With ``boundary_offsets`` each one
     also comes as ``<name>+offsets``: the same fit, its detections then given per-class boundary offsets
     fitted on the same videos (``with_boundary_offsets``). Every fit is made once per set of videos (the
     evaluator's root keeps it: ``Evaluator.memo``), so a procedure and its +offsets variant, greedy and
@@ -284,6 +313,7 @@ def _procedures(max_steps: int) -> dict:
         "greedy+refine/segments": lambda ev: with_segment_fusion(ev, greedy_refine(ev)),
         "calibrated+greedy+refine": lambda ev: calibrated(ev, max_steps),
         "cmaes": cmaes_weights,
+        "classwise": classwise,
     }
     return {name: fit if name in ("greedy", "greedy+refine") else _memo(name, max_steps, fit)
             for name, fit in found.items()}

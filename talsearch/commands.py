@@ -181,8 +181,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over val videos")
     p.add_argument("--selection", default="cv", choices=("cv", "greedy+refine", "greedy", "top3_average",
                                                          "greedy+refine/segments", "calibrated+greedy+refine", "cmaes",
-                                                         "best_single"),
-                   help="cv: the procedure with the best out-of-fold mAP; or name one")
+                                                         "best_single", "classwise"),
+                   help="cv: the procedure with the best out-of-fold mAP (classwise is not among them); or name one")
     p.add_argument("--min-gain", type=non_negative, default=MIN_GAIN,
                    help="cv: keep the best single member unless a fusion beats its out-of-fold mAP by this much "
                         "(default %(default)s)")

@@ -266,3 +266,28 @@ def test_edges_every_member_misses_alike_are_moved_back_by_the_boundary_offsets(
     assert plain["ensemble"]["nested_oof_val_mAP"] == pytest.approx(1 / 3)
     assert plain["best_single"]["oof_val_mAP"] == result["best_single"]["oof_val_mAP"]
     assert "boundary_offsets_alone" not in plain["gain"] and "oof_val_mAP_with_boundary_offsets" not in plain["best_single"]
+
+
+def test_classwise_takes_each_class_from_its_member_on_val_and_test(tmp_path):
+    import shutil
+
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "a_noise", truth, 1.0, set(), 1.0, 3, val_map=0.1)  # first: test members are re-indexed
+    write_member(sweep, "good_a", truth, 1.0, {"a"}, 0.05, 1)
+    write_member(sweep, "good_b", truth, 0.5, {"b"}, 0.05, 2)
+    for trial in (sweep / "trials").iterdir():  # test predictions: the val ones again, so test = val detections
+        shutil.copy(trial / "predictions" / "val.npz", trial / "predictions" / "test.npz")
+    options = {"overrides": ["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"], "folds": 3}
+    result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", selection="classwise", **options)
+    spec = json.loads((tmp_path / "out" / "ensemble.json").read_text())
+    assert spec["fusion"] == "classwise" and spec["class_members"] == {"a": "good_a", "b": "good_b"}
+    assert {m["run_id"]: m["weight"] for m in spec["members"]} == {"good_a": 0.5, "good_b": 0.5}
+    assert result["ensemble"]["procedure"] == "classwise"
+    assert result["ensemble"]["val_mAP"] > result["best_single"]["val_mAP"] + 0.2
+    assert result["gain"]["mAP"] > 0.1  # classwise's out-of-fold figure, named beforehand, over the best single's
+    val = json.loads((tmp_path / "out" / "detections" / "val.json").read_text())
+    test = json.loads((tmp_path / "out" / "detections" / "test.json").read_text())
+    assert test == val and (tmp_path / "out" / "submission.csv").exists()
+    default = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "cv", **options)
+    assert not any(name.startswith("classwise") for name in default["oof_val_mAP_by_procedure"])  # opt-in only

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from ensemble.align import AlignedVideo
 from ensemble.fuse import Evaluator
@@ -6,6 +7,7 @@ from ensemble.select import (
     Recipe,
     best_procedure,
     best_single,
+    classwise,
     cross_validate,
     fit_weights,
     greedy_select,
@@ -218,3 +220,29 @@ def test_float16_storage_chooses_what_float32_storage_chooses():
     (name32, weights32, oof32, nested32), (name16, weights16, oof16, nested16) = found.values()
     assert name16 == name32 and np.array_equal(weights16, weights32)
     assert max(abs(oof16[n] - oof32[n]) for n in oof32) <= 1e-4 and abs(nested16 - nested32) <= 1e-4
+
+
+def test_classwise_takes_each_class_from_the_member_far_better_at_it():
+    ev = evaluator(videos=6)
+    chosen = classwise(ev)
+    assert chosen.fusion == "classwise" and list(chosen.class_members) == [0, 1]  # a from member 0, b from member 1
+    assert chosen.weights == pytest.approx([0.5, 0.5, 0.0])
+    per_class = ev.score_detections(ev.detections_of(chosen)).to_json()["per_class"]
+    singles = dict(zip(ev.single_classes(), ev.single_class_ap().T, strict=True))
+    assert per_class["a"] == pytest.approx(singles["a"][0]) and per_class["b"] == pytest.approx(singles["b"][1])
+    assert chosen.score == pytest.approx(ev.score_detections(ev.detections_of(chosen)).mean)
+    assert chosen.score > ev.single_scores().max() + 0.2
+    one = classwise(ev, margin=2.0)  # no member can beat another by more than 1 AP: the best single alone
+    best = int(np.argmax(ev.single_scores()))
+    assert list(one.class_members) == [best, best] and one.score == pytest.approx(ev.single_scores()[best])
+
+
+def test_classwise_keeps_at_most_max_segments_per_video():
+    ev = evaluator(videos=3)
+    capped = Evaluator(ev.videos, ev.gt, ev.actions, CFG.model_copy(update={"max_segments_per_video": 1}))
+    found = capped.detections_of(classwise(capped))
+    videos, counts = np.unique(found.video.astype(str), return_counts=True)
+    assert counts.max() == 1 and len(videos) == 3
+    full = ev.detections_of(classwise(ev))
+    for video in videos:  # the one kept is that video's best-scored detection
+        assert found.score[found.video == video][0] == full.score[full.video == video].max()
