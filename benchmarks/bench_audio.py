@@ -54,8 +54,9 @@ def spread(values: list[float]) -> dict:
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
-def pair_ensemble(data: Path, work: Path, runs: dict[str, Path]) -> dict:
-    """The default ensemble over one trial of each modality, laid out as a sweep's trials (links to the runs)."""
+def pair_ensemble(data: Path, work: Path, runs: dict[str, Path], selection: str = "cv") -> dict:
+    """The default ensemble (or ``selection``, written to ``ensemble_<selection>``) over one trial of each
+    modality, laid out as a sweep's trials (links to the runs)."""
     sweep = work / "sweep"
     (sweep / "trials").mkdir(parents=True, exist_ok=True)
     for name, run in runs.items():
@@ -63,11 +64,12 @@ def pair_ensemble(data: Path, work: Path, runs: dict[str, Path]) -> dict:
         if not link.exists():
             link.symlink_to(run.resolve(), target_is_directory=True)
     started = time.perf_counter()
-    result = json.loads(talsearch("ensemble", "--sweep", str(sweep), "--data", str(data), "--out", str(work / "ensemble"),
-                                  "--fold-seeds", str(FOLD_SEEDS), "--set", f"tracking.uri=sqlite:///{work}/mlflow.db",
-                                  cwd=work))
+    out = work / ("ensemble" if selection == "cv" else f"ensemble_{selection.replace('/', '_')}")
+    result = json.loads(talsearch("ensemble", "--sweep", str(sweep), "--data", str(data), "--out", str(out),
+                                  "--fold-seeds", str(FOLD_SEEDS), "--selection", selection,
+                                  "--set", f"tracking.uri=sqlite:///{work}/mlflow.db", cwd=work))
     ensemble, single, gain = result["ensemble"], result["best_single"], result["gain"]
-    members = json.loads((work / "ensemble" / "ensemble.json").read_text())["members"]
+    members = json.loads((out / "ensemble.json").read_text())["members"]
     return {"procedure": ensemble["procedure"], "members": {m["run_id"]: round(m["weight"], 3) for m in members},
             "nested_oof_val_mAP": round(float(ensemble["nested_oof_val_mAP"]), 4),
             "best_single": single.get("run_id"), "best_single_oof_val_mAP": round(float(single["oof_val_mAP"]), 4),
@@ -87,7 +89,8 @@ def view_ensemble(data: Path, tag: str, work: Path, epochs: int) -> dict:
     return {"singles": singles, "ensemble": pair_ensemble(data, work / f"{tag}_views_ensemble", runs)}
 
 
-def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[str], epochs: int) -> dict:
+def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[str], epochs: int,
+                 selection: str = "cv") -> dict:
     data = work / f"hard_d{data_seed}"
     if not (data / "annotations.json").exists():
         talsearch("synth", str(data), "--preset", "hard", "--seed", str(data_seed), "--audio", "mp4", cwd=work)
@@ -104,7 +107,7 @@ def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[
                                                  - result["val_mAP"]["video"]["mean"], 4)
     if "video" in runs and "audio" in runs:
         result["ensembles"] = [pair_ensemble(data, work / f"d{data_seed}_ensemble_s{s}", {
-            "video": work / f"d{data_seed}_video_s{s}", "audio": work / f"d{data_seed}_audio_s{s}"}) | {"seed": s}
+            "video": work / f"d{data_seed}_video_s{s}", "audio": work / f"d{data_seed}_audio_s{s}"}, selection) | {"seed": s}
             for s in seeds]
     return result
 
@@ -118,12 +121,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--view-ensemble", action="store_true",
                         help="also one video trial per view on the first data set, and their ensemble")
+    parser.add_argument("--pair-selection", default="cv",
+                        help="the video + audio ensembles' --selection (default cv; e.g. classwise)")
     args = parser.parse_args()
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     result = {"bench": "audio", "epochs": args.epochs, "seeds": args.seeds,
-              "data_sets": [one_data_set(work, d, args.seeds, args.modalities, args.epochs) for d in args.data_seeds]}
+              "data_sets": [one_data_set(work, d, args.seeds, args.modalities, args.epochs, args.pair_selection)
+                            for d in args.data_seeds]}
     if args.view_ensemble and "video" in args.modalities and 0 in args.seeds:
         first = args.data_seeds[0]
         result["views"] = view_ensemble(work / f"hard_d{first}", f"d{first}", work, args.epochs)

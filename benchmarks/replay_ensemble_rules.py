@@ -8,10 +8,15 @@ then applied to the held-out ones); only the choice differs:
 
 - ``shipped``: the best pooled inner out-of-fold mAP, and the best single member unless that beats it by
   ``--min-gain`` (``ensemble.select.best_procedure``);
-- ``margin_0.04``: the same with a margin of 0.04;
+- ``margin_M``: the same with a margin of M (``--margins``, default 0.04);
 - ``every_inner_fold``: as shipped, among procedures that also score at least the best single on every inner fold;
 - ``most_inner_folds``: as shipped, among procedures that beat the best single on more inner folds than they lose;
-- ``mapped`` / ``mapped_margin_0.04``: as shipped / with 0.04, each outer fold's chosen fusion's held-out scores
+- ``no_offsets``: as shipped, without the ``+offsets`` procedures;
+- ``no_segments`` / ``no_segments_top3``: as shipped, without ``greedy+refine/segments`` (and ``top3_average``);
+- ``simplest_T``: among the procedures that earn the margin, the simplest (``SIMPLEST_FIRST``) within T of the
+  best of them;
+- ``offsets_margin_M``: as shipped, a ``+offsets`` procedure must beat its plain one by M;
+- ``mapped`` / ``mapped_margin_M``: as shipped / with margin M, each outer fold's chosen fusion's held-out scores
   then mapped onto the best single's score scale (quantile map fitted on that fold's training videos) before the
   folds are pooled: a fold's own ranking stays, the pooled one no longer mixes two scales.
 
@@ -49,24 +54,58 @@ AS_TRAINED = select.AS_TRAINED
 VIEWS = ROOT / "out" / "bench_audio"  # where bench_audio.py --view-ensemble leaves its sweep and data set
 
 
-def _among(pooled: dict, keep, min_gain: float) -> str:
+def _among(pooled: dict, keep, min_gain: float, offsets_gain: float | None = None) -> str:
+    """As ``select.best_procedure`` among the procedures ``keep`` lets in; ``offsets_gain``: the margin a
+    ``<name>+offsets`` must beat ``<name>`` by (default: ``min_gain``)."""
     allowed = {name: value for name, value in pooled.items() if name == AS_TRAINED or keep(name)}
+    if offsets_gain is not None:
+        allowed = {name: value for name, value in allowed.items() if not name.endswith(select.OFFSETS)
+                   or value >= allowed.get(name[:-len(select.OFFSETS)], -1.0) + offsets_gain}
     return select.best_procedure(allowed, list(allowed), min_gain)
 
 
-def rules(min_gain: float) -> dict:
+SIMPLEST_FIRST = ("best_single", "classwise", "top3_average", "greedy", "greedy+refine", "greedy+refine/segments",
+                  "calibrated+greedy+refine", "cmaes")  # fewest fitted choices first; each "+offsets" after all these
+
+
+def _simplest(pooled: dict, min_gain: float, tolerance: float) -> str:
+    """Among the procedures that earn ``min_gain`` over the best single, the simplest one within ``tolerance`` of
+    the best of them (a one-standard-error-style rule: the inner folds cannot tell those apart)."""
+    best = _among(pooled, lambda n: True, min_gain)
+    if best == AS_TRAINED:
+        return best
+    order = [*SIMPLEST_FIRST, *(n + select.OFFSETS for n in SIMPLEST_FIRST)]
+    earned = [n for n in order if n in pooled and pooled[n] >= pooled[AS_TRAINED] + min_gain
+              and (not n.endswith(select.OFFSETS) or pooled[n] >= pooled.get(n[:-len(select.OFFSETS)], -1) + min_gain)]
+    return next(n for n in earned if pooled[n] >= pooled[best] - tolerance)
+
+
+def rules(min_gain: float, margins=(0.04,)) -> dict:
     """name -> (choose(pooled, per_fold) -> procedure, map scores onto the single's scale)."""
     def wins(per, name):
         return [np.sign(round(a - b, 12)) for a, b in zip(per[name], per[AS_TRAINED], strict=True)]
 
-    return {
-        "shipped": (lambda pooled, per: _among(pooled, lambda n: True, min_gain), False),
-        "margin_0.04": (lambda pooled, per: _among(pooled, lambda n: True, 0.04), False),
+    def margin(value):
+        return lambda pooled, per: _among(pooled, lambda n: True, value)
+
+    found = {
+        "shipped": (margin(min_gain), False),
         "every_inner_fold": (lambda pooled, per: _among(pooled, lambda n: min(wins(per, n)) >= 0, min_gain), False),
         "most_inner_folds": (lambda pooled, per: _among(pooled, lambda n: sum(wins(per, n)) > 0, min_gain), False),
-        "mapped": (lambda pooled, per: _among(pooled, lambda n: True, min_gain), True),
-        "mapped_margin_0.04": (lambda pooled, per: _among(pooled, lambda n: True, 0.04), True),
+        "mapped": (margin(min_gain), True),
+        "no_offsets": (lambda pooled, per: _among(pooled, lambda n: not n.endswith(select.OFFSETS), min_gain), False),
+        "simplest_0.01": (lambda pooled, per: _simplest(pooled, min_gain, 0.01), False),
+        "simplest_0.02": (lambda pooled, per: _simplest(pooled, min_gain, 0.02), False),
+        "no_segments": (lambda pooled, per: _among(pooled, lambda n: "/segments" not in n, min_gain), False),
+        "no_segments_top3": (lambda pooled, per: _among(
+            pooled, lambda n: "/segments" not in n and not n.startswith("top3"), min_gain), False),
     }
+    for value in margins:
+        found[f"margin_{value:g}"] = (margin(value), False)
+        found[f"mapped_margin_{value:g}"] = (margin(value), True)
+        found[f"offsets_margin_{value:g}"] = (
+            lambda pooled, per, value=value: _among(pooled, lambda n: True, min_gain, value), False)
+    return found
 
 
 def inner_scores(train, folds: list[set[str]], found: dict) -> tuple[dict, dict]:
@@ -137,6 +176,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--fold-seeds", type=int, default=4)
     parser.add_argument("--min-gain", type=float, default=MIN_GAIN)
+    parser.add_argument("--margins", type=float, nargs="*", default=[0.04],
+                        help="wider margins replayed as margin_M and mapped_margin_M")
     parser.add_argument("--tracking-uri", default=None, help="where the sweep's runs are (default: sweep.json's)")
     args = parser.parse_args()
     for path, made_by in ((args.sweep, "a sweep"), (args.data / "annotations.json", "a data set")):
@@ -151,7 +192,7 @@ def main() -> None:
         candidates = collect(str(args.sweep), cfg.tracking.uri if args.tracking_uri else "", Path(scratch), 0)
         cfg = with_member_decoding(cfg, candidates[0], None, overrides)
         evaluator = _evaluator(candidates, spec, args.data, cfg)
-        choosers = rules(args.min_gain)
+        choosers = rules(args.min_gain, args.margins)
         by_seed = [nested_gains(evaluator, args.folds, seed, choosers) for seed in range(args.fold_seeds)]
     print(json.dumps({"bench": "ensemble_rules", "sweep": str(args.sweep), "candidates": len(candidates),
                       "videos": len(evaluator.videos), "fold_seeds": list(range(args.fold_seeds)),
