@@ -138,3 +138,19 @@ def test_replay_ensemble_rules_maps_scores_onto_the_reference_scale_keeping_thei
     mapped = rules.onto_scale(segments([0.0, 0.1, 0.2, 0.05]), own, reference)
     assert mapped.score == pytest.approx([0.5, 0.75, 1.0, 0.625], abs=1e-3)
     assert list(np.argsort(mapped.score)) == [0, 3, 1, 2]
+
+
+def test_replay_ensemble_rules_simplest_within_tolerance_and_wider_margins():
+    from ensemble.defaults import MIN_GAIN
+
+    rules = bench("replay_ensemble_rules")
+    pooled = {"best_single": 0.50, "classwise": 0.55, "cmaes": 0.56, "cmaes+offsets": 0.60}
+    assert rules._simplest(pooled, MIN_GAIN, 0.02) == "cmaes+offsets"  # nothing simpler within 0.02 of 0.60
+    assert rules._simplest(pooled, MIN_GAIN, 0.05) == "classwise"
+    assert rules._simplest(pooled, 0.2, 0.05) == "best_single"  # nothing earns the margin
+    choosers = rules.rules(MIN_GAIN, (0.05,))
+    assert choosers["margin_0.05"][0](pooled, {}) == "cmaes"  # the offsets earn 0.04 over cmaes, not 0.05
+    assert choosers["margin_0.05"][0]({**pooled, "best_single": 0.52}, {}) == "best_single"
+    assert choosers["offsets_margin_0.05"][0]({**pooled, "cmaes+offsets": 0.60}, {}) == "cmaes+offsets"
+    assert choosers["offsets_margin_0.05"][0]({**pooled, "cmaes+offsets": 0.59}, {}) == "cmaes"
+    assert choosers["no_offsets"][0](pooled, {}) == "cmaes"
