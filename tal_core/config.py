@@ -88,7 +88,7 @@ class LossConfig(_Section):
     focal_gamma: float = Field(0.0, ge=0, le=10, description="focal loss focusing of both action terms: (1 - p)^gamma x cross-entropy (0 = plain cross-entropy)")
     class_balanced: bool = Field(False, description="weight action classes by 1 / sqrt(their share of training labels), normalised to mean 1 (times background_weight for background)")
     modality_weight: float = Field(0.0, ge=0, description="video+audio training: weight of each modality's own action losses (interval and per-frame, from its own heads, unused at evaluation), which train each branch on every class (0 = off)")
-    gradient_modulation: float = Field(0.0, ge=0, le=10, description="video+audio training: alpha of on-the-fly gradient modulation; the branch whose part of the fused action logits scores rho > 1 times the other's gets its gradients scaled by 1 - tanh(alpha (rho - 1)) (0 = off)")
+    gradient_modulation: float = Field(0.0, ge=0, le=10, description="video+audio training: alpha of on-the-fly gradient modulation; the branch whose part of the fused action logits scores rho > 1 times the other's gets its optimizer update scaled by 1 - tanh(alpha (rho - 1)) (0 = off)")
 
 
 class AugmentConfig(_Section):

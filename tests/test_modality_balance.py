@@ -6,7 +6,7 @@ from torch import nn
 
 from tal_core.config import LossConfig, ModelConfig
 from tal_core.model.multitask import MultiTaskTSM, contributions_of
-from tal_core.training.modality_balance import coefficients, modality_scores, modulate
+from tal_core.training.modality_balance import coefficients, modality_factors, modality_scores, scaled_step
 
 
 def test_the_stronger_modality_is_slowed_by_one_minus_tanh_of_its_lead():
@@ -28,18 +28,37 @@ def test_contributions_add_up_to_the_fused_logits_and_score_the_target():
     assert modality_scores(parts, target) == pytest.approx(torch.stack(expected))
 
 
-def test_modulate_scales_only_the_leading_branch_gradients():
-    video, audio = nn.Linear(2, 2), nn.Linear(2, 2)
-    for branch in (video, audio):
-        for p in branch.parameters():
-            p.grad = torch.ones_like(p)
+def test_the_leading_branch_update_is_scaled_under_adam_where_a_gradient_factor_would_vanish():
+    def moved(factors, on_gradients=False):
+        torch.manual_seed(0)
+        video, audio = nn.Linear(3, 2), nn.Linear(3, 2)
+        start = [p.detach().clone() for p in [*video.parameters(), *audio.parameters()]]
+        optimizer = torch.optim.AdamW([*video.parameters(), *audio.parameters()], lr=0.1, weight_decay=0.0)
+        for step in range(5):
+            optimizer.zero_grad()
+            (video(torch.ones(1, 3)).sum() + audio(torch.ones(1, 3)).sum() * (step + 1)).backward()
+            if on_gradients:  # the paper's way, under SGD
+                for branch, factor in zip((video, audio), factors, strict=True):
+                    for parameter in branch.parameters():
+                        parameter.grad.mul_(factor)
+                optimizer.step()
+            else:
+                scaled_step(optimizer, [video, audio], factors)
+        now = [p.detach() for p in [*video.parameters(), *audio.parameters()]]
+        return [float((a - b).abs().sum()) for a, b in zip(now, start, strict=True)]
+
+    plain, slowed = moved([1.0, 1.0]), moved([1.0, 0.25])
+    assert slowed[:2] == pytest.approx(plain[:2])  # video: as without modulation
+    assert slowed[2:] == pytest.approx([0.25 * m for m in plain[2:]], rel=1e-5)  # audio: a quarter of each step
+    assert moved([1.0, 0.25], on_gradients=True) == pytest.approx(plain, rel=1e-4)  # Adam divides that away
+
+
+def test_modality_factors_slow_the_modality_that_scores_the_target():
     target = torch.tensor([0, 0])
     sure, unsure = torch.tensor([[9.0, 0.0], [9.0, 0.0]]), torch.zeros(2, 2)  # audio says "class 0" loudly
-    factors = modulate([video, audio], (unsure, sure), target, alpha=1.0)
+    factors = modality_factors((unsure, sure), target, alpha=1.0)
     lead = (2 * torch.softmax(torch.tensor([9.0, 0.0]), 0)[0]) / 1.0
     assert factors == pytest.approx([1.0, 1 - math.tanh(float(lead) - 1)])
-    assert all((p.grad == 1).all() for p in video.parameters())
-    assert all(torch.allclose(p.grad, torch.full_like(p, factors[1])) for p in audio.parameters())
 
 
 def test_video_audio_model_reports_contributions_in_training_only():
@@ -66,7 +85,7 @@ def test_one_training_step_with_modulation_slows_one_branch_never_the_heads():
         torch.manual_seed(1)
         model = MultiTaskTSM(cfg, 2, 5, 4, "video+audio")
         start = {n: p.detach().clone() for n, p in model.named_parameters()}
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
         losses = train_one_epoch(model, batch, optimizer, scheduler, LossConfig(gradient_modulation=alpha),
                                  torch.device("cpu"), amp=False)

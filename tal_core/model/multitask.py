@@ -120,7 +120,7 @@ def frame_logits_of(head: nn.Linear, per_frame: torch.Tensor, features: torch.Te
 def contributions_of(head: nn.Linear, features: torch.Tensor, widths: list[int]) -> tuple[torch.Tensor, ...]:
     """Each modality's part of ``head``'s logits over ``features`` (N, sum(widths)), concatenated in the order of
     ``widths``: ``features_m @ W_m.T + bias / M``, without gradients."""
-    with torch.no_grad():
+    with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
         weights = head.weight.split(widths, dim=1)
         parts = features.split(widths, dim=1)
         share = head.bias / len(widths) if head.bias is not None else 0.0

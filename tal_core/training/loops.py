@@ -23,7 +23,7 @@ from tal_core.data.dataset import IntervalDataset
 from tal_core.scoring.predictions import IntervalPredictions
 from tal_core.training.distributed import is_distributed
 from tal_core.training.losses import multitask_loss
-from tal_core.training.modality_balance import modulate
+from tal_core.training.modality_balance import modality_factors, scaled_step
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,11 +71,11 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
                     ) -> dict[str, float]:
     """One pass over ``loader``; ``transform(clips, action, frame_labels)`` augments each batch on the device,
     ``after_step`` is called after every optimizer step. Returns the mean total/action/scene/frame losses (and with
-    ``loss.gradient_modulation``, each branch's mean gradient factor)."""
+    ``loss.gradient_modulation``, each branch's mean update factor)."""
     model.train()
     totals = np.zeros(4)
     seen = 0
-    scales = []  # per step, each modality branch's gradient factor (loss.gradient_modulation)
+    scales = []  # per step, each modality branch's update factor (loss.gradient_modulation)
     batches = tqdm(loader, desc="train", leave=False, file=sys.stderr, disable=not progress)
     for clips, action, frame_labels, scene, _ in batches:
         clips = to_device(clips, device)
@@ -90,10 +90,11 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
             raise NonFiniteLossError(f"training loss became {parts.total.item()} (lower train.lr?)")
         optimizer.zero_grad(set_to_none=True)
         parts.total.backward()
-        if loss_cfg.gradient_modulation > 0 and out.contributions:
-            scales.append(modulate(getattr(model, "module", model).branches(), out.contributions, action,
-                                   loss_cfg.gradient_modulation))
-        optimizer.step()
+        if loss_cfg.gradient_modulation > 0 and out.contributions:  # video+audio: slow the branch leaned on
+            scales.append(modality_factors(out.contributions, action, loss_cfg.gradient_modulation))
+            scaled_step(optimizer, getattr(model, "module", model).branches(), scales[-1])
+        else:
+            optimizer.step()
         scheduler.step()
         if after_step is not None:
             after_step()

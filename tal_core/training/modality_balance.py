@@ -4,12 +4,13 @@ Multimodal Learning via On-the-fly Gradient Modulation", CVPR 2022), the continu
 The fused action head is linear over concatenated features, so its logits are a sum of one part per modality
 (``W_m f_m``, the bias shared equally): each modality's *contribution* (``MultiTaskTSM`` returns them in
 training: ``model/multitask.py::contributions_of``). A modality's score is how much probability its contribution
-alone puts on the target class, summed over the batch (all ranks together, so every rank scales its gradients
-alike). Where one modality's score is ``rho`` times the other's (``rho`` > 1: the one the network leans on), the
-gradients of its branch (the video backbone or the audio branch, not the heads) are scaled by
-``1 - tanh(alpha (rho - 1))`` after the backward pass; the other's stay as they are. The branch that is easier to
-learn (sound, on the hard preset) is slowed while the other catches up, instead of the fused heads leaning on it
-and the other branch under-learning.
+alone puts on the target class, summed over the batch (all ranks together, so every rank scales alike). Where one
+modality's score is ``rho`` times the other's (``rho`` > 1: the one the network leans on), the optimizer's update
+of its branch (the video backbone or the audio branch, not the heads) is scaled by ``1 - tanh(alpha (rho - 1))``;
+the other's stays as it is. The paper scales the branch's gradients under SGD; under Adam (the trainer's AdamW)
+a steady gradient factor is divided away by Adam's own normalisation, so the step is scaled instead. The branch
+that is easier to learn (sound, on the hard preset) is slowed while the other catches up, instead of the fused
+heads leaning on it and the other branch under-learning.
 """
 
 from __future__ import annotations
@@ -35,15 +36,20 @@ def coefficients(scores: torch.Tensor, alpha: float) -> list[float]:
     return [1.0 - float(torch.tanh(alpha * (score / weakest - 1.0))) for score in scores]
 
 
-def modulate(branches: list[nn.Module], contributions: tuple[torch.Tensor, ...], target: torch.Tensor,
-             alpha: float) -> list[float]:
-    """Scales each branch's gradients (call after ``backward``, before the optimizer step) by its coefficient;
-    returns the coefficients."""
-    factors = coefficients(modality_scores(contributions, target), alpha)
-    for branch, factor in zip(branches, factors, strict=True):
-        if factor == 1.0:
-            continue
-        for parameter in branch.parameters():
-            if parameter.grad is not None:
-                parameter.grad.mul_(factor)
-    return factors
+def modality_factors(contributions: tuple[torch.Tensor, ...], target: torch.Tensor, alpha: float) -> list[float]:
+    """Per modality, the factor its branch's update gets this step (``coefficients`` of the batch's scores)."""
+    return coefficients(modality_scores(contributions, target), alpha)
+
+
+def scaled_step(optimizer: torch.optim.Optimizer, branches: list[nn.Module], factors: list[float]) -> None:
+    """``optimizer.step()``, then each branch's parameter update scaled by its factor (the parameters moved back
+    towards where they were by ``1 - factor``). The update, not the gradient: Adam divides by the gradients' own
+    running size, so a steady gradient factor would leave its steps as they were."""
+    before = [[parameter.detach().clone() for parameter in branch.parameters()] if factor < 1.0 else []
+              for branch, factor in zip(branches, factors, strict=True)]
+    optimizer.step()
+    with torch.no_grad():
+        for branch, factor, saved in zip(branches, factors, before, strict=True):
+            if factor < 1.0:
+                for parameter, old in zip(branch.parameters(), saved, strict=True):
+                    parameter.lerp_(old, 1.0 - factor)
