@@ -13,6 +13,7 @@ then applied to the held-out ones); only the choice differs:
 - ``most_inner_folds``: as shipped, among procedures that beat the best single on more inner folds than they lose;
 - ``no_offsets``: as shipped, without the ``+offsets`` procedures;
 - ``no_segments`` / ``no_segments_top3``: as shipped, without ``greedy+refine/segments`` (and ``top3_average``);
+- ``with_classwise``: as shipped, with the opt-in ``classwise`` among the procedures;
 - ``simplest_T``: among the procedures that earn the margin, the simplest (``SIMPLEST_FIRST``) within T of the
   best of them;
 - ``offsets_margin_M``: as shipped, a ``+offsets`` procedure must beat its plain one by M;
@@ -54,10 +55,12 @@ AS_TRAINED = select.AS_TRAINED
 VIEWS = ROOT / "out" / "bench_audio"  # where bench_audio.py --view-ensemble leaves its sweep and data set
 
 
-def _among(pooled: dict, keep, min_gain: float, offsets_gain: float | None = None) -> str:
-    """As ``select.best_procedure`` among the procedures ``keep`` lets in; ``offsets_gain``: the margin a
-    ``<name>+offsets`` must beat ``<name>`` by (default: ``min_gain``)."""
-    allowed = {name: value for name, value in pooled.items() if name == AS_TRAINED or keep(name)}
+def _among(pooled: dict, keep, min_gain: float, offsets_gain: float | None = None, opt_in: bool = False) -> str:
+    """As ``select.best_procedure`` among the procedures ``keep`` lets in (the opt-in ones, ``select.OPT_IN``,
+    only with ``opt_in``); ``offsets_gain``: the margin a ``<name>+offsets`` must also beat ``<name>`` by (it
+    must beat it by ``min_gain`` in any case)."""
+    allowed = {name: value for name, value in pooled.items() if name == AS_TRAINED
+               or (keep(name) and (opt_in or name.removesuffix(select.OFFSETS) not in select.OPT_IN))}
     if offsets_gain is not None:
         allowed = {name: value for name, value in allowed.items() if not name.endswith(select.OFFSETS)
                    or value >= allowed.get(name[:-len(select.OFFSETS)], -1.0) + offsets_gain}
@@ -69,15 +72,17 @@ SIMPLEST_FIRST = ("best_single", "classwise", "top3_average", "greedy", "greedy+
 
 
 def _simplest(pooled: dict, min_gain: float, tolerance: float) -> str:
-    """Among the procedures that earn ``min_gain`` over the best single, the simplest one within ``tolerance`` of
-    the best of them (a one-standard-error-style rule: the inner folds cannot tell those apart)."""
-    best = _among(pooled, lambda n: True, min_gain)
+    """Among the procedures that earn ``min_gain`` over the best single (``classwise`` included), the simplest one
+    within ``tolerance`` of the best of them (a one-standard-error-style rule: the inner folds cannot tell those
+    apart); procedures not in ``SIMPLEST_FIRST`` come last."""
+    best = _among(pooled, lambda n: True, min_gain, opt_in=True)
     if best == AS_TRAINED:
         return best
-    order = [*SIMPLEST_FIRST, *(n + select.OFFSETS for n in SIMPLEST_FIRST)]
-    earned = [n for n in order if n in pooled and pooled[n] >= pooled[AS_TRAINED] + min_gain
+    plain = [*SIMPLEST_FIRST, *(n for n in pooled if n not in SIMPLEST_FIRST and not n.endswith(select.OFFSETS))]
+    order = [*plain, *(n + select.OFFSETS for n in plain)]
+    earned = [n for n in order if n in pooled and n != AS_TRAINED and pooled[n] >= pooled[AS_TRAINED] + min_gain
               and (not n.endswith(select.OFFSETS) or pooled[n] >= pooled.get(n[:-len(select.OFFSETS)], -1) + min_gain)]
-    return next(n for n in earned if pooled[n] >= pooled[best] - tolerance)
+    return next((n for n in earned if pooled[n] >= pooled[best] - tolerance), best)
 
 
 def rules(min_gain: float, margins=(0.04,)) -> dict:
@@ -94,6 +99,7 @@ def rules(min_gain: float, margins=(0.04,)) -> dict:
         "most_inner_folds": (lambda pooled, per: _among(pooled, lambda n: sum(wins(per, n)) > 0, min_gain), False),
         "mapped": (margin(min_gain), True),
         "no_offsets": (lambda pooled, per: _among(pooled, lambda n: not n.endswith(select.OFFSETS), min_gain), False),
+        "with_classwise": (lambda pooled, per: _among(pooled, lambda n: True, min_gain, opt_in=True), False),
         "simplest_0.01": (lambda pooled, per: _simplest(pooled, min_gain, 0.01), False),
         "simplest_0.02": (lambda pooled, per: _simplest(pooled, min_gain, 0.02), False),
         "no_segments": (lambda pooled, per: _among(pooled, lambda n: "/segments" not in n, min_gain), False),
@@ -145,7 +151,7 @@ def _inner_folds(train, outer: list[set[str]], held: set[str], seed: int) -> lis
 def nested_gains(evaluator, folds: int, seed: int, choosers: dict) -> tuple[dict, dict]:
     """Per rule: nested out-of-fold mAP minus the best single's out-of-fold mAP, and the procedure chosen in
     each outer fold."""
-    found = select.Recipe().procedures()
+    found = select.procedures(select.Recipe().max_steps)  # the opt-in ones too: rules choose among them
     ids = [v.video_id for v in evaluator.videos]
     outer = select.folds_of(ids, max(2, min(folds, len(ids))), seed)
     parts = {name: [] for name in choosers}

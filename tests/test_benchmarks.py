@@ -154,3 +154,5 @@ def test_replay_ensemble_rules_simplest_within_tolerance_and_wider_margins():
     assert choosers["offsets_margin_0.05"][0]({**pooled, "cmaes+offsets": 0.62}, {}) == "cmaes+offsets"
     assert choosers["offsets_margin_0.05"][0](pooled, {}) == "cmaes"  # offsets +0.04 over their plain fit: short
     assert choosers["no_offsets"][0](pooled, {}) == "cmaes"
+    loud = {**pooled, "classwise": 0.70}  # opt-in: only the rules that say so choose it
+    assert choosers["shipped"][0](loud, {}) == "cmaes+offsets" and choosers["with_classwise"][0](loud, {}) == "classwise"
