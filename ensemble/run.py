@@ -60,7 +60,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
     out-of-fold val mAP (the best single member as trained unless another procedure beats it by ``min_gain``);
     or name one ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
-    "calibrated+greedy+refine", "cmaes"). ``boundary_offsets``: every procedure also comes with per-class
+    "calibrated+greedy+refine", "cmaes", or "classwise", which "cv" does not compare: ``select.OPT_IN``). ``boundary_offsets``: every procedure also comes with per-class
     boundary offsets fitted where its weights are (``<name>+offsets``, ``ensemble.boundaries``), chosen only
     where they beat the same procedure without them out of fold by ``min_gain``; the gain is measured against
     the best single member as it was trained. ``fold_seeds`` > 1 also reports the gain for that many draws of
@@ -94,9 +94,7 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
                                                    "procedure": procedure, "fusion": fitted.fusion,
                                                    "boundary_offsets": offsets_json(fitted.boundary_offsets),
-                 **({"class_members": {action: candidates[int(m)].run_id for action, m in
-                                       zip(evaluator.actions, fitted.class_members, strict=True)}}
-                    if fitted.class_members is not None else {}),
+                                                   **_class_members(fitted, candidates, evaluator.actions),
                                                    "per_class_AP": ens_result.to_json()["per_class"]},
                "gain": gain | {"measure": "nested out-of-fold ensemble mAP - best single's out-of-fold mAP (as "
                                           "trained: no boundary offsets); "
@@ -112,6 +110,14 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     _log_summary(metrics, fold_seeds)
     _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
     return {"out": str(out), **metrics}
+
+
+def _class_members(fitted, candidates: list[Candidate], actions) -> dict:
+    """``{"class_members": {action: run id}}`` for a classwise ensemble, else nothing."""
+    if fitted.class_members is None:
+        return {}
+    return {"class_members": {action: candidates[int(member)].run_id
+                              for action, member in zip(actions, fitted.class_members, strict=True)}}
 
 
 def _evaluator(candidates: list[Candidate], spec, data, cfg) -> Evaluator:
@@ -204,9 +210,7 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
                                       if name in ("greedy+refine", "greedy+refine/segments")},
                  "members": members, "grid": "union of member interval boundaries",
                  "boundary_offsets": offsets_json(fitted.boundary_offsets),
-                 **({"class_members": {action: candidates[int(m)].run_id for action, m in
-                                       zip(evaluator.actions, fitted.class_members, strict=True)}}
-                    if fitted.class_members is not None else {}),
+                 **_class_members(fitted, candidates, evaluator.actions),
                  "decode": cfg.eval.model_dump(mode="json"), "selection_history": fitted.history}
     write_json_atomic(out / "ensemble.json", spec_json)
     write_json_atomic(out / "metrics.json", metrics)
