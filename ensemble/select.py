@@ -187,7 +187,7 @@ def classwise(evaluator: Evaluator, margin: float = CLASSWISE_MARGIN) -> Selecti
     videos beats it by ``margin``: those classes take that member's own detections (fusion "classwise"; e.g. a
     sound member for the class that only sound tells). Weights: the share of classes each member owns."""
     singles = evaluator.single_scores()
-    best = int(np.lexsort((np.arange(len(singles)), -singles))[0])
+    best = int(np.argmax(singles))  # the first of equals, as every ranking here
     owners = np.full(len(evaluator.actions), best, dtype=np.int64)
     per_class = evaluator.single_class_ap()
     for column, name in enumerate(evaluator.single_classes()):

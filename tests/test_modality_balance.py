@@ -89,12 +89,12 @@ def test_one_training_step_with_modulation_slows_one_branch_never_the_heads():
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
         losses = train_one_epoch(model, batch, optimizer, scheduler, LossConfig(gradient_modulation=alpha),
                                  torch.device("cpu"), amp=False)
-        scales.append({k: v for k, v in losses.items() if k.startswith("train_grad_scale")})
+        scales.append({k: v for k, v in losses.items() if k.startswith("train_update_scale")})
         return {n: (p.detach() - start[n]).abs().sum().item() for n, p in model.named_parameters()}
 
     scales = []
     plain, balanced = step(0.0), step(10.0)
-    assert scales[0] == {} and sorted(scales[1]) == ["train_grad_scale_audio", "train_grad_scale_video"]
+    assert scales[0] == {} and sorted(scales[1]) == ["train_update_scale_audio", "train_update_scale_video"]
     assert min(scales[1].values()) < 1.0 == max(scales[1].values())  # the epoch's mean factors: one branch slowed
     moved = {branch: (sum(v for n, v in plain.items() if n.startswith(branch)),
                       sum(v for n, v in balanced.items() if n.startswith(branch)))

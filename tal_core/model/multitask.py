@@ -13,9 +13,9 @@ Two remedies for modality competition (the fused network leaning on the modality
 under-learning the other), both in training only and both for video+audio only: ``model.modality_dropout`` blanks
 one modality's features (either, equally likely) in that share of the clips before the fused heads, so each modality
 must classify alone at times; ``unimodal_heads`` (``loss.modality_weight`` > 0) gives each modality its own action
-(and per-frame) heads, whose losses train each branch on every class; they are not used at evaluation. A third, in the optimizer step: ``loss.gradient_modulation`` slows the branch the
-fused action head leans on (``training/modality_balance.py``), from each modality's part of its logits
-(``Outputs.contributions``).
+(and per-frame) heads, whose losses train each branch on every class; they are not used at evaluation. A third,
+in the optimizer step: ``loss.gradient_modulation`` slows the branch the fused action head leans on
+(``training/modality_balance.py``), from each modality's part of its logits (``Outputs.contributions``).
 """
 
 from __future__ import annotations

@@ -104,9 +104,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_cfg: LossConfig, d
     mean = totals / max(seen, 1)
     found = {"train_loss": mean[0], "train_action_loss": mean[1], "train_scene_loss": mean[2],
              "train_frame_loss": mean[3]}
-    if scales:  # video+audio with gradient modulation: the mean factor of each branch's gradients this epoch
-        found |= dict(zip(("train_grad_scale_video", "train_grad_scale_audio"), np.mean(scales, axis=0).tolist(),
-                          strict=True))
+    if scales:  # video+audio with gradient modulation: the mean factor of each branch's updates this epoch
+        names = ("train_update_scale_video", "train_update_scale_audio")
+        found |= dict(zip(names, np.mean(scales, axis=0).tolist(), strict=True))
     return found
 
 
