@@ -90,14 +90,15 @@ def view_ensemble(data: Path, tag: str, work: Path, epochs: int) -> dict:
 
 
 def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[str], epochs: int,
-                 selection: str = "cv") -> dict:
+                 selection: str = "cv", overrides: tuple[str, ...] = (), tag: str = "") -> dict:
     data = work / f"hard_d{data_seed}"
     if not (data / "annotations.json").exists():
         talsearch("synth", str(data), "--preset", "hard", "--seed", str(data_seed), "--audio", "mp4", cwd=work)
     runs = {m: [] for m in modalities}
     for seed in seeds:  # every modality early: a problem with one shows in the first minutes
         for m in modalities:
-            runs[m].append(single_run(data, work / f"d{data_seed}_{m.replace('+', '_')}_s{seed}", m, seed, epochs))
+            name = f"d{data_seed}_{m.replace('+', '_')}{'_' + tag if tag else ''}_s{seed}"
+            runs[m].append(single_run(data, work / name, m, seed, epochs, *overrides))
             print(f"[bench_audio] d{data_seed} {m} seed {seed}: val_mAP {runs[m][-1]['val_mAP']}", file=sys.stderr,
                   flush=True)
     result = {"data": f"synth --preset hard --seed {data_seed}", "runs": runs,
@@ -105,7 +106,7 @@ def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[
     if "video" in runs and "video+audio" in runs:
         result["fusion_gain_over_video"] = round(result["val_mAP"]["video+audio"]["mean"]
                                                  - result["val_mAP"]["video"]["mean"], 4)
-    if "video" in runs and "audio" in runs:
+    if "video" in runs and "audio" in runs and not tag:
         result["ensembles"] = [pair_ensemble(data, work / f"d{data_seed}_ensemble_s{s}", {
             "video": work / f"d{data_seed}_video_s{s}", "audio": work / f"d{data_seed}_audio_s{s}"}, selection) | {"seed": s}
             for s in seeds]
@@ -123,14 +124,21 @@ def main() -> None:
                         help="also one video trial per view on the first data set, and their ensemble")
     parser.add_argument("--pair-selection", default="cv",
                         help="the video + audio ensembles' --selection (default cv; e.g. classwise)")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every single run (an A/B row; needs --tag)")
+    parser.add_argument("--tag", default="", help="names the --set runs (d0_video_audio_<tag>_s0 ...), so they are "
+                        "never mistaken for the recipe's own runs; no ensembles or view trials are built for them")
     args = parser.parse_args()
+    if bool(args.overrides) != bool(args.tag):
+        parser.error("--set and --tag go together (a tagged run is an A/B row of the overrides)")
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     result = {"bench": "audio", "epochs": args.epochs, "seeds": args.seeds,
-              "data_sets": [one_data_set(work, d, args.seeds, args.modalities, args.epochs, args.pair_selection)
-                            for d in args.data_seeds]}
-    if args.view_ensemble and "video" in args.modalities and 0 in args.seeds:
+              "overrides": args.overrides, "tag": args.tag,
+              "data_sets": [one_data_set(work, d, args.seeds, args.modalities, args.epochs, args.pair_selection,
+                                         tuple(args.overrides), args.tag) for d in args.data_seeds]}
+    if args.view_ensemble and not args.tag and "video" in args.modalities and 0 in args.seeds:
         first = args.data_seeds[0]
         result["views"] = view_ensemble(work / f"hard_d{first}", f"d{first}", work, args.epochs)
     result["seconds"] = round(time.perf_counter() - started, 1)

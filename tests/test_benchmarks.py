@@ -105,6 +105,28 @@ def test_bench_audio_ensembles_one_run_of_each_modality_laid_out_as_a_sweep(tmp_
     assert bench_audio.spread([0.5, 0.7, 0.6]) == {"mean": 0.6, "min": 0.5, "max": 0.7, "sd": 0.1}
 
 
+def test_bench_audio_names_an_ab_row_by_its_tag_and_refuses_overrides_without_one(tmp_path, monkeypatch):
+    """``--set`` runs live under their ``--tag`` (never reused as, or mistaken for, the recipe's own runs) and
+    build no pair ensembles; ``--set`` without ``--tag`` is a usage error."""
+    import json
+
+    bench_audio = bench("bench_audio")
+    (tmp_path / "hard_d0").mkdir()
+    (tmp_path / "hard_d0" / "annotations.json").write_text("{}")
+    metrics = {"val_mAP": 0.5, "val_mAP@0.5": 0.7, "val_mAP@0.75": 0.5, "val_mAP@0.95": 0.2, "best_epoch": 3}
+    for name, score in (("d0_video_audio_s0", 0.5), ("d0_video_audio_ogm_s0", 0.6), ("d0_audio_ogm_s0", 0.3)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(metrics | {"val_mAP": score}))
+    result = bench_audio.one_data_set(tmp_path, 0, [0], ["audio", "video+audio"], 12, overrides=("a.b=1",),
+                                      tag="ogm")
+    assert result["val_mAP"]["video+audio"]["mean"] == 0.6 and result["val_mAP"]["audio"]["mean"] == 0.3
+    assert "ensembles" not in result
+    monkeypatch.setattr("sys.argv", ["bench_audio.py", "--set", "loss.gradient_modulation=0.5"])
+    with pytest.raises(SystemExit) as usage:
+        bench_audio.main()
+    assert usage.value.code == 2
+
+
 def test_replay_ensemble_rules_replays_the_shipped_rule_to_the_digit():
     """The benchmark's own nested loop under the shipped rule gives the product's nested gain; the other rules
     run on the same fits."""
