@@ -70,6 +70,20 @@ def test_video_audio_model_reports_contributions_in_training_only():
     assert [type(b).__name__ for b in model.branches()] == [type(model.backbone).__name__, "AudioBranch"]
     assert model.eval()(inputs).contributions == ()
     assert MultiTaskTSM(cfg, 2, 5, 4, "video").train()(inputs["video"]).contributions == ()
+    assert MultiTaskTSM(cfg, 2, 5, 4, "video+audio", contributions=False).train()(inputs).contributions == ()
+
+
+def test_the_trainer_asks_for_contributions_only_with_gradient_modulation():
+    from types import SimpleNamespace
+
+    from tal_core.config import load_config
+    from tal_core.training.trainer import build_model
+
+    spec = SimpleNamespace(taxonomy=SimpleNamespace(actions=["a", "b"], scenes=["s"]))
+    tiny = {"model.backbone": "tiny", "model.tiny_width": 8, "data.modalities": "video+audio"}
+    for alpha, asked in ((0.0, False), (0.5, True)):
+        model = build_model(load_config(None, tiny | {"loss.gradient_modulation": alpha}), spec)
+        assert model.contributions is asked
 
 
 def test_one_training_step_with_modulation_slows_one_branch_never_the_heads():

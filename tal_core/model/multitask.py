@@ -43,9 +43,10 @@ class Outputs(NamedTuple):
 
 class MultiTaskTSM(nn.Module):
     def __init__(self, cfg: ModelConfig, n_segment: int, num_actions: int, num_scenes: int,
-                 modalities: str = "video", unimodal_heads: bool = False):
+                 modalities: str = "video", unimodal_heads: bool = False, contributions: bool = True):
         super().__init__()
         self.n_segment = n_segment
+        self.contributions = contributions  # training: each modality's part of the action logits (modality_balance)
         self.modality_dropout = cfg.modality_dropout if modalities == "video+audio" else 0.0
         self.backbone, dim = None, 0
         if modalities != "audio":
@@ -87,7 +88,7 @@ class MultiTaskTSM(nn.Module):
         features = per_frame.mean(dim=1)  # TSN average consensus
         frame_logits = None if self.frame_head is None else frame_logits_of(self.frame_head, per_frame, features)
         contributions = ()
-        if self.training and len(parts) > 1:
+        if self.training and self.contributions and len(parts) > 1:
             contributions = contributions_of(self.action_head, features, [part.shape[-1] for part in parts])
         return Outputs(self.action_head(features), self.scene_head(features), frame_logits, unimodal, contributions)
 

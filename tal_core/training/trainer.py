@@ -88,7 +88,8 @@ logger.addFilter(_RankZero())
 
 def build_model(cfg: Config, spec: DatasetSpec) -> MultiTaskTSM:
     return MultiTaskTSM(cfg.model, cfg.data.frames_per_interval, len(spec.taxonomy.actions),
-                        len(spec.taxonomy.scenes), cfg.data.modalities, unimodal_heads=cfg.loss.modality_weight > 0)
+                        len(spec.taxonomy.scenes), cfg.data.modalities, unimodal_heads=cfg.loss.modality_weight > 0,
+                        contributions=cfg.loss.gradient_modulation > 0)
 
 
 def save_checkpoint(path: Path, model, optimizer=None, scheduler=None, state: RunState | None = None,
