@@ -62,8 +62,8 @@ def _among(pooled: dict, keep, min_gain: float, offsets_gain: float | None = Non
     allowed = {name: value for name, value in pooled.items() if name == AS_TRAINED
                or (keep(name) and (opt_in or name.removesuffix(select.OFFSETS) not in select.OPT_IN))}
     if offsets_gain is not None:
-        allowed = {name: value for name, value in allowed.items() if not name.endswith(select.OFFSETS)
-                   or value >= allowed.get(name[:-len(select.OFFSETS)], -1.0) + offsets_gain}
+        allowed = {name: value for name, value in allowed.items()
+                   if select.offsets_earned(allowed, name, offsets_gain)}
     return select.best_procedure(allowed, list(allowed), min_gain)
 
 
@@ -81,7 +81,7 @@ def _simplest(pooled: dict, min_gain: float, tolerance: float) -> str:
     plain = [*SIMPLEST_FIRST, *(n for n in pooled if n not in SIMPLEST_FIRST and not n.endswith(select.OFFSETS))]
     order = [*plain, *(n + select.OFFSETS for n in plain)]
     earned = [n for n in order if n in pooled and n != AS_TRAINED and pooled[n] >= pooled[AS_TRAINED] + min_gain
-              and (not n.endswith(select.OFFSETS) or pooled[n] >= pooled.get(n[:-len(select.OFFSETS)], -1) + min_gain)]
+              and select.offsets_earned(pooled, n, min_gain)]
     return next((n for n in earned if pooled[n] >= pooled[best] - tolerance), best)
 
 

@@ -60,10 +60,11 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
     out-of-fold val mAP (the best single member as trained unless another procedure beats it by ``min_gain``);
     or name one ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
-    "calibrated+greedy+refine", "cmaes", or "classwise", which "cv" does not compare: ``select.OPT_IN``). ``boundary_offsets``: every procedure also comes with per-class
-    boundary offsets fitted where its weights are (``<name>+offsets``, ``ensemble.boundaries``), chosen only
-    where they beat the same procedure without them out of fold by ``min_gain``; the gain is measured against
-    the best single member as it was trained. ``fold_seeds`` > 1 also reports the gain for that many draws of
+    "calibrated+greedy+refine", "cmaes", or "classwise", which "cv" does not compare: ``select.OPT_IN``).
+    ``boundary_offsets``: every procedure also comes with per-class boundary offsets fitted where its weights are
+    (``<name>+offsets``, ``ensemble.boundaries``), chosen only where they beat the same procedure without them
+    out of fold by ``min_gain``; the gain is measured against the best single member as it was trained.
+    ``fold_seeds`` > 1 also reports the gain for that many draws of
     the folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max."""
     cfg = load_config(config, overrides)
     out = Path(out)

@@ -326,11 +326,7 @@ def best_procedure(oof: dict[str, float], order: list[str], min_gain: float = 0.
     few as the ones it is scored on), and the lone best member cannot overfit its weights. A procedure with
     boundary offsets (``<name>+offsets``) is a candidate only where it beats ``<name>`` by ``min_gain`` as well:
     offsets are fitted on val labels too and need their own out-of-fold evidence."""
-    def earned(name: str) -> bool:
-        plain = name[:-len(OFFSETS)]
-        return not name.endswith(OFFSETS) or plain not in oof or oof[name] >= oof[plain] + min_gain
-
-    best = max((n for n in oof if earned(n)), key=lambda n: (oof[n], -order.index(n)))
+    best = max((n for n in oof if offsets_earned(oof, n, min_gain)), key=lambda n: (oof[n], -order.index(n)))
     if AS_TRAINED in oof and best != AS_TRAINED and oof[best] < oof[AS_TRAINED] + min_gain:
         return AS_TRAINED
     return best
@@ -339,7 +335,13 @@ def best_procedure(oof: dict[str, float], order: list[str], min_gain: float = 0.
 def named_choice(selection: str, oof: dict[str, float], min_gain: float) -> str:
     """A procedure named by the user: with its +offsets variant where that beats it out of fold by ``min_gain``."""
     variant = selection + OFFSETS
-    return variant if variant in oof and oof[variant] >= oof[selection] + min_gain else selection
+    return variant if variant in oof and offsets_earned(oof, variant, min_gain) else selection
+
+
+def offsets_earned(oof: dict[str, float], name: str, margin: float) -> bool:
+    """False only for a ``<plain>+offsets`` procedure that does not beat ``<plain>`` out of fold by ``margin``."""
+    plain = name.removesuffix(OFFSETS)
+    return plain == name or plain not in oof or oof[name] >= oof[plain] + margin
 
 
 def nested_cross_validate(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recipe(),
