@@ -77,6 +77,7 @@ class ModelConfig(_Section):
     output: Literal["interval", "frame"] = Field("interval", description="interval: one prediction per interval | frame: also one per sampled frame (finer cells)")
     audio_width: int = Field(32, ge=4, le=512, description="channel width of the audio branch, a small 2-D CNN over each frame's log-mel window (data.modalities with audio)")
     modality_dropout: float = Field(0.0, ge=0, le=1, description="video+audio training: share of clips whose video or audio features (either, equally likely) are blanked before the fused heads, so each modality learns to classify alone (0 = off)")
+    fusion_detach: bool = Field(False, description="video+audio training with loss.modality_weight > 0: the fused heads read the branches' features without passing gradients back, so each branch learns from its own heads only (two unimodal networks trained side by side, fused by heads learnt on top)")
 
 
 class LossConfig(_Section):
@@ -350,6 +351,16 @@ class Config(_Section):
         if off_grid:
             raise ValueError(f"eval.grid_offsets {off_grid} are not whole cells: an interval holds {cells} cells "
                              f"(data.frames_per_interval x eval.frame_phases), so use multiples of 1/{cells}")
+        return self
+
+    @model_validator(mode="after")
+    def _detached_fusion_needs_own_heads(self) -> Config:
+        """Detached fused heads train no branch: each branch then learns from its own heads alone (the key does
+        nothing for video or audio alone, so a sweep may search data.modalities beside it)."""
+        if self.model.fusion_detach and self.data.modalities == "video+audio" and self.loss.modality_weight <= 0:
+            raise ValueError(f"model.fusion_detach=true needs loss.modality_weight > 0 (got {self.loss.modality_weight})"
+                             " with data.modalities=video+audio: without the modalities' own heads no loss would "
+                             "train the branches")
         return self
 
     @model_validator(mode="after")

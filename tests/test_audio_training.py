@@ -126,6 +126,30 @@ def test_unimodal_heads_train_each_branch_and_are_unused_at_evaluation():
     assert model.eval()(inputs).unimodal == ()
     assert len(MultiTaskTSM(cfg, 2, 5, 4, "audio", unimodal_heads=True).unimodal_heads) == 0
 
+def test_detached_fusion_trains_each_branch_by_its_own_heads_only():
+    from tal_core.config import ConfigError
+
+    cfg = ModelConfig(tiny_width=8, audio_width=4, output="frame", fusion_detach=True, dropout=0.0)
+    inputs = {"video": torch.randint(0, 255, (3, 2, 3, 32, 32), dtype=torch.uint8), "audio": torch.randn(3, 2, 96, 64)}
+    model = MultiTaskTSM(cfg, 2, 5, 4, "video+audio", unimodal_heads=True).train()
+    out = model(inputs)
+    (out.action.sum() + out.frame.sum() + out.scene.sum()).backward()  # the fused heads' losses alone
+    assert model.action_head.weight.grad.abs().sum() > 0  # the fused heads learn
+    assert all(p.grad is None for branch in model.branches() for p in branch.parameters())  # no branch does
+    model.zero_grad(set_to_none=True)
+    sum(a.sum() + f.sum() for a, f in model(inputs).unimodal).backward()  # the own heads train both branches
+    assert all(any(p.grad is not None and p.grad.abs().sum() > 0 for p in branch.parameters())
+               for branch in model.branches())
+    attached = MultiTaskTSM(ModelConfig(tiny_width=8, audio_width=4, output="frame", dropout=0.0), 2, 5, 4,
+                            "video+audio", unimodal_heads=True)
+    attached.load_state_dict(model.state_dict())  # the same weights: checkpoints do not depend on the key
+    attached.eval()
+    assert torch.equal(model.eval()(inputs).action, attached(inputs).action)  # the same network at evaluation
+    with pytest.raises(ConfigError, match="model.fusion_detach=true needs loss.modality_weight > 0"):
+        load_config(None, {"data.modalities": "video+audio", "model.fusion_detach": True})
+    assert load_config(None, {"data.modalities": "video", "model.fusion_detach": True}).model.fusion_detach
+
+
 def test_audio_augmentation_gain_shift_and_masks():
     loud = torch.full((2, 1, 96, 64), SILENCE)
     loud[:, :, 40] = 3.0  # a click in frame 40

@@ -16,6 +16,9 @@ must classify alone at times; ``unimodal_heads`` (``loss.modality_weight`` > 0) 
 (and per-frame) heads, whose losses train each branch on every class; they are not used at evaluation. A third,
 in the optimizer step: ``loss.gradient_modulation`` slows the branch the fused action head leans on
 (``training/modality_balance.py``), from each modality's part of its logits (``Outputs.contributions``).
+A fourth, with the own heads: ``model.fusion_detach`` stops the fused heads' gradients at the branches, so each
+branch is trained by its own heads alone, as if trained without the other modality, and the fused heads learn to
+combine the two.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class MultiTaskTSM(nn.Module):
         self.n_segment = n_segment
         self.contributions = contributions  # training: each modality's part of the action logits (modality_balance)
         self.modality_dropout = cfg.modality_dropout if modalities == "video+audio" else 0.0
+        self.fusion_detach = cfg.fusion_detach and modalities == "video+audio"
         self.backbone, dim = None, 0
         if modalities != "audio":
             self.backbone, dim = build_backbone(cfg.backbone, n_segment, cfg.shift_fraction, cfg.shift_place,
@@ -82,6 +86,8 @@ class MultiTaskTSM(nn.Module):
         unimodal = ()
         if self.training and len(self.unimodal_heads):
             unimodal = tuple(heads(part) for heads, part in zip(self.unimodal_heads, parts, strict=True))
+        if self.fusion_detach:  # the fused heads train no branch
+            parts = [part.detach() for part in parts]
         if self.training and self.modality_dropout > 0:
             parts = blank_one_modality(parts, self.modality_dropout)
         per_frame = self.dropout(torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0])
