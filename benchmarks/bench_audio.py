@@ -34,19 +34,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_quality import FOLD_SEEDS, SINGLE, figures, talsearch  # noqa: E402
 
+from tal_core.config import load_config  # noqa: E402
+
 MODALITIES = ("video", "audio", "video+audio")
+PRECISE = ROOT / "configs" / "precise.yaml"
 
 
 def single_run(data: Path, out: Path, modality: str, seed: int, epochs: int, *overrides: str) -> dict:
-    """The recommended single run with ``data.modalities=modality`` (a finished one in ``out`` is reused)."""
+    """The recommended single run with ``data.modalities=modality`` (a finished one in ``out`` is reused if it
+    was trained with the same configuration; one trained under an older precise.yaml stops the bench)."""
     started = time.perf_counter()
-    if not (out / "metrics.json").exists():
-        talsearch("train", "--data", str(data), "--out", str(out), "--config", str(ROOT / "configs" / "precise.yaml"),
-                  "--set", *SINGLE, f"train.epochs={epochs}", f"data.modalities={modality}", f"train.seed={seed}",
-                  *overrides, cwd=out.parent)
+    settings = [*SINGLE, f"train.epochs={epochs}", f"data.modalities={modality}", f"train.seed={seed}", *overrides]
+    if (out / "metrics.json").exists():
+        refuse_stale(out, settings)
+    else:
+        talsearch("train", "--data", str(data), "--out", str(out), "--config", str(PRECISE), "--set", *settings,
+                  cwd=out.parent)
     metrics = json.loads((out / "metrics.json").read_text())
     return figures(metrics) | {"modality": modality, "seed": seed, "best_epoch": metrics["best_epoch"],
                                "seconds": round(time.perf_counter() - started, 1)}
+
+
+def refuse_stale(out: Path, settings: list[str]) -> None:
+    """Exit 2 where the finished run in ``out`` was trained with another configuration than precise.yaml and
+    ``settings`` give now (precise.yaml changed since): its figures would be reported as today's recipe."""
+    wanted = load_config(PRECISE, settings).flat()
+    trained = load_config(out / "config.yaml").flat()
+    differ = sorted(key for key in wanted if key != "tracking.uri" and wanted[key] != trained.get(key))
+    if differ:
+        shown = ", ".join(f"{key}={trained.get(key)!r} (now {wanted[key]!r})" for key in differ[:4])
+        print(f"bench_audio: {out} was trained with another configuration: {shown}; move it aside (or name A/B "
+              "runs with --tag) to train it afresh", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def spread(values: list[float]) -> dict:

@@ -105,22 +105,34 @@ def test_bench_audio_ensembles_one_run_of_each_modality_laid_out_as_a_sweep(tmp_
     assert bench_audio.spread([0.5, 0.7, 0.6]) == {"mean": 0.6, "min": 0.5, "max": 0.7, "sd": 0.1}
 
 
-def test_bench_audio_names_an_ab_row_by_its_tag_and_refuses_overrides_without_one(tmp_path, monkeypatch):
+def test_bench_audio_names_an_ab_row_by_its_tag_and_refuses_overrides_without_one(tmp_path, monkeypatch, capsys):
     """``--set`` runs live under their ``--tag`` (never reused as, or mistaken for, the recipe's own runs) and
-    build no pair ensembles; ``--set`` without ``--tag`` is a usage error."""
+    build no pair ensembles; ``--set`` without ``--tag`` is a usage error; a finished run trained under another
+    configuration (precise.yaml changed since) is not reused: the bench stops, naming the run and the key."""
     import json
+
+    from tal_core.config import load_config, save_config
 
     bench_audio = bench("bench_audio")
     (tmp_path / "hard_d0").mkdir()
     (tmp_path / "hard_d0" / "annotations.json").write_text("{}")
     metrics = {"val_mAP": 0.5, "val_mAP@0.5": 0.7, "val_mAP@0.75": 0.5, "val_mAP@0.95": 0.2, "best_epoch": 3}
-    for name, score in (("d0_video_audio_s0", 0.5), ("d0_video_audio_ogm_s0", 0.6), ("d0_audio_ogm_s0", 0.3)):
+    ab = "loss.gradient_modulation=0.5"
+    for name, score, modality in (("d0_video_audio_s0", 0.5, "video+audio"), ("d0_video_audio_ogm_s0", 0.6,
+                                   "video+audio"), ("d0_audio_ogm_s0", 0.3, "audio")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "metrics.json").write_text(json.dumps(metrics | {"val_mAP": score}))
-    result = bench_audio.one_data_set(tmp_path, 0, [0], ["audio", "video+audio"], 12, overrides=("a.b=1",),
-                                      tag="ogm")
+        settings = [*bench_audio.SINGLE, "train.epochs=12", f"data.modalities={modality}", "train.seed=0",
+                    *([ab] if "ogm" in name else [])]
+        save_config(load_config(bench_audio.PRECISE, settings), tmp_path / name / "config.yaml")
+    result = bench_audio.one_data_set(tmp_path, 0, [0], ["audio", "video+audio"], 12, overrides=(ab,), tag="ogm")
     assert result["val_mAP"]["video+audio"]["mean"] == 0.6 and result["val_mAP"]["audio"]["mean"] == 0.3
     assert "ensembles" not in result
+    with pytest.raises(SystemExit) as stale:  # the untagged run was trained without the A/B's key, not with it
+        bench_audio.one_data_set(tmp_path, 0, [0], ["video+audio"], 12, overrides=(ab,), tag="")
+    assert stale.value.code == 2
+    assert "d0_video_audio_s0 was trained with another configuration: loss.gradient_modulation=0.0 (now 0.5)" \
+        in capsys.readouterr().err
     monkeypatch.setattr("sys.argv", ["bench_audio.py", "--set", "loss.gradient_modulation=0.5"])
     with pytest.raises(SystemExit) as usage:
         bench_audio.main()
