@@ -34,10 +34,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_quality import FOLD_SEEDS, SINGLE, figures, talsearch  # noqa: E402
 
-from tal_core.config import load_config  # noqa: E402
+from tal_core.config import from_dict, load_config  # noqa: E402
+from tal_core.run_folder import RunFolder  # noqa: E402
 
 MODALITIES = ("video", "audio", "video+audio")
 PRECISE = ROOT / "configs" / "precise.yaml"
+# Keys that act in video+audio training only: a video or audio run trained before one of them changed is the same run.
+FUSION_KEYS = {"model.fusion_detach", "model.modality_dropout", "loss.modality_weight", "loss.gradient_modulation"}
 
 
 def single_run(data: Path, out: Path, modality: str, seed: int, epochs: int, *overrides: str) -> dict:
@@ -59,8 +62,9 @@ def refuse_stale(out: Path, settings: list[str]) -> None:
     """Exit 2 where the finished run in ``out`` was trained with another configuration than precise.yaml and
     ``settings`` give now (precise.yaml changed since): its figures would be reported as today's recipe."""
     wanted = load_config(PRECISE, settings).flat()
-    trained = load_config(out / "config.yaml").flat()
-    differ = sorted(key for key in wanted if key != "tracking.uri" and wanted[key] != trained.get(key))
+    trained = from_dict(RunFolder(out).read_config() or {}).flat()  # keys added since: their defaults
+    inert = set() if wanted["data.modalities"] == "video+audio" else FUSION_KEYS
+    differ = sorted(key for key in wanted if key not in inert | {"tracking.uri"} and wanted[key] != trained.get(key))
     if differ:
         shown = ", ".join(f"{key}={trained.get(key)!r} (now {wanted[key]!r})" for key in differ[:4])
         print(f"bench_audio: {out} was trained with another configuration: {shown}; move it aside (or name A/B "

@@ -133,6 +133,9 @@ def test_bench_audio_names_an_ab_row_by_its_tag_and_refuses_overrides_without_on
     assert stale.value.code == 2
     assert "d0_video_audio_s0 was trained with another configuration: loss.gradient_modulation=0.0 (now 0.5)" \
         in capsys.readouterr().err
+    video = [*bench_audio.SINGLE, "train.epochs=12", "data.modalities=video", "train.seed=0"]
+    save_config(load_config(bench_audio.PRECISE, video), tmp_path / "config.yaml")
+    bench_audio.refuse_stale(tmp_path, [*video, ab])  # a key of video+audio training only: the same video run
     monkeypatch.setattr("sys.argv", ["bench_audio.py", "--set", "loss.gradient_modulation=0.5"])
     with pytest.raises(SystemExit) as usage:
         bench_audio.main()
