@@ -1,13 +1,14 @@
 """Collect ensemble candidates: finished trials' stored interval predictions.
 
 From a sweep folder (``trials/<id>/predictions/{val,test}.npz`` + ``metrics.json``)
-or from an MLflow parent run id (its child runs' ``predictions`` artifacts).
+or from an MLflow parent run id (its child runs' ``predictions`` artifacts); from several of them together.
 Never imports search internals.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,16 +80,32 @@ def from_mlflow(parent_run_id: str, tracking_uri: str, download_to: Path) -> lis
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
-def collect(source: str, tracking_uri: str, workdir: Path, top_n: int = 0) -> list[Candidate]:
+def collect(sources: str | Sequence[str], tracking_uri: str, workdir: Path, top_n: int = 0) -> list[Candidate]:
+    """The candidates of one sweep, or of several together (sweep folders or MLflow parent run ids: e.g. a video
+    sweep and an audio sweep); a trial name found in two of them is an error naming both."""
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    candidates, seen = [], {}
+    for source in sources:
+        found = _from_source(source, tracking_uri, workdir)
+        for c in found:
+            if c.run_id in seen:
+                raise CandidateError(f"trial {c.run_id} is in both {seen[c.run_id]} and {source}: name the sweeps "
+                                     "whose trials are different runs")
+        seen |= {c.run_id: source for c in found}
+        candidates += found
+    check_compatible(candidates)
+    candidates.sort(key=lambda c: (-c.val_map, c.run_id))
+    return candidates[:top_n] if top_n else candidates
+
+
+def _from_source(source: str, tracking_uri: str, workdir: Path) -> list[Candidate]:
     path = Path(source)
     if not path.exists() and not RUN_ID.match(source):
         raise CandidateError(f"--sweep {source}: no such sweep folder, and not an MLflow run id (32 hex digits)")
     candidates = from_sweep_folder(path) if path.exists() else from_mlflow(source, tracking_uri, workdir / "mlflow")
     if not candidates:
         raise CandidateError(f"{source}: no finished trial with stored val predictions (empty sweep?)")
-    check_compatible(candidates)
-    candidates.sort(key=lambda c: (-c.val_map, c.run_id))
-    return candidates[:top_n] if top_n else candidates
+    return candidates
 
 
 def check_compatible(candidates: list[Candidate]) -> None:

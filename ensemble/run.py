@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,7 @@ def _metrics(result) -> dict:
     return out
 
 
-def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
+def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv",
                  min_gain: float = MIN_GAIN, fold_seeds: int = 1, boundary_offsets: bool = True) -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
@@ -65,16 +66,19 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
     (``<name>+offsets``, ``ensemble.boundaries``), chosen only where they beat the same procedure without them
     out of fold by ``min_gain``; the gain is measured against the best single member as it was trained.
     ``fold_seeds`` > 1 also reports the gain for that many draws of
-    the folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max."""
+    the folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max. ``source``: a sweep
+    folder or MLflow parent run id, or several (their trials are candidates together; the ensemble is logged
+    under the first one's parent run)."""
+    sources = [str(source)] if isinstance(source, str | Path) else [str(s) for s in source]
     cfg = load_config(config, overrides)
     out = Path(out)
     spec = load_ground_truth(Path(data))
     uri = resolve_uri(cfg.tracking.uri)
-    candidates = collect(str(source), uri, out, top_n)
+    candidates = collect(sources, uri, out, top_n)
     cfg = with_member_decoding(cfg, candidates[0], config, overrides)
     recipe = Recipe(max_steps, selection, min_gain, boundary_offsets)
     started = time.perf_counter()
-    logger.info(f"[ensemble] {len(candidates)} candidate(s) from {source}")
+    logger.info(f"[ensemble] {len(candidates)} candidate(s) from {', '.join(sources)}")
     evaluator = _evaluator(candidates, spec, data, cfg)
     held_out: dict = {}
     procedure, fitted, oof = choose_by_cv(evaluator, folds, seed, recipe, held_out)
@@ -107,9 +111,9 @@ def run_ensemble(source: str, data: str | Path, out: str | Path, config=None, ov
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     if boundary_offsets:
         metrics["best_single"]["oof_val_mAP_with_boundary_offsets"] = oof[AS_TRAINED + OFFSETS]
-    write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, str(source))
+    write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, sources)
     _log_summary(metrics, fold_seeds)
-    _log_mlflow(uri, cfg.tracking.experiment, out, metrics, source)
+    _log_mlflow(uri, cfg.tracking.experiment, out, metrics, sources[0])
     return {"out": str(out), **metrics}
 
 
@@ -198,7 +202,7 @@ def remove_previous_outputs(out: Path) -> None:
 
 
 def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Evaluator, metrics: dict, cfg,
-                  spec, source: str) -> None:
+                  spec, sources: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     remove_previous_outputs(out)
     temperatures = fitted.temperatures if fitted.temperatures is not None else np.ones(len(candidates))
@@ -206,7 +210,7 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
                 "source": c.source, "interval_seconds": c.val.meta.get("interval_seconds"),
                 "view": c.val.meta.get("view"), "params": c.params}
                for c, w, t in zip(candidates, fitted.weights, temperatures, strict=True) if w > 0]
-    spec_json = {"sweep": source, "procedure": metrics["ensemble"]["procedure"], "fusion": fitted.fusion,
+    spec_json = {"sweep": sources[0], "sweeps": sources, "procedure": metrics["ensemble"]["procedure"], "fusion": fitted.fusion,
                  "fusions_compared": {name: oof for name, oof in metrics["oof_val_mAP_by_procedure"].items()
                                       if name in ("greedy+refine", "greedy+refine/segments")},
                  "members": members, "grid": "union of member interval boundaries",

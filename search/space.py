@@ -113,6 +113,14 @@ def load_sweep(path: str | Path | None, overrides=()) -> SweepSpec:
     return SweepSpec(base, params)
 
 
+def require_space(spec: SweepSpec, path: str | Path | None) -> None:
+    """A sweep searches at least one key (a config file without ``space`` trains one run: ``talsearch train``)."""
+    if not spec.params:
+        raise ConfigError(f"{path or 'the default config'}: no 'space' to search; a sweep file names at least one "
+                          "key under space (one configuration: a key with one value, e.g. space: data.modalities: "
+                          "{type: categorical, values: [audio]})")
+
+
 def grid_size(params: tuple[Param, ...]) -> int:
     size = 1
     for param in params:

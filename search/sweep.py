@@ -41,7 +41,7 @@ from tal_core.run_folder import RunFolder
 
 from . import trial_storage
 from .node_cache import CacheJob, build_on_every_node
-from .space import SweepSpec, load_sweep, space_entry
+from .space import SweepSpec, load_sweep, require_space, space_entry
 from .strategy import describe, make_sampler, make_scheduler, replaces_with_nearest
 
 
@@ -217,6 +217,7 @@ def run_sweep(data: str | Path, config: str | Path | None, out: str | Path, over
     pre-flight checks (every node sees what trials use; MLflow is reachable) and return.
     Raises ``SweepFailed`` when no trial finished (after the sweep's files are written)."""
     spec = load_sweep(config, overrides)
+    require_space(spec, config)
     dataset = load_dataset(data)
     check_views(spec, dataset)
     sweep_dir = Path(out).resolve()

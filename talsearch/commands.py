@@ -174,7 +174,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--sort", default="val_mAP", help="column to sort by (descending)")
 
     p = add_command(sub, "ensemble", "choose members and weights that maximise val mAP", cmd_ensemble)
-    p.add_argument("--sweep", required=True, help="sweep folder, or an MLflow parent run id")
+    p.add_argument("--sweep", required=True, nargs="+", metavar="SWEEP",
+                   help="sweep folder, or an MLflow parent run id; several: their trials are candidates together "
+                        "(e.g. a video sweep and an audio sweep of the same data)")
     p.add_argument("--data", type=Path, required=True, help="data-set folder (its annotations are the truth)")
     p.add_argument("--out", type=Path, required=True, help="ensemble folder to write")
     p.add_argument("--top", type=int, default=0, help="keep only the N best trials as candidates (0 = all)")

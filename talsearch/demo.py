@@ -1,4 +1,5 @@
-"""``talsearch demo``: synthetic data -> sweep (local Ray, SQLite MLflow) -> ensemble -> submission -> summary."""
+"""``talsearch demo``: synthetic data -> sweep (local Ray, SQLite MLflow) and one audio-only trial -> ensemble of
+both -> submission -> summary."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ logger = logging.getLogger("talsearch.demo")
 
 def demo_sweep_config() -> Path:
     return shipped_config("sweep_demo.yaml")
+
+
+def demo_audio_config() -> Path:
+    """One audio-only trial: the ensemble's candidate member that hears instead of sees."""
+    return shipped_config("sweep_demo_audio.yaml")
 
 
 def ensure_data(data_dir: Path, videos: int) -> None:
@@ -111,6 +117,18 @@ def effect_lines(outcomes: list[dict]) -> list[str]:
     return lines
 
 
+def sound_member_line(ensemble_dir: Path, audio_dir: Path) -> str:
+    """Whether the audio trial (or one of its snapshots) earned a place in the ensemble, and its weight."""
+    members = json.loads((ensemble_dir / "ensemble.json").read_text())["members"]
+    heard = {m["run_id"]: m["weight"] for m in members if Path(m["source"]).is_relative_to(audio_dir)}
+    trials = [RunFolder(t).read_metrics() or {} for t in sorted((audio_dir / "trials").glob("*"))]
+    alone = max((m.get("val_mAP", 0.0) for m in trials), default=float("nan"))
+    if heard:
+        weights = ", ".join(f"{name} {weight:.2f}" for name, weight in sorted(heard.items()))
+        return f"sound member (audio alone, val mAP {alone:.3f}): in the ensemble, weight {weights}"
+    return f"sound member (audio alone, val mAP {alone:.3f}): no weight (it did not earn a place out of fold)"
+
+
 def _view_of(sweep_dir: Path) -> str:
     """The sweep's saved view of the MLflow runs table (its trials, best first)."""
     return json.loads((sweep_dir / "sweep.json").read_text()).get("mlflow_view", "")
@@ -126,10 +144,13 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
     overrides = [f"tracking.uri={uri}", "tracking.experiment=tal-search-demo"]
     if quick:  # a smoke test: 2 one-worker trials side by side (the full demo's trials are 2-worker DDP runs)
         overrides += ["search.num_samples=2", "train.epochs=2", "data.image_size=32", "model.tiny_width=8",
+                      "model.audio_width=8",
                       "search.trial_workers=1"]
     sweep_dir = run_sweep(data_dir, demo_sweep_config(), workdir / "sweeps" / stamp, overrides)
+    audio_dir = run_sweep(data_dir, demo_audio_config(), workdir / "sweeps" / f"{stamp}-audio",
+                          [*overrides, "search.num_samples=1"])
     ens_dir = workdir / "ensembles" / stamp
-    result = run_ensemble(str(sweep_dir), data_dir, ens_dir, overrides=overrides)
+    result = run_ensemble([str(sweep_dir), str(audio_dir)], data_dir, ens_dir, overrides=overrides)
     outcomes = trial_outcomes(sweep_dir)
     table = leaderboard(sweep_dir)
     lines = [
@@ -138,9 +159,10 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
         "", "The method, trial by trial (val, best epoch):", method_table(outcomes) if outcomes else "(no trial)",
         "", *effect_lines(outcomes),
         "", "Ensemble of the trials (members and weights chosen on val; out-of-fold = scored on held-out val folds):",
-        summary_table(result), gain_line(result), "",
+        summary_table(result), gain_line(result), sound_member_line(ens_dir, audio_dir), "",
         f"data:        {data_dir}",
         f"sweep:       {sweep_dir}   (talsearch leaderboard {sweep_dir})",
+        f"sound:       {audio_dir}   (one audio-only trial, ensembled with the sweep's)",
         f"ensemble:    {ens_dir}/ensemble.json",
         f"submission:  {ens_dir}/submission.csv",
         f"MLflow:      {uri}",
@@ -149,6 +171,7 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
         f"total time:  {time.perf_counter() - started:.0f}s",
     ]
     print("\n".join(lines))
-    write_json_atomic(workdir / "last_demo.json", {"sweep": str(sweep_dir), "ensemble": str(ens_dir),
+    write_json_atomic(workdir / "last_demo.json", {"sweep": str(sweep_dir), "audio_sweep": str(audio_dir),
+                                                   "ensemble": str(ens_dir),
                                                    "metrics": result, "trials": outcomes})
     return result

@@ -31,6 +31,23 @@ def test_gain_line_says_what_the_boundary_offsets_alone_give():
     assert len(gain_line(METRICS).splitlines()) == 1
 
 
+def test_sound_member_line_says_whether_the_audio_trial_earned_weight(tmp_path):
+    import json
+
+    from talsearch.demo import sound_member_line
+
+    audio = tmp_path / "sweeps" / "s-audio"
+    (audio / "trials" / "t0").mkdir(parents=True)
+    (audio / "trials" / "t0" / "metrics.json").write_text(json.dumps({"val_mAP": 0.25}))
+    members = [{"run_id": "v1", "weight": 0.7, "source": str(tmp_path / "sweeps" / "s" / "trials" / "v1")},
+               {"run_id": "t0@e6", "weight": 0.3, "source": str(audio / "trials" / "t0" / "snapshots" / "e6")}]
+    (tmp_path / "ensemble.json").write_text(json.dumps({"members": members}))
+    assert sound_member_line(tmp_path, audio) == ("sound member (audio alone, val mAP 0.250): in the ensemble, "
+                                                  "weight t0@e6 0.30")
+    (tmp_path / "ensemble.json").write_text(json.dumps({"members": members[:1]}))
+    assert sound_member_line(tmp_path, audio).endswith("no weight (it did not earn a place out of fold)")
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_quick_demo_runs_the_whole_pipeline(tmp_path):
@@ -48,3 +65,8 @@ def test_quick_demo_runs_the_whole_pipeline(tmp_path):
     assert len(last["trials"]) == 2 and {"low", "high", "mAP"} <= set(last["metrics"]["gain"])
     ensemble = Path(last["ensemble"])
     assert (ensemble / "submission.csv").exists() and (ensemble / "ensemble.json").exists()
+    # the audio-only trial is a candidate beside the grid's trials, and the summary says what became of it
+    audio_trials = list((Path(last["audio_sweep"]) / "trials").glob("*"))
+    assert len(audio_trials) == 1 and "modalities: audio" in (audio_trials[0] / "config.yaml").read_text()
+    assert json.loads((ensemble / "ensemble.json").read_text())["sweeps"] == [last["sweep"], last["audio_sweep"]]
+    assert "sound member (audio alone, val mAP" in done.stdout

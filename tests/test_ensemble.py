@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -94,6 +95,30 @@ def test_complementary_members_beat_either_and_noise_gets_no_weight(tmp_path):
     gt = ground_truth_segments(load_ground_truth(tmp_path / "data"), "val")
     again = average_precision(gt, read_detections(tmp_path / "out" / "detections" / "val.json"))
     assert again.mean == pytest.approx(result["ensemble"]["val_mAP"])
+
+
+def test_two_sweeps_are_ensembled_together_and_a_trial_in_both_is_refused(tmp_path):
+    """``--sweep A B``: the trials of both are candidates (e.g. a video sweep and an audio sweep); the members
+    that complement each other come from both; a trial name in both sweeps stops it, naming both."""
+    import subprocess
+
+    from helpers import TALSEARCH
+
+    truth = make_data(tmp_path)
+    write_member(tmp_path / "seen", "good_a", truth, 1.0, {"a"}, 0.05, 1)
+    write_member(tmp_path / "heard", "good_b", truth, 0.5, {"b"}, 0.05, 2)
+    done = subprocess.run([*TALSEARCH, "ensemble", "--sweep", str(tmp_path / "seen"), str(tmp_path / "heard"),
+                           "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), "--folds", "3",
+                           "--set", "eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    spec = json.loads((tmp_path / "out" / "ensemble.json").read_text())
+    assert spec["sweep"] == str(tmp_path / "seen") and spec["sweeps"] == [str(tmp_path / "seen"), str(tmp_path / "heard")]
+    sources = {m["run_id"]: Path(m["source"]).parent.parent.name for m in spec["members"]}
+    assert sources == {"good_a": "seen", "good_b": "heard"}
+    write_member(tmp_path / "heard", "good_a", truth, 1.0, {"a"}, 0.05, 1)
+    with pytest.raises(CandidateError, match=r"trial good_a is in both .*seen and .*heard"):
+        collect([str(tmp_path / "seen"), str(tmp_path / "heard")], "", tmp_path)
 
 
 def test_a_fusion_short_of_the_margin_leaves_the_best_single_member(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from search.space import grid_size, load_sweep
+from search.space import grid_size, load_sweep, require_space
 from tal_core.config import ConfigError
 
 
@@ -49,3 +49,11 @@ space:
     assert cfg.model.output == "frame" and cfg.eval.smooth_seconds == 0.5 and cfg.loss.frame_weight == 1.5
     with pytest.raises(ConfigError, match="space.model.output"):
         load_sweep(write(tmp_path, "space:\n  model.output: {type: categorical, values: [interval, pixel]}\n"))
+
+
+def test_a_sweep_without_a_space_is_refused_before_it_starts(tmp_path):
+    path = write(tmp_path, "search: {num_samples: 1}\n")
+    with pytest.raises(ConfigError, match="sweep.yaml: no 'space' to search"):
+        require_space(load_sweep(path), path)
+    one = write(tmp_path, "space:\n  data.modalities: {type: categorical, values: [audio]}\n")
+    require_space(load_sweep(one), one)  # one configuration: a key with one value
