@@ -4,7 +4,8 @@
    a sound; sight and sound are complementary, docs/recipe.md).
 2. The recommended single run (``configs/precise.yaml``; tiny backbone, 64 px, 12 epochs, panoramic view, as
    ``bench_quality.py``) once per modality (``data.modalities``: video, audio, video+audio; video+audio with
-   precise.yaml's ``loss.modality_weight``, each modality's own heads) and training seed (``--seeds``): avg mAP and
+   precise.yaml's ``loss.modality_weight`` and ``model.fusion_detach``: each modality's own heads, the fused heads
+   on detached features) and training seed (``--seeds``): avg mAP and
    per-class AP on val, mean and spread over the seeds.
 3. For each training seed, the default ``talsearch ensemble`` (``--fold-seeds 4``) over two candidates: the video run
    and the audio run of that seed (each with its kept snapshots, as a sweep's trials): nested out-of-fold mAP, the
@@ -14,7 +15,9 @@
    of the other views (front, ego) too, and the default ensemble over one trial per view: one strong member
    (panoramic sees every action) and two weak ones; its nested gain over the panoramic trial on 4 fold draws.
 
-Prints one JSON line. Finished runs in ``--workdir`` are reused (rerun the bench after changing the ensemble).
+Prints one JSON line. Finished runs in ``--workdir`` are reused (rerun the bench after changing the ensemble) if
+they were trained with the configuration the bench would use now; one trained under an older precise.yaml stops the
+bench (exit 2, naming the run and the keys): move it aside. ``--set K=V ... --tag T``: an A/B row, runs named by T.
 All single-run figures are on val at the run's best epoch (chosen on val: optimistic); the ensemble's nested
 out-of-fold figure is not.
 """
@@ -62,7 +65,11 @@ def refuse_stale(out: Path, settings: list[str]) -> None:
     """Exit 2 where the finished run in ``out`` was trained with another configuration than precise.yaml and
     ``settings`` give now (precise.yaml changed since): its figures would be reported as today's recipe."""
     wanted = load_config(PRECISE, settings).flat()
-    trained = from_dict(RunFolder(out).read_config() or {}).flat()  # keys added since: their defaults
+    stored = RunFolder(out).read_config()
+    if stored is None:
+        print(f"bench_audio: {out} has metrics but no config.yaml; move it aside to train it afresh", file=sys.stderr)
+        raise SystemExit(2)
+    trained = from_dict(stored).flat()  # keys added since the run was trained: their defaults
     inert = set() if wanted["data.modalities"] == "video+audio" else FUSION_KEYS
     differ = sorted(key for key in wanted if key not in inert | {"tracking.uri"} and wanted[key] != trained.get(key))
     if differ:

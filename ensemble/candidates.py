@@ -83,7 +83,9 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 def collect(sources: str | Sequence[str], tracking_uri: str, workdir: Path, top_n: int = 0) -> list[Candidate]:
     """The candidates of one sweep, or of several together (sweep folders or MLflow parent run ids: e.g. a video
     sweep and an audio sweep); a trial name found in two of them is an error naming both."""
-    sources = [sources] if isinstance(sources, str) else list(sources)
+    sources = [str(sources)] if isinstance(sources, str | Path) else [str(s) for s in sources]
+    if not sources:
+        raise CandidateError("--sweep names no sweep")
     candidates, seen = [], {}
     for source in sources:
         found = _from_source(source, tracking_uri, workdir)

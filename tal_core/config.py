@@ -77,7 +77,7 @@ class ModelConfig(_Section):
     output: Literal["interval", "frame"] = Field("interval", description="interval: one prediction per interval | frame: also one per sampled frame (finer cells)")
     audio_width: int = Field(32, ge=4, le=512, description="channel width of the audio branch, a small 2-D CNN over each frame's log-mel window (data.modalities with audio)")
     modality_dropout: float = Field(0.0, ge=0, le=1, description="video+audio training: share of clips whose video or audio features (either, equally likely) are blanked before the fused heads, so each modality learns to classify alone (0 = off)")
-    fusion_detach: bool = Field(False, description="video+audio training with loss.modality_weight > 0: the fused heads read the branches' features without passing gradients back, so each branch learns from its own heads only (two unimodal networks trained side by side, fused by heads learnt on top)")
+    fusion_detach: bool = Field(False, description="video+audio training with loss.modality_weight > 0: the fused heads read the branches' features without passing gradients back, so each branch learns from its own action heads only (two unimodal networks trained side by side, fused by heads learnt on top; the scene loss then trains no branch)")
 
 
 class LossConfig(_Section):

@@ -12,6 +12,7 @@ from ensemble.run import run_ensemble
 from search.leaderboard import leaderboard, render
 from search.sweep import run_sweep
 from tal_core.data.synth import DIRECTION_ONLY
+from tal_core.errors import UserError
 from tal_core.io import write_json_atomic
 from tal_core.run_folder import RunFolder
 from tal_core.shipped_configs import shipped_config
@@ -117,8 +118,20 @@ def effect_lines(outcomes: list[dict]) -> list[str]:
     return lines
 
 
-def sound_member_line(ensemble_dir: Path, audio_dir: Path) -> str:
+def sound_sweep(data_dir: Path, out: Path, overrides: list[str]) -> Path | None:
+    """The one-trial audio sweep, or None where its trial did not finish (the demo goes on with the grid alone)."""
+    try:
+        return run_sweep(data_dir, demo_audio_config(), out, [*overrides, "search.num_samples=1"])
+    except UserError as error:  # no trial finished, or the data have no sound (data written by an older synth)
+        logger.warning(f"[demo] the audio-only trial did not finish ({str(error).splitlines()[0]}); the ensemble takes the grid's trials "
+                       f"alone (its files: {out})")
+        return None
+
+
+def sound_member_line(ensemble_dir: Path, audio_dir: Path | None) -> str:
     """Whether the audio trial (or one of its snapshots) earned a place in the ensemble, and its weight."""
+    if audio_dir is None:
+        return "sound member: none (the audio-only trial did not finish; see the log above)"
     members = json.loads((ensemble_dir / "ensemble.json").read_text())["members"]
     heard = {m["run_id"]: m["weight"] for m in members if Path(m["source"]).is_relative_to(audio_dir)}
     trials = [RunFolder(t).read_metrics() or {} for t in sorted((audio_dir / "trials").glob("*"))]
@@ -147,10 +160,10 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
                       "model.audio_width=8",
                       "search.trial_workers=1"]
     sweep_dir = run_sweep(data_dir, demo_sweep_config(), workdir / "sweeps" / stamp, overrides)
-    audio_dir = run_sweep(data_dir, demo_audio_config(), workdir / "sweeps" / f"{stamp}-audio",
-                          [*overrides, "search.num_samples=1"])
+    audio_dir = sound_sweep(data_dir, workdir / "sweeps" / f"{stamp}-audio", overrides)
     ens_dir = workdir / "ensembles" / stamp
-    result = run_ensemble([str(sweep_dir), str(audio_dir)], data_dir, ens_dir, overrides=overrides)
+    sources = [str(sweep_dir)] + ([str(audio_dir)] if audio_dir else [])
+    result = run_ensemble(sources, data_dir, ens_dir, overrides=overrides)
     outcomes = trial_outcomes(sweep_dir)
     table = leaderboard(sweep_dir)
     lines = [
@@ -162,7 +175,7 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
         summary_table(result), gain_line(result), sound_member_line(ens_dir, audio_dir), "",
         f"data:        {data_dir}",
         f"sweep:       {sweep_dir}   (talsearch leaderboard {sweep_dir})",
-        f"sound:       {audio_dir}   (one audio-only trial, ensembled with the sweep's)",
+        f"sound:       {audio_dir or 'none'}   (one audio-only trial, ensembled with the sweep's)",
         f"ensemble:    {ens_dir}/ensemble.json",
         f"submission:  {ens_dir}/submission.csv",
         f"MLflow:      {uri}",
@@ -171,7 +184,8 @@ def run_demo(workdir: Path, quick: bool = False) -> dict:
         f"total time:  {time.perf_counter() - started:.0f}s",
     ]
     print("\n".join(lines))
-    write_json_atomic(workdir / "last_demo.json", {"sweep": str(sweep_dir), "audio_sweep": str(audio_dir),
+    write_json_atomic(workdir / "last_demo.json", {"sweep": str(sweep_dir),
+                                                   "audio_sweep": str(audio_dir) if audio_dir else None,
                                                    "ensemble": str(ens_dir),
                                                    "metrics": result, "trials": outcomes})
     return result

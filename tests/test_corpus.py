@@ -146,8 +146,9 @@ CASES = [
     ("sweep: unknown metric", sweep_config("search: {metric: val_map}\n"), SWEEP, ["search.metric", "val_map"]),
     ("sweep: grid over a range", sweep_config("search: {sampler: grid}\nspace:\n  train.lr: {type: float, low: 0.001, high: 0.01}\n"),
      SWEEP, ["search.sampler=grid", "train.lr"]),
-    ("sweep: data folder missing", sweep_config("train: {epochs: 1}\n"),
+    ("sweep: data folder missing", sweep_config("space:\n  train.lr: {type: categorical, values: [0.001]}\n"),
      ["sweep", "--data", "{tmp}/in/none", "--out", "{tmp}/out", "--config", "{tmp}/in/sweep.yaml"], ["not found"]),
+    ("sweep: no space", sweep_config("train: {epochs: 1}\n"), SWEEP, ["sweep.yaml", "no 'space' to search"]),
     # importers, ui
     ("import-activitynet: source not JSON", lambda t: write(t / "in" / "a.json", "{"),
      ["import-activitynet", "{tmp}/in/a.json", "{tmp}/in", "{tmp}/out"], ["a.json", "JSON"]),

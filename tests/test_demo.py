@@ -46,6 +46,21 @@ def test_sound_member_line_says_whether_the_audio_trial_earned_weight(tmp_path):
                                                   "weight t0@e6 0.30")
     (tmp_path / "ensemble.json").write_text(json.dumps({"members": members[:1]}))
     assert sound_member_line(tmp_path, audio).endswith("no weight (it did not earn a place out of fold)")
+    assert sound_member_line(tmp_path, None).startswith("sound member: none (the audio-only trial did not finish")
+
+
+def test_a_sound_trial_that_does_not_finish_leaves_the_grid_to_ensemble_alone(tmp_path, monkeypatch, caplog):
+    from search.sweep import SweepFailed
+    from talsearch import demo
+
+    def failing(data, config, out, overrides):
+        assert config.name == "sweep_demo_audio.yaml" and "search.num_samples=1" in overrides
+        raise SweepFailed("no trial finished: 1 failed (t0: this video has no audio stream)")
+
+    monkeypatch.setattr(demo, "run_sweep", failing)
+    with caplog.at_level("WARNING", logger="talsearch.demo"):
+        assert demo.sound_sweep(tmp_path / "data", tmp_path / "audio", ["a.b=1"]) is None
+    assert "the audio-only trial did not finish (no trial finished: 1 failed" in caplog.text
 
 
 @pytest.mark.ray

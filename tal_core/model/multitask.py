@@ -17,8 +17,8 @@ must classify alone at times; ``unimodal_heads`` (``loss.modality_weight`` > 0) 
 in the optimizer step: ``loss.gradient_modulation`` slows the branch the fused action head leans on
 (``training/modality_balance.py``), from each modality's part of its logits (``Outputs.contributions``).
 A fourth, with the own heads: ``model.fusion_detach`` stops the fused heads' gradients at the branches, so each
-branch is trained by its own heads alone, as if trained without the other modality, and the fused heads learn to
-combine the two.
+branch is trained by its own action heads alone, as if trained without the other modality (but without the scene
+loss: the scene head reads the detached features too), and the fused heads learn to combine the two.
 """
 
 from __future__ import annotations
