@@ -47,6 +47,7 @@ def test_sound_member_line_says_whether_the_audio_trial_earned_weight(tmp_path):
     (tmp_path / "ensemble.json").write_text(json.dumps({"members": members[:1]}))
     assert sound_member_line(tmp_path, audio).endswith("no weight (it did not earn a place out of fold)")
     assert sound_member_line(tmp_path, None).startswith("sound member: none (the audio-only trial did not finish")
+    assert sound_member_line(tmp_path, None, quick=True) == "sound member: none (--quick trains no audio-only trial)"
 
 
 def test_a_sound_trial_that_does_not_finish_leaves_the_grid_to_ensemble_alone(tmp_path, monkeypatch, caplog):
@@ -80,8 +81,7 @@ def test_quick_demo_runs_the_whole_pipeline(tmp_path):
     assert len(last["trials"]) == 2 and {"low", "high", "mAP"} <= set(last["metrics"]["gain"])
     ensemble = Path(last["ensemble"])
     assert (ensemble / "submission.csv").exists() and (ensemble / "ensemble.json").exists()
-    # the audio-only trial is a candidate beside the grid's trials, and the summary says what became of it
-    audio_trials = list((Path(last["audio_sweep"]) / "trials").glob("*"))
-    assert len(audio_trials) == 1 and "modalities: audio" in (audio_trials[0] / "config.yaml").read_text()
-    assert json.loads((ensemble / "ensemble.json").read_text())["sweeps"] == [last["sweep"], last["audio_sweep"]]
-    assert "sound member (audio alone, val mAP" in done.stdout
+    # the smoke test trains no audio-only trial (the full demo's ensemble takes both sweeps: test_ensemble's
+    # two-sweep test and the sound-member tests above hold those pieces) and says so
+    assert last["audio_sweep"] is None and "sound member: none (--quick trains no audio-only trial)" in done.stdout
+    assert json.loads((ensemble / "ensemble.json").read_text())["sweeps"] == [last["sweep"]]
