@@ -83,11 +83,8 @@ RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 def collect(sources: str | Sequence[str], tracking_uri: str, workdir: Path, top_n: int = 0) -> list[Candidate]:
     """The candidates of one sweep, or of several together (sweep folders or MLflow parent run ids: e.g. a video
     sweep and an audio sweep); a trial name found in two of them is an error naming both."""
-    sources = [str(sources)] if isinstance(sources, str | Path) else [str(s) for s in sources]
-    if not sources:
-        raise CandidateError("--sweep names no sweep")
     candidates, seen = [], {}
-    for source in sources:
+    for source in as_sources(sources):
         found = _from_source(source, tracking_uri, workdir)
         for c in found:
             if c.run_id in seen:
@@ -98,6 +95,14 @@ def collect(sources: str | Sequence[str], tracking_uri: str, workdir: Path, top_
     check_compatible(candidates)
     candidates.sort(key=lambda c: (-c.val_map, c.run_id))
     return candidates[:top_n] if top_n else candidates
+
+
+def as_sources(sources: str | Path | Sequence[str | Path]) -> list[str]:
+    """One sweep (folder or MLflow run id) or several, as a list of strings; none is an error."""
+    listed = [str(sources)] if isinstance(sources, str | Path) else [str(s) for s in sources]
+    if not listed:
+        raise CandidateError("--sweep names no sweep")
+    return listed
 
 
 def _from_source(source: str, tracking_uri: str, workdir: Path) -> list[Candidate]:

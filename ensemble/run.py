@@ -27,7 +27,7 @@ from tal_core.scoring.formats import (
 
 from .align import align
 from .boundaries import offsets_json
-from .candidates import Candidate, CandidateError, collect
+from .candidates import Candidate, CandidateError, as_sources, collect
 from .defaults import MIN_GAIN
 from .fuse import Evaluator
 from .gain import bootstrap_gain
@@ -69,7 +69,7 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     the folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max. ``source``: a sweep
     folder or MLflow parent run id, or several (their trials are candidates together; the ensemble is logged
     under the first one's parent run)."""
-    sources = [str(source)] if isinstance(source, str | Path) else [str(s) for s in source]
+    sources = as_sources(source)
     cfg = load_config(config, overrides)
     out = Path(out)
     spec = load_ground_truth(Path(data))
