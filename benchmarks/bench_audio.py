@@ -7,8 +7,8 @@
    precise.yaml's ``loss.modality_weight`` and ``model.fusion_detach``: each modality's own heads, the fused heads
    on detached features) and training seed (``--seeds``): avg mAP and
    per-class AP on val, mean and spread over the seeds.
-3. For each training seed, the default ``talsearch ensemble`` (``--fold-seeds 4``) over two candidates: the video run
-   and the audio run of that seed (each with its kept snapshots, as a sweep's trials): nested out-of-fold mAP, the
+3. For each training seed, the default ``talsearch ensemble`` (``--fold-seeds 4``; over trials of two modalities
+   ``--selection auto`` is classmix) over two candidates: the video run and the audio run of that seed (each with its kept snapshots, as a sweep's trials): nested out-of-fold mAP, the
    better member's out-of-fold mAP as trained, the gain with its 90% bootstrap interval, the gain on 4 fold draws.
 
 4. ``--view-ensemble`` (#36's "first, do no harm"): on the first data set, training seed 0, the video run on each
@@ -84,7 +84,7 @@ def spread(values: list[float]) -> dict:
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
-def pair_ensemble(data: Path, work: Path, runs: dict[str, Path], selection: str = "cv") -> dict:
+def pair_ensemble(data: Path, work: Path, runs: dict[str, Path], selection: str = "auto") -> dict:
     """The default ensemble (or ``selection``, written to ``ensemble_<selection>``) over one trial of each
     modality, laid out as a sweep's trials (links to the runs)."""
     sweep = work / "sweep"
@@ -94,7 +94,7 @@ def pair_ensemble(data: Path, work: Path, runs: dict[str, Path], selection: str 
         if not link.exists():
             link.symlink_to(run.resolve(), target_is_directory=True)
     started = time.perf_counter()
-    out = work / ("ensemble" if selection == "cv" else f"ensemble_{selection.replace('/', '_')}")
+    out = work / ("ensemble" if selection == "auto" else f"ensemble_{selection.replace('/', '_')}")
     result = json.loads(talsearch("ensemble", "--sweep", str(sweep), "--data", str(data), "--out", str(out),
                                   "--fold-seeds", str(FOLD_SEEDS), "--selection", selection,
                                   "--set", f"tracking.uri=sqlite:///{work}/mlflow.db", cwd=work))
@@ -120,7 +120,7 @@ def view_ensemble(data: Path, tag: str, work: Path, epochs: int) -> dict:
 
 
 def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[str], epochs: int,
-                 selection: str = "cv", overrides: tuple[str, ...] = (), tag: str = "") -> dict:
+                 selection: str = "auto", overrides: tuple[str, ...] = (), tag: str = "") -> dict:
     data = work / f"hard_d{data_seed}"
     if not (data / "annotations.json").exists():
         talsearch("synth", str(data), "--preset", "hard", "--seed", str(data_seed), "--audio", "mp4", cwd=work)
@@ -152,8 +152,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--view-ensemble", action="store_true",
                         help="also one video trial per view on the first data set, and their ensemble")
-    parser.add_argument("--pair-selection", default="cv",
-                        help="the video + audio ensembles' --selection (default cv; e.g. classwise)")
+    parser.add_argument("--pair-selection", default="auto",
+                        help="the video + audio ensembles' --selection (default auto: classmix there; e.g. cv)")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides for every single run (an A/B row; needs --tag)")
     parser.add_argument("--tag", default="", help="names the --set runs (d0_video_audio_<tag>_s0 ...), so they are "

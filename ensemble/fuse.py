@@ -96,7 +96,8 @@ class Evaluator:
     def detections_of(self, chosen) -> Segments:
         """Detections of a selection result: its temperatures, weights, fusion and boundary offsets applied to
         these videos."""
-        found = self.detections_for(chosen.weights, chosen.fusion, chosen.temperatures, chosen.class_members)
+        found = self.detections_for(chosen.weights, chosen.fusion, chosen.temperatures, chosen.class_members,
+                                    chosen.class_weights)
         return apply_offsets(found, chosen.boundary_offsets, self.video_ends)
 
     def single_scores(self) -> np.ndarray:
@@ -165,6 +166,13 @@ class Evaluator:
             out.append(total)
         return out
 
+    def fused_by_column(self, columns: np.ndarray) -> list[np.ndarray]:
+        """Per video, each probability column (background, then the classes) the sum of the members' columns
+        weighted by ``columns`` (members, 1 + classes); float32, members whose weights are all 0 not read."""
+        members = np.flatnonzero(np.any(columns != 0, axis=1))
+        w = columns[members].astype(np.float32)[:, None, :]
+        return [(v.probs[members].astype(np.float32) * w).sum(axis=0) for v in self.videos]
+
     def detections(self, fused: list[np.ndarray]) -> Segments:
         return self._named(*decode_flat([(v.starts, v.ends, p) for v, p in zip(self.videos, fused, strict=True)],
                                         self.eval_cfg, self._layout))
@@ -207,13 +215,17 @@ class Evaluator:
         return binned_predictions(detections, self.eval_cfg.bin_seconds, self.placements)
 
     def detections_for(self, weights: np.ndarray, fusion: str = "probabilities",
-                       temperatures: np.ndarray | None = None, class_members: np.ndarray | None = None) -> Segments:
+                       temperatures: np.ndarray | None = None, class_members: np.ndarray | None = None,
+                       class_weights: np.ndarray | None = None) -> Segments:
         """Detections of a weighted ensemble (members tempered first where ``temperatures`` says): its fused
         probabilities decoded, or its members' own detections pooled and voted (``segment_fusion``), or
-        (``classwise``) each action class's detections from the one member ``class_members`` names for it."""
+        (``classwise``) each action class's detections from the one member ``class_members`` names for it, or
+        (``classmix``) the probabilities fused column by column with ``class_weights`` (members, 1 + classes)."""
         weights = np.asarray(weights, dtype=np.float64)
         if fusion == "probabilities":
             return self.detections(self.fused(weights, temperatures))
+        if fusion == "classmix":
+            return self.detections(self.fused_by_column(np.asarray(class_weights, dtype=np.float64)))
         if fusion == "classwise":
             return self._named(*self._classwise(np.asarray(class_members, dtype=np.int64)))
         members = np.flatnonzero(weights > 0)

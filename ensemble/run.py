@@ -33,6 +33,7 @@ from .fuse import Evaluator
 from .gain import bootstrap_gain
 from .select import (
     AS_TRAINED,
+    CROSS_MODAL,
     OFFSETS,
     Recipe,
     SelectionResult,
@@ -56,12 +57,14 @@ def _metrics(result) -> dict:
 
 
 def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
-                 folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "cv",
+                 folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "auto",
                  min_gain: float = MIN_GAIN, fold_seeds: int = 1, boundary_offsets: bool = True) -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
     out-of-fold val mAP (the best single member as trained unless another procedure beats it by ``min_gain``);
     or name one ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
-    "calibrated+greedy+refine", "cmaes", or "classwise", which "cv" does not compare: ``select.OPT_IN``).
+    "calibrated+greedy+refine", "cmaes", or "classwise", "classmix" and "greedy+refine/classmix", which "cv" does
+    not compare: ``select.OPT_IN``); "auto" (the default): "cv" over candidates of one modality, "classmix" over
+    candidates of several (``default_selection``).
     ``boundary_offsets``: every procedure also comes with per-class boundary offsets fitted where its weights are
     (``<name>+offsets``, ``ensemble.boundaries``), chosen only where they beat the same procedure without them
     out of fold by ``min_gain``; the gain is measured against the best single member as it was trained.
@@ -76,6 +79,7 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     uri = resolve_uri(cfg.tracking.uri)
     candidates = collect(sources, uri, out, top_n)
     cfg = with_member_decoding(cfg, candidates[0], config, overrides)
+    selection = default_selection(selection, candidates)
     recipe = Recipe(max_steps, selection, min_gain, boundary_offsets)
     started = time.perf_counter()
     logger.info(f"[ensemble] {len(candidates)} candidate(s) from {', '.join(sources)}")
@@ -107,7 +111,7 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
                "best_single": _metrics(single_result) | {"oof_val_mAP": single_oof,
                                                           "run_id": candidates[best_single].run_id},
                "oof_val_mAP_by_procedure": oof, "boundary_offsets": "class" if boundary_offsets else "none",
-               "min_gain": min_gain, "folds": min(folds, len(evaluator.videos)),
+               "selection": selection, "min_gain": min_gain, "folds": min(folds, len(evaluator.videos)),
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     if boundary_offsets:
         metrics["best_single"]["oof_val_mAP_with_boundary_offsets"] = oof[AS_TRAINED + OFFSETS]
@@ -117,8 +121,33 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     return {"out": str(out), **metrics}
 
 
+def modalities_of(candidates: list[Candidate]) -> set[str]:
+    """The modalities (``data.modalities``) the candidates were trained on (video where a run's config says
+    none)."""
+    return {str(c.val.meta.get("config", {}).get("data.modalities", "video")) for c in candidates}
+
+
+def default_selection(selection: str, candidates: list[Candidate]) -> str:
+    """``selection``; "auto" is "cv" over candidates of one modality and ``CROSS_MODAL`` (classmix) over candidates
+    of several: there the members' strengths differ class by class, and choosing among the procedures fold by
+    fold cost more than it won (docs/performance.md, "Sight and sound")."""
+    if selection != "auto":
+        return selection
+    modalities = modalities_of(candidates)
+    if len(modalities) < 2:
+        return "cv"
+    logger.info(f"[ensemble] the candidates span modalities {', '.join(sorted(modalities))}: selection "
+                f"{CROSS_MODAL} (--selection cv compares the procedures instead)")
+    return CROSS_MODAL
+
+
 def _class_members(fitted, candidates: list[Candidate], actions) -> dict:
-    """``{"class_members": {action: run id}}`` for a classwise ensemble, else nothing."""
+    """``{"class_members": {action: run id}}`` for a classwise ensemble, ``{"class_weights": {column: {run id:
+    weight}}}`` (columns: "background" and the actions) for a classmix one, else nothing."""
+    if fitted.class_weights is not None:
+        return {"class_weights": {column: {candidates[m].run_id: round(float(w), 6)
+                                           for m, w in enumerate(fitted.class_weights[:, i]) if w != 0}
+                                  for i, column in enumerate(("background", *actions))}}
     if fitted.class_members is None:
         return {}
     return {"class_members": {action: candidates[int(member)].run_id
@@ -226,12 +255,13 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
         chosen_members = fitted.weights > 0
         weights = fitted.weights[chosen_members]
         temperatures = None if fitted.temperatures is None else fitted.temperatures[chosen_members]
+        columns = None if fitted.class_weights is None else fitted.class_weights[chosen_members]
         owners = None if fitted.class_members is None else np.searchsorted(np.flatnonzero(chosen_members),
                                                                             fitted.class_members)
         test_dets = _detections_json(test_eval, type(fitted)(weights / weights.sum(), fitted.score,
                                                              fusion=fitted.fusion, temperatures=temperatures,
                                                              boundary_offsets=fitted.boundary_offsets,
-                                                             class_members=owners))
+                                                             class_members=owners, class_weights=columns))
         write_detections(test_dets, out / "detections" / "test.json")
         durations = {v: spec.videos[v].duration for v in test_dets if v in spec.videos}
         write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions, cfg.eval.bin_seconds or 10.0,

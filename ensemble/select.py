@@ -46,6 +46,7 @@ class SelectionResult:
     temperatures: np.ndarray | None = None  # per-member calibration applied before fusion (None: none)
     boundary_offsets: Offsets | None = None  # per-class edge offsets applied to the fused detections (None: none)
     class_members: np.ndarray | None = None  # fusion "classwise": per action class (evaluator.actions order), its member
+    class_weights: np.ndarray | None = None  # fusion "classmix": (members, 1 + classes) weight of each probability column
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,64 @@ def classwise(evaluator: Evaluator, margin: float = CLASSWISE_MARGIN) -> Selecti
     return replace(chosen, score=evaluator.score_detections(evaluator.detections_of(chosen)).mean)
 
 
+CLASSMIX_SHARES = (0.25, 0.5, 0.75, 1.0)  # the shares of a class's probabilities that classmix gives its champion
+CLASSMIX_MARGIN = 0.05  # class AP (on the fit videos) a mix must beat the best single's by to be kept
+
+
+def class_mix(evaluator: Evaluator, base: SelectionResult | None = None, shares=CLASSMIX_SHARES,
+              margin: float = CLASSMIX_MARGIN) -> SelectionResult:
+    """A base ensemble's probabilities (``base``, weights fused over probabilities; default: the best single
+    member), each action class's column mixed with that class's champion's (the member whose own AP for the class
+    is best on these videos; for the best single base, the best of the other members) where a share of ``shares``
+    raises the class's AP here by ``margin`` over the base's (the smallest share of the best AP; background: the
+    base's). One evaluation per share (every class mixed at once) and one of the mix found: the classes still
+    compete for each cell, so the mix is scored as a whole. Fusion "classmix": per-column weights
+    (``class_weights``); a member's weight is its mean share over the columns. The soft ``classwise``."""
+    if evaluator.members < 2:
+        return best_single(evaluator)
+    best = int(np.argmax(evaluator.single_scores()))
+    base = base if base is not None else best_single(evaluator)
+    base_weights = np.asarray(base.weights, dtype=np.float64)
+    index = {name: i for i, name in enumerate(evaluator.actions)}
+    if base.fusion == "probabilities" and np.count_nonzero(base_weights) == 1:  # a member alone: its own APs
+        base_ap = dict(zip(evaluator.single_classes(), evaluator.single_class_ap()[best], strict=True))
+        eligible = np.arange(evaluator.members) != best
+    else:
+        found = evaluator.score_detections(evaluator.detections_for(base_weights))
+        base_ap = dict(zip(found.classes, found.ap.mean(axis=0), strict=True))
+        eligible = np.ones(evaluator.members, dtype=bool)
+    champions = np.full(len(evaluator.actions), best, dtype=np.int64)
+    for column, name in enumerate(evaluator.single_classes()):
+        champions[index[name]] = int(np.argmax(np.where(eligible, evaluator.single_class_ap()[:, column], -np.inf)))
+    to_reach = {index[name]: ap + margin for name, ap in base_ap.items()}
+    kept = np.zeros(len(evaluator.actions))
+
+    def per_class(share: float) -> dict[int, float]:
+        columns = class_mix_weights(base_weights, champions, np.full(len(champions), share))
+        found = evaluator.score_detections(evaluator.detections_for(base_weights, "classmix", class_weights=columns))
+        return {index[n]: float(ap) for n, ap in zip(found.classes, found.ap.mean(axis=0), strict=True)}
+
+    for share, aps in zip(shares, evaluator.each(per_class, shares), strict=True):
+        for i, ap in aps.items():
+            if ap >= to_reach.get(i, np.inf):  # ties: the smaller share (tried first)
+                to_reach[i], kept[i] = np.nextafter(ap, np.inf), share
+    if not kept.any():
+        return base
+    columns = class_mix_weights(base_weights, champions, kept)
+    chosen = SelectionResult(columns.mean(axis=1), 0.0, base.history, fusion="classmix", class_weights=columns)
+    return replace(chosen, score=evaluator.score_detections(evaluator.detections_of(chosen)).mean)
+
+
+def class_mix_weights(base: np.ndarray, champions: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """(members, 1 + classes) column weights: ``base`` (members,) for the background, and for each action class
+    ``shares`` of its champion's column plus the rest of the base's."""
+    columns = np.repeat(np.asarray(base, dtype=np.float64)[:, None], 1 + len(champions), axis=1)
+    classes = np.arange(len(champions)) + 1
+    columns[:, classes] *= 1.0 - shares
+    columns[champions, classes] += shares
+    return columns
+
+
 CMAES_MEMBERS = 8  # CMA-ES searches the weights of this many best single members
 CMAES_TRIALS = 60
 CMAES_BATCH = 8  # weight vectors asked of CMA-ES at a time and scored together (on forked workers)
@@ -275,8 +334,10 @@ def with_boundary_offsets(evaluator: Evaluator, chosen: SelectionResult) -> Sele
     return replace(chosen, boundary_offsets=kept, score=after.mean)
 
 
-OPT_IN = ("classwise",)  # procedures "cv" does not compare (each one more is one more chance to win inner folds by
-# luck): named with --selection; docs/ensemble.md says where they pay
+OPT_IN = ("classwise", "classmix", "greedy+refine/classmix")  # procedures "cv" does not compare (each one more is
+# one more chance to win inner folds by luck): named with --selection; docs/ensemble.md says where they pay
+CROSS_MODAL = "classmix"  # what "cv" means where the candidates span several modalities (run.default_selection):
+# the best single as trained, a class moved toward another member only where that class gains the margin
 OFFSETS = "+offsets"  # suffix of a procedure whose detections get boundary offsets fitted beside its weights
 AS_TRAINED = "best_single"  # the best single member as it was trained: no weights, no offsets
 
@@ -314,6 +375,8 @@ def _procedures(max_steps: int) -> dict:
         "calibrated+greedy+refine": lambda ev: calibrated(ev, max_steps),
         "cmaes": cmaes_weights,
         "classwise": classwise,
+        "classmix": class_mix,
+        "greedy+refine/classmix": lambda ev: class_mix(ev, greedy_refine(ev)),
     }
     return {name: fit if name in ("greedy", "greedy+refine") else _memo(name, max_steps, fit)
             for name, fit in found.items()}

@@ -181,13 +181,16 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="ensemble folder to write")
     p.add_argument("--top", type=int, default=0, help="keep only the N best trials as candidates (0 = all)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over val videos")
-    p.add_argument("--selection", default="cv", choices=("cv", "greedy+refine", "greedy", "top3_average",
-                                                         "greedy+refine/segments", "calibrated+greedy+refine", "cmaes",
-                                                         "best_single", "classwise"),
-                   help="cv: the procedure with the best out-of-fold mAP (classwise is not among them); or name one")
+    p.add_argument("--selection", default="auto", choices=("auto", "cv", "greedy+refine", "greedy", "top3_average",
+                                                           "greedy+refine/segments", "calibrated+greedy+refine",
+                                                           "cmaes", "best_single", "classwise", "classmix",
+                                                           "greedy+refine/classmix"),
+                   help="auto (default): cv over trials of one modality, classmix over trials of several; cv: the "
+                        "procedure with the best out-of-fold mAP (the classwise ones are not among them); or name one")
     p.add_argument("--min-gain", type=non_negative, default=MIN_GAIN,
-                   help="cv: keep the best single member unless a fusion beats its out-of-fold mAP by this much "
-                        "(default %(default)s)")
+                   help="cv: keep the best single member unless a fusion beats its out-of-fold mAP by this much; "
+                        "any selection: keep boundary offsets only where they beat the same fit without them by "
+                        "this much (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds")
     p.add_argument("--boundary-offsets", choices=("class", "none"), default="class",
                    help="class: move each class's detected edges back by the median offset of its matched "

@@ -47,11 +47,12 @@ def member_probs(truth, interval, good_on, rng, noise=0.0, late=0.0):
     return starts, ends, probs / probs.sum(axis=1, keepdims=True)
 
 
-def write_member(sweep, name, truth, interval, good_on, noise, seed, val_map=0.5, late=0.0):
+def write_member(sweep, name, truth, interval, good_on, noise, seed, val_map=0.5, late=0.0, modalities=None):
     rng = np.random.default_rng(seed)
     vids = sorted(truth)
     parts = [member_probs(truth[v], interval, good_on, rng, noise, late) for v in vids]
-    meta = {"actions": list(ACTIONS), "scenes": [], "interval_seconds": interval, "config": {}}
+    config = {} if modalities is None else {"data.modalities": modalities}
+    meta = {"actions": list(ACTIONS), "scenes": [], "interval_seconds": interval, "config": config}
     pred = IntervalPredictions.from_videos(vids, [p[0] for p in parts], [p[1] for p in parts],
                                            [p[2] for p in parts], np.zeros((len(vids), 0)), meta)
     save_predictions(pred, sweep / "trials" / name / "predictions" / "val.npz")
@@ -315,4 +316,31 @@ def test_classwise_takes_each_class_from_its_member_on_val_and_test(tmp_path):
     test = json.loads((tmp_path / "out" / "detections" / "test.json").read_text())
     assert test == val and (tmp_path / "out" / "submission.csv").exists()
     default = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "cv", **options)
+    assert default["selection"] == "cv"
     assert not any(name.startswith("classwise") for name in default["oof_val_mAP_by_procedure"])  # opt-in only
+    assert not any(name.startswith("classmix") for name in default["oof_val_mAP_by_procedure"])  # one modality
+    mixed = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "mix", selection="classmix", **options)
+    spec = json.loads((tmp_path / "mix" / "ensemble.json").read_text())
+    assert mixed["ensemble"]["procedure"] == "classmix" and spec["fusion"] == "classmix"
+    assert set(spec["class_weights"]) == {"background", "a", "b"}
+    assert all(sum(by_run.values()) == pytest.approx(1.0) for by_run in spec["class_weights"].values())
+    assert spec["class_weights"]["a"].get("good_a", 0) > 0 and spec["class_weights"]["b"].get("good_b", 0) > 0
+    assert mixed["ensemble"]["val_mAP"] > mixed["best_single"]["val_mAP"] + 0.2
+    val = json.loads((tmp_path / "mix" / "detections" / "val.json").read_text())
+    assert json.loads((tmp_path / "mix" / "detections" / "test.json").read_text()) == val  # test members re-indexed
+
+
+def test_the_default_over_trials_of_two_modalities_is_classmix(tmp_path):
+    """Trials of two modalities (their configs' data.modalities): the default selection is classmix (named, so
+    its out-of-fold figure is the nested one); trials of one modality (test above) keep ``cv``."""
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "pictures", truth, 1.0, {"a"}, 0.05, 1, modalities="video")
+    write_member(sweep, "sound", truth, 0.5, {"b"}, 0.05, 2, modalities="audio")
+    result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", folds=3,
+                          overrides=["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"])
+    assert result["selection"] == "classmix" and result["ensemble"]["procedure"].startswith("classmix")
+    assert result["ensemble"]["nested_oof_val_mAP"] == result["oof_val_mAP_by_procedure"][result["ensemble"]["procedure"]]
+    assert result["gain"]["mAP"] > 0.2  # each class from the trial that tells it, out of fold
+    spec = json.loads((tmp_path / "out" / "ensemble.json").read_text())
+    assert spec["fusion"] == "classmix" and spec["class_weights"]["b"].get("sound", 0) > 0

@@ -7,6 +7,7 @@ from ensemble.select import (
     Recipe,
     best_procedure,
     best_single,
+    class_mix,
     classwise,
     cross_validate,
     fit_weights,
@@ -235,6 +236,41 @@ def test_classwise_takes_each_class_from_the_member_far_better_at_it():
     one = classwise(ev, margin=2.0)  # no member can beat another by more than 1 AP: the best single alone
     best = int(np.argmax(ev.single_scores()))
     assert list(one.class_members) == [best, best] and one.score == pytest.approx(ev.single_scores()[best])
+
+
+def test_class_mix_gives_a_class_the_smallest_share_of_its_champion_that_finds_it():
+    """Member 0 (the best single, first of equals) misses b: its background (0.5) outvotes b (0.25) there. A
+    quarter of member 1's b (0.9) is not enough (0.41), half is (0.58): b gets half, a and the background stay
+    member 0's, and every detection is then right."""
+    ev = evaluator(videos=6)
+    chosen = class_mix(ev)
+    assert chosen.fusion == "classmix"
+    assert chosen.class_weights.tolist() == [[1.0, 1.0, 0.5], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]]
+    assert chosen.weights == pytest.approx([5 / 6, 1 / 6, 0.0])
+    assert chosen.score == pytest.approx(1.0) and chosen.score == pytest.approx(
+        ev.score_detections(ev.detections_of(chosen)).mean)
+    fused = ev.fused_by_column(chosen.class_weights)[0]
+    assert fused == pytest.approx(ev.videos[0].probs[0] * [1, 1, 0.5] + ev.videos[0].probs[1] * [0, 0, 0.5])
+    none = class_mix(ev, margin=2.0)  # no class can gain 2 AP: the best single as it is
+    assert none.fusion == "probabilities" and none.weights.tolist() == [1.0, 0.0, 0.0]
+    assert class_mix(ev, shares=(0.25,)).fusion == "probabilities"  # a quarter finds no b
+
+
+def test_class_mix_on_a_fused_base_mixes_each_column_of_the_base():
+    """Base: member 0 and the noise member, half each (b is missed). Its b column is mixed toward b's champion
+    (member 1); the background and a keep the base's weights."""
+    from ensemble.select import SelectionResult
+
+    ev = evaluator(videos=6)
+    base = SelectionResult(np.array([0.5, 0.0, 0.5]), ev.score(np.array([0.5, 0.0, 0.5])))
+    chosen = class_mix(ev, base)
+    columns = chosen.class_weights
+    assert chosen.fusion == "classmix" and columns[:, 0].tolist() == [0.5, 0.0, 0.5] == columns[:, 1].tolist()
+    share = columns[1, 2]
+    assert share in (0.25, 0.5, 0.75, 1.0) and columns[:, 2] == pytest.approx([0.5 * (1 - share), share,
+                                                                               0.5 * (1 - share)])
+    assert chosen.score > base.score + 0.2 and chosen.weights.sum() == pytest.approx(1.0)
+    assert class_mix(ev, base, margin=2.0) is base  # nothing gains 2 AP: the base as it was
 
 
 def test_classwise_keeps_at_most_max_segments_per_video():
