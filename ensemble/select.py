@@ -206,8 +206,8 @@ CLASSMIX_MARGIN = 0.05  # class AP (on the fit videos) a mix must beat the best 
 
 def class_mix(evaluator: Evaluator, base: SelectionResult | None = None, shares=CLASSMIX_SHARES,
               margin: float = CLASSMIX_MARGIN) -> SelectionResult:
-    """A base ensemble's probabilities (``base``, weights fused over probabilities; default: the best single
-    member), each action class's column mixed with that class's champion's (the member whose own AP for the class
+    """A base ensemble's probabilities (``base``: weights fused over untempered probabilities; default: the best
+    single member), each action class's column mixed with that class's champion's (the member whose own AP for the class
     is best on these videos; for the best single base, the best of the other members) where a share of ``shares``
     raises the class's AP here by ``margin`` over the base's (the smallest share of the best AP; background: the
     base's). One evaluation per share (every class mixed at once) and one of the mix found: the classes still
@@ -336,7 +336,7 @@ def with_boundary_offsets(evaluator: Evaluator, chosen: SelectionResult) -> Sele
 
 OPT_IN = ("classwise", "classmix", "greedy+refine/classmix")  # procedures "cv" does not compare (each one more is
 # one more chance to win inner folds by luck): named with --selection; docs/ensemble.md says where they pay
-CROSS_MODAL = "classmix"  # what "cv" means where the candidates span several modalities (run.default_selection):
+CROSS_MODAL = "classmix"  # what "auto" means where the candidates span several modalities (run.default_selection):
 # the best single as trained, a class moved toward another member only where that class gains the margin
 OFFSETS = "+offsets"  # suffix of a procedure whose detections get boundary offsets fitted beside its weights
 AS_TRAINED = "best_single"  # the best single member as it was trained: no weights, no offsets
