@@ -56,11 +56,13 @@ VIEWS = ROOT / "out" / "bench_audio"  # where bench_audio.py --view-ensemble lea
 
 
 def _among(pooled: dict, keep, min_gain: float, offsets_gain: float | None = None, opt_in: bool = False) -> str:
-    """As ``select.best_procedure`` among the procedures ``keep`` lets in (the opt-in ones, ``select.OPT_IN``,
-    only with ``opt_in``); ``offsets_gain``: the margin a ``<name>+offsets`` must also beat ``<name>`` by (it
-    must beat it by ``min_gain`` in any case)."""
+    """As ``select.best_procedure`` among the procedures ``keep`` lets in (of the opt-in ones, ``select.OPT_IN``,
+    ``classwise`` only, and only with ``opt_in``: the rules replayed were written before the classmix ones);
+    ``offsets_gain``: the margin a ``<name>+offsets`` must also beat ``<name>`` by (it must beat it by ``min_gain``
+    in any case)."""
     allowed = {name: value for name, value in pooled.items() if name == AS_TRAINED
-               or (keep(name) and (opt_in or name.removesuffix(select.OFFSETS) not in select.OPT_IN))}
+               or (keep(name) and (name.removesuffix(select.OFFSETS) not in select.OPT_IN
+                                   or opt_in and name.removesuffix(select.OFFSETS) == "classwise"))}
     if offsets_gain is not None:
         allowed = {name: value for name, value in allowed.items()
                    if select.offsets_earned(allowed, name, offsets_gain)}

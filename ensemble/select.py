@@ -17,7 +17,8 @@
 5. First, do no harm: the best single member as trained (``best_single``: no weights, no offsets) is always a
    procedure, and the reference every other one must beat out of fold by ``min_gain`` to be chosen; a
    procedure's boundary offsets (``<name>+offsets``) count only where they beat the same procedure without
-   them out of fold by ``min_gain`` too.
+   them out of fold by ``min_gain`` too. Over candidates of several modalities the default is ``classmix``
+   (``run.default_selection``), which keeps the best single's columns unless a class gains the margin.
 """
 
 from __future__ import annotations
@@ -211,7 +212,7 @@ def class_mix(evaluator: Evaluator, base: SelectionResult | None = None, shares=
     is best on these videos; for the best single base, the best of the other members) where a share of ``shares``
     raises the class's AP here by ``margin`` over the base's (the smallest share of the best AP; background: the
     base's). One evaluation per share (every class mixed at once) and one of the mix found: the classes still
-    compete for each cell, so the mix is scored as a whole. Fusion "classmix": per-column weights
+    compete for each cell, so the mix is kept only where it scores no lower than the base here. Fusion "classmix": per-column weights
     (``class_weights``); a member's weight is its mean share over the columns. The soft ``classwise``."""
     if evaluator.members < 2:
         return best_single(evaluator)
@@ -220,8 +221,9 @@ def class_mix(evaluator: Evaluator, base: SelectionResult | None = None, shares=
     base_weights = np.asarray(base.weights, dtype=np.float64)
     index = {name: i for i, name in enumerate(evaluator.actions)}
     if base.fusion == "probabilities" and np.count_nonzero(base_weights) == 1:  # a member alone: its own APs
-        base_ap = dict(zip(evaluator.single_classes(), evaluator.single_class_ap()[best], strict=True))
-        eligible = np.arange(evaluator.members) != best
+        alone = int(np.flatnonzero(base_weights)[0])
+        base_ap = dict(zip(evaluator.single_classes(), evaluator.single_class_ap()[alone], strict=True))
+        eligible = np.arange(evaluator.members) != alone
     else:
         found = evaluator.score_detections(evaluator.detections_for(base_weights))
         base_ap = dict(zip(found.classes, found.ap.mean(axis=0), strict=True))
@@ -245,7 +247,8 @@ def class_mix(evaluator: Evaluator, base: SelectionResult | None = None, shares=
         return base
     columns = class_mix_weights(base_weights, champions, kept)
     chosen = SelectionResult(columns.mean(axis=1), 0.0, base.history, fusion="classmix", class_weights=columns)
-    return replace(chosen, score=evaluator.score_detections(evaluator.detections_of(chosen)).mean)
+    chosen = replace(chosen, score=evaluator.score_detections(evaluator.detections_of(chosen)).mean)
+    return chosen if chosen.score >= base.score else base  # the classes compete for cells: the mix as a whole
 
 
 def class_mix_weights(base: np.ndarray, champions: np.ndarray, shares: np.ndarray) -> np.ndarray:
@@ -498,7 +501,8 @@ def choose_by_cv(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recip
     ``held_out``, when given, receives each procedure's out-of-fold detections (for the gain's interval)."""
     found = recipe.procedures()
     if recipe.selection != "cv" and recipe.selection not in found:
-        raise UserError(f"ensemble selection {recipe.selection!r}: choose cv or one of {sorted(found)}")
+        raise UserError(f"ensemble selection {recipe.selection!r}: choose cv or one of {sorted(found)} (auto is "
+                        "resolved by run_ensemble)")
     oof = {}
     for name, fit in tqdm(found.items(), desc="cross-validation", unit="procedure", file=sys.stderr, disable=None,
                           leave=False):

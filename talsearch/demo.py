@@ -62,7 +62,8 @@ def gain_line(metrics: dict) -> str:
     gain = metrics.get("gain")
     if not gain:
         return ""
-    line = (f"gain over the best single trial (nested out-of-fold): {gain['mAP']:+.4f}, "
+    how = "nested out-of-fold" if metrics.get("selection", "cv") == "cv" else "out-of-fold, procedure named beforehand"
+    line = (f"gain over the best single trial ({how}): {gain['mAP']:+.4f}, "
             f"{round(gain['level'] * 100)}% bootstrap interval [{gain['low']:+.4f}, {gain['high']:+.4f}] over "
             f"{gain['videos']} val videos; procedure {metrics['ensemble']['procedure']}, "
             f"{metrics['ensemble'].get('fusion', 'probabilities')} fusion")
@@ -140,7 +141,7 @@ def sound_member_line(ensemble_dir: Path, audio_dir: Path | None, quick: bool = 
     if heard:
         weights = ", ".join(f"{name} {weight:.2f}" for name, weight in sorted(heard.items()))
         return f"sound member (audio alone, val mAP {alone:.3f}): in the ensemble, weight {weights}"
-    return f"sound member (audio alone, val mAP {alone:.3f}): no weight (it did not earn a place out of fold)"
+    return f"sound member (audio alone, val mAP {alone:.3f}): no weight (it did not earn a place on val)"
 
 
 def _view_of(sweep_dir: Path) -> str:

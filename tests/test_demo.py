@@ -19,8 +19,10 @@ def test_summary_rows_carry_both_sides_and_the_nested_figure_for_the_ensemble_on
 def test_gain_line_states_the_gain_its_interval_and_how_it_was_fused():
     line = gain_line(METRICS)
     assert "+0.0400" in line and "[+0.0100, +0.0700]" in line and "90%" in line and "14 val videos" in line
-    assert "segments fusion" in line
+    assert "segments fusion" in line and "(nested out-of-fold)" in line
     assert gain_line({k: v for k, v in METRICS.items() if k != "gain"}) == ""
+    named = gain_line({**METRICS, "selection": "classmix"})  # the default over trials of two modalities
+    assert "(out-of-fold, procedure named beforehand)" in named and "nested" not in named
 
 
 def test_gain_line_says_what_the_boundary_offsets_alone_give():
@@ -45,7 +47,7 @@ def test_sound_member_line_says_whether_the_audio_trial_earned_weight(tmp_path):
     assert sound_member_line(tmp_path, audio) == ("sound member (audio alone, val mAP 0.250): in the ensemble, "
                                                   "weight t0@e6 0.30")
     (tmp_path / "ensemble.json").write_text(json.dumps({"members": members[:1]}))
-    assert sound_member_line(tmp_path, audio).endswith("no weight (it did not earn a place out of fold)")
+    assert sound_member_line(tmp_path, audio).endswith("no weight (it did not earn a place on val)")
     assert sound_member_line(tmp_path, None).startswith("sound member: none (the audio-only trial did not finish")
     assert sound_member_line(tmp_path, None, quick=True) == "sound member: none (--quick trains no audio-only trial)"
 

@@ -299,7 +299,7 @@ def test_classwise_takes_each_class_from_its_member_on_val_and_test(tmp_path):
 
     truth = make_data(tmp_path)
     sweep = tmp_path / "sweep"
-    write_member(sweep, "a_noise", truth, 1.0, set(), 1.0, 3, val_map=0.1)  # first: test members are re-indexed
+    write_member(sweep, "a_noise", truth, 1.0, set(), 1.0, 3, val_map=0.9)  # first: test members are re-indexed
     write_member(sweep, "good_a", truth, 1.0, {"a"}, 0.05, 1)
     write_member(sweep, "good_b", truth, 0.5, {"b"}, 0.05, 2)
     for trial in (sweep / "trials").iterdir():  # test predictions: the val ones again, so test = val detections
