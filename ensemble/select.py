@@ -208,15 +208,15 @@ CLASSMIX_MARGIN = 0.05  # class AP (on the fit videos) a mix must beat the best 
 def class_mix(evaluator: Evaluator, base: SelectionResult | None = None, shares=CLASSMIX_SHARES,
               margin: float = CLASSMIX_MARGIN) -> SelectionResult:
     """A base ensemble's probabilities (``base``: weights fused over untempered probabilities; default: the best
-    single member), each action class's column mixed with that class's champion's (the member whose own AP for the class
-    is best on these videos; for the best single base, the best of the other members) where a share of ``shares``
+    single member), each action class's column mixed with that class's champion's (the member whose own AP for
+    the class is best on these videos; for a one-member base, the best of the others) where a share of ``shares``
     raises the class's AP here by ``margin`` over the base's (the smallest share of the best AP; background: the
     base's). One evaluation per share (every class mixed at once) and one of the mix found: the classes still
-    compete for each cell, so the mix is kept only where it scores no lower than the base here. Fusion "classmix": per-column weights
-    (``class_weights``); a member's weight is its mean share over the columns. The soft ``classwise``."""
+    compete for each cell, so the mix is kept only where it scores no lower than the base here. Fusion
+    "classmix": per-column weights (``class_weights``); a member's weight is its mean share over the columns.
+    The soft ``classwise``."""
     if evaluator.members < 2:
         return best_single(evaluator)
-    best = int(np.argmax(evaluator.single_scores()))
     base = base if base is not None else best_single(evaluator)
     base_weights = np.asarray(base.weights, dtype=np.float64)
     index = {name: i for i, name in enumerate(evaluator.actions)}
@@ -228,7 +228,8 @@ def class_mix(evaluator: Evaluator, base: SelectionResult | None = None, shares=
         found = evaluator.score_detections(evaluator.detections_for(base_weights))
         base_ap = dict(zip(found.classes, found.ap.mean(axis=0), strict=True))
         eligible = np.ones(evaluator.members, dtype=bool)
-    champions = np.full(len(evaluator.actions), best, dtype=np.int64)
+    # a class without truth here keeps the best single as its champion in the trials, and is never mixed
+    champions = np.full(len(evaluator.actions), int(np.argmax(evaluator.single_scores())), dtype=np.int64)
     for column, name in enumerate(evaluator.single_classes()):
         champions[index[name]] = int(np.argmax(np.where(eligible, evaluator.single_class_ap()[:, column], -np.inf)))
     to_reach = {index[name]: ap + margin for name, ap in base_ap.items()}
