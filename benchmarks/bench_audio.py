@@ -109,6 +109,31 @@ def pair_ensemble(data: Path, work: Path, runs: dict[str, Path], selection: str 
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+def gain_over_seeds(data: Path, outs: list[Path]) -> dict:
+    """The pair ensembles' gain over their best single member, averaged over the training seeds (one ensemble
+    folder each, all on ``data``'s val videos), with a 90% interval over resamples of the val videos (each draw
+    the same videos for every seed): their out-of-fold detections (``detections/val_out_of_fold*.json``) scored
+    as the ensemble scored them (its ``decode`` section)."""
+    from ensemble.gain import bootstrap_mean_gain
+    from tal_core.data.annotations import load_ground_truth
+    from tal_core.scoring.binning import binned_predictions, binned_truth
+    from tal_core.scoring.formats import ground_truth_segments, placements_of, read_detections
+
+    decode = json.loads((outs[0] / "ensemble.json").read_text())["decode"]
+    spec = load_ground_truth(data)
+    placements, bins = placements_of(spec), decode.get("bin_seconds")
+    videos = list(json.loads((outs[0] / "detections" / "val_out_of_fold.json").read_text())["results"])
+    gt = ground_truth_segments(spec, None)
+    keep = [str(v) in videos for v in gt.video]
+    truth = binned_truth(type(gt)(*(getattr(gt, k)[keep] for k in ("video", "label", "start", "end", "score"))),
+                         bins, placements)
+    pairs = [tuple(binned_predictions(read_detections(out / "detections" / name), bins, placements)
+                   for name in ("val_out_of_fold.json", "val_out_of_fold_best_single.json")) for out in outs]
+    found = bootstrap_mean_gain(truth, pairs, tuple(decode["tiou_thresholds"]))
+    return {"seeds": len(outs), "mAP": round(found["mAP"], 4), "interval": [round(found["low"], 4),
+                                                                            round(found["high"], 4)]}
+
+
 def view_ensemble(data: Path, tag: str, work: Path, epochs: int) -> dict:
     """One video trial per view (training seed 0) and the default ensemble over them; ``tag`` names the data set's
     runs (its panoramic video run is the modality table's)."""
@@ -141,6 +166,9 @@ def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[
         result["ensembles"] = [pair_ensemble(data, work / f"d{data_seed}_ensemble_s{s}", {
             "video": work / f"d{data_seed}_video_s{s}", "audio": work / f"d{data_seed}_audio_s{s}"}, selection) | {"seed": s}
             for s in seeds]
+        folder = "ensemble" if selection == "auto" else f"ensemble_{selection.replace('/', '_')}"
+        result["ensemble_gain_over_seeds"] = gain_over_seeds(data, [work / f"d{data_seed}_ensemble_s{s}" / folder
+                                                                    for s in seeds])
     return result
 
 
@@ -154,7 +182,7 @@ def main() -> None:
     parser.add_argument("--view-ensemble", action="store_true",
                         help="also one video trial per view on the first data set, and their ensemble")
     parser.add_argument("--pair-selection", default="auto",
-                        help="the video + audio ensembles' --selection (default auto: classmix there; e.g. cv)")
+                        help="the video + audio ensembles' --selection (default auto; e.g. cv)")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides for every single run (an A/B row; needs --tag)")
     parser.add_argument("--tag", default="", help="names the --set runs (d0_video_audio_<tag>_s0 ...), so they are "

@@ -97,7 +97,7 @@ class Evaluator:
         """Detections of a selection result: its temperatures, weights, fusion and boundary offsets applied to
         these videos."""
         found = self.detections_for(chosen.weights, chosen.fusion, chosen.temperatures, chosen.class_members,
-                                    chosen.class_weights)
+                                    chosen.class_weights, chosen.stacker)
         return apply_offsets(found, chosen.boundary_offsets, self.video_ends)
 
     def single_scores(self) -> np.ndarray:
@@ -216,16 +216,19 @@ class Evaluator:
 
     def detections_for(self, weights: np.ndarray, fusion: str = "probabilities",
                        temperatures: np.ndarray | None = None, class_members: np.ndarray | None = None,
-                       class_weights: np.ndarray | None = None) -> Segments:
+                       class_weights: np.ndarray | None = None, stacker=None) -> Segments:
         """Detections of a weighted ensemble (members tempered first where ``temperatures`` says): its fused
         probabilities decoded, or its members' own detections pooled and voted (``segment_fusion``), or
         (``classwise``) each action class's detections from the one member ``class_members`` names for it, or
-        (``classmix``) the probabilities fused column by column with ``class_weights`` (members, 1 + classes)."""
+        (``classmix``) the probabilities fused column by column with ``class_weights`` (members, 1 + classes), or
+        (``stacked``) the probabilities ``stacker`` (``stacking.Stacker``) makes of its members'."""
         weights = np.asarray(weights, dtype=np.float64)
         if fusion == "probabilities":
             return self.detections(self.fused(weights, temperatures))
         if fusion == "classmix":
             return self.detections(self.fused_by_column(np.asarray(class_weights, dtype=np.float64)))
+        if fusion == "stacked":
+            return self.detections([stacker.probabilities(v.probs) for v in self.videos])
         if fusion == "classwise":
             return self._named(*self._classwise(np.asarray(class_members, dtype=np.int64)))
         members = np.flatnonzero(weights > 0)

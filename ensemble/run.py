@@ -103,7 +103,8 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
                                                    "procedure": procedure, "fusion": fitted.fusion,
                                                    "boundary_offsets": offsets_json(fitted.boundary_offsets),
-                                                   **_class_fusion(fitted, candidates, evaluator.actions),
+                                                   **_class_fusion(fitted, candidates, evaluator.actions,
+                                                                   coefficients=False),
                                                    "per_class_AP": ens_result.to_json()["per_class"]},
                "gain": gain | {"measure": "nested out-of-fold ensemble mAP - best single's out-of-fold mAP (as "
                                           "trained: no boundary offsets); "
@@ -115,7 +116,8 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     if boundary_offsets:
         metrics["best_single"]["oof_val_mAP_with_boundary_offsets"] = oof[AS_TRAINED + OFFSETS]
-    write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, sources)
+    write_outputs(out, candidates, fitted, evaluator, metrics, cfg, spec, sources,
+                  {"val_out_of_fold.json": nested_detections, "val_out_of_fold_best_single.json": single_detections})
     _log_summary(metrics, fold_seeds)
     _log_mlflow(uri, cfg.tracking.experiment, out, metrics, sources[0])
     return {"out": str(out), **metrics}
@@ -141,9 +143,14 @@ def default_selection(selection: str, candidates: list[Candidate]) -> str:
     return CROSS_MODAL
 
 
-def _class_fusion(fitted, candidates: list[Candidate], actions) -> dict:
+def _class_fusion(fitted, candidates: list[Candidate], actions, coefficients: bool = True) -> dict:
     """``{"class_members": {action: run id}}`` for a classwise ensemble, ``{"class_weights": {column: {run id:
-    weight}}}`` (columns: "background" and the actions) for a classmix one, else nothing."""
+    weight}}}`` (columns: "background" and the actions) for a classmix one, ``{"stacker": {members, columns,
+    coefficients, intercept}}`` for a stacked one (``stacking.Stacker.to_json``; without ``coefficients``, its
+    members only), else nothing."""
+    if fitted.stacker is not None:
+        found = fitted.stacker.to_json([c.run_id for c in candidates], ("background", *actions))
+        return {"stacker": found if coefficients else {"members": found["members"]}}
     if fitted.class_weights is not None:
         return {"class_weights": {column: {candidates[m].run_id: round(float(w), 6)
                                            for m, w in enumerate(fitted.class_weights[:, i]) if w != 0}
@@ -231,7 +238,9 @@ def remove_previous_outputs(out: Path) -> None:
 
 
 def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Evaluator, metrics: dict, cfg,
-                  spec, sources: list[str]) -> None:
+                  spec, sources: list[str], out_of_fold: dict | None = None) -> None:
+    """ensemble.json, metrics.json, detections/ (val and test; ``out_of_fold``: file name -> the out-of-fold
+    detections the gain compares, e.g. the nested ensemble's and the best single's), submission.csv, plots."""
     out.mkdir(parents=True, exist_ok=True)
     remove_previous_outputs(out)
     temperatures = fitted.temperatures if fitted.temperatures is not None else np.ones(len(candidates))
@@ -249,6 +258,9 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
     write_json_atomic(out / "ensemble.json", spec_json)
     write_json_atomic(out / "metrics.json", metrics)
     write_detections(_detections_json(evaluator, fitted), out / "detections" / "val.json")
+    video_ids = [v.video_id for v in evaluator.videos]
+    for name, found in (out_of_fold or {}).items():
+        write_detections(segments_to_detection_dict(found, video_ids), out / "detections" / name)
     chosen = [c for c, w in zip(candidates, fitted.weights, strict=True) if w > 0]
     if all(c.test is not None for c in chosen) and chosen:
         test_eval = Evaluator(align([c.test for c in chosen]), evaluator.gt, evaluator.actions, cfg.eval)
@@ -258,10 +270,13 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
         columns = None if fitted.class_weights is None else fitted.class_weights[chosen_members]
         owners = None if fitted.class_members is None else np.searchsorted(np.flatnonzero(chosen_members),
                                                                             fitted.class_members)
+        stacker = None if fitted.stacker is None else fitted.stacker.reindexed(
+            np.searchsorted(np.flatnonzero(chosen_members), fitted.stacker.members))
         test_dets = _detections_json(test_eval, type(fitted)(weights / weights.sum(), fitted.score,
                                                              fusion=fitted.fusion, temperatures=temperatures,
                                                              boundary_offsets=fitted.boundary_offsets,
-                                                             class_members=owners, class_weights=columns))
+                                                             class_members=owners, class_weights=columns,
+                                                             stacker=stacker))
         write_detections(test_dets, out / "detections" / "test.json")
         durations = {v: spec.videos[v].duration for v in test_dets if v in spec.videos}
         write_submission(submission_rows(test_dets, durations, spec.taxonomy.actions, cfg.eval.bin_seconds or 10.0,

@@ -33,9 +33,11 @@ from tal_core.errors import UserError
 from tal_core.scoring.metrics import Segments
 
 from .boundaries import Offsets, apply_offsets, fit_offsets
+from .calibrate import cell_labels
 from .defaults import MIN_GAIN
 from .fuse import Evaluator
 from .gain import concat_segments
+from .stacking import STACK_L2, STACK_MEMBERS, Stacker, fit_stacker
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class SelectionResult:
     boundary_offsets: Offsets | None = None  # per-class edge offsets applied to the fused detections (None: none)
     class_members: np.ndarray | None = None  # fusion "classwise": per action class (evaluator.actions order), its member
     class_weights: np.ndarray | None = None  # fusion "classmix": (members, 1 + classes) weight of each probability column
+    stacker: Stacker | None = None  # fusion "stacked": the logistic regression over the members' log-probabilities
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,21 @@ def class_mix_weights(base: np.ndarray, champions: np.ndarray, shares: np.ndarra
     return columns
 
 
+def stacked(evaluator: Evaluator, members: int | None = None, l2: float = STACK_L2) -> SelectionResult:
+    """A logistic regression over the log-probabilities of ``members`` members screened on these videos
+    (default ``STACK_MEMBERS``; ``screen``: the best by mAP, then each class's best, so a member that alone tells
+    a class is read), fitted on these videos' cells and pulled toward the best single member as trained
+    (``stacking``). Fusion "stacked"; a member's weight is its share of the coefficients."""
+    if evaluator.members < 2:
+        return best_single(evaluator)
+    best = int(np.argmax(evaluator.single_scores()))  # the first of equals, as every ranking here
+    pool = screen(evaluator, members or STACK_MEMBERS)
+    chosen = np.array([best, *(int(m) for m in pool if m != best)], dtype=np.int64)
+    stacker = fit_stacker(evaluator.videos, cell_labels(evaluator.videos, evaluator.gt, evaluator.actions), chosen, l2)
+    found = SelectionResult(stacker.member_shares(evaluator.members), 0.0, fusion="stacked", stacker=stacker)
+    return replace(found, score=evaluator.score_detections(evaluator.detections_of(found)).mean)
+
+
 CMAES_MEMBERS = 8  # CMA-ES searches the weights of this many best single members
 CMAES_TRIALS = 60
 CMAES_BATCH = 8  # weight vectors asked of CMA-ES at a time and scored together (on forked workers)
@@ -338,7 +356,7 @@ def with_boundary_offsets(evaluator: Evaluator, chosen: SelectionResult) -> Sele
     return replace(chosen, boundary_offsets=kept, score=after.mean)
 
 
-OPT_IN = ("classwise", "classmix", "greedy+refine/classmix")  # procedures "cv" does not compare (each one more is
+OPT_IN = ("classwise", "classmix", "greedy+refine/classmix", "stacked")  # procedures "cv" does not compare (each one more is
 # one more chance to win inner folds by luck): named with --selection; docs/ensemble.md says where they pay
 CROSS_MODAL = "classmix"  # what "auto" means where the candidates span several modalities (run.default_selection):
 # the best single as trained, a class moved toward another member only where that class gains the margin
@@ -381,6 +399,7 @@ def _procedures(max_steps: int) -> dict:
         "classwise": classwise,
         "classmix": class_mix,
         "greedy+refine/classmix": lambda ev: class_mix(ev, greedy_refine(ev)),
+        "stacked": stacked,
     }
     return {name: fit if name in ("greedy", "greedy+refine") else _memo(name, max_steps, fit)
             for name, fit in found.items()}

@@ -184,10 +184,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--selection", default="auto", choices=("auto", "cv", "greedy+refine", "greedy", "top3_average",
                                                            "greedy+refine/segments", "calibrated+greedy+refine",
                                                            "cmaes", "best_single", "classwise", "classmix",
-                                                           "greedy+refine/classmix"),
+                                                           "greedy+refine/classmix", "stacked"),
                    help="auto (default): cv over trials of one modality, classmix over trials of several; cv: the "
-                        "procedure with the best out-of-fold mAP (classwise, classmix and greedy+refine/classmix are not "
-                        "among them); or name one")
+                        "procedure with the best out-of-fold mAP (classwise, classmix, greedy+refine/classmix and "
+                        "stacked are not among them); or name one")
     p.add_argument("--min-gain", type=non_negative, default=MIN_GAIN,
                    help="cv: keep the best single member unless a fusion beats its out-of-fold mAP by this much; "
                         "any selection: keep boundary offsets only where they beat the same fit without them by "

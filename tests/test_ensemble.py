@@ -344,3 +344,33 @@ def test_the_default_over_trials_of_two_modalities_is_classmix(tmp_path):
     assert result["gain"]["mAP"] > 0.2  # each class from the trial that tells it, out of fold
     spec = json.loads((tmp_path / "out" / "ensemble.json").read_text())
     assert spec["fusion"] == "classmix" and spec["class_weights"]["b"].get("sound", 0) > 0
+
+
+def test_stacked_writes_its_regression_and_applies_it_to_test_members(tmp_path, monkeypatch):
+    """Five trials, a stacker of four (the screened ones): the noise trial, first by name and left out, makes the
+    test-split members re-indexed."""
+    import shutil
+
+    monkeypatch.setattr("ensemble.select.STACK_MEMBERS", 4)
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "a_noise", truth, 1.0, set(), 1.0, 3, val_map=0.9)
+    write_member(sweep, "good_a", truth, 1.0, {"a"}, 0.05, 1)
+    write_member(sweep, "good_b", truth, 0.5, {"b"}, 0.05, 2)
+    write_member(sweep, "mid_a", truth, 1.0, {"a"}, 0.3, 4)
+    write_member(sweep, "mid_b", truth, 0.5, {"b"}, 0.3, 5)
+    for trial in (sweep / "trials").iterdir():  # test predictions: the val ones again, so test = val detections
+        shutil.copy(trial / "predictions" / "val.npz", trial / "predictions" / "test.npz")
+    options = {"overrides": ["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"], "folds": 3}
+    result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", selection="stacked", **options)
+    spec = json.loads((tmp_path / "out" / "ensemble.json").read_text())
+    assert spec["fusion"] == "stacked" and result["ensemble"]["procedure"].startswith("stacked")
+    stacker = spec["stacker"]
+    assert len(stacker["members"]) == 4 and "a_noise" not in stacker["members"]
+    assert stacker["members"][0] == result["best_single"]["run_id"] and stacker["columns"] == ["background", "a", "b"]
+    assert np.array(stacker["coefficients"]).shape == (4 * 3, 3) and len(stacker["intercept"]) == 3
+    assert {m["run_id"] for m in spec["members"]} == set(stacker["members"])
+    assert result["ensemble"]["stacker"] == {"members": stacker["members"]}  # metrics.json: no coefficients
+    assert result["ensemble"]["val_mAP"] > result["best_single"]["val_mAP"] + 0.2 and result["gain"]["mAP"] > 0.1
+    val = json.loads((tmp_path / "out" / "detections" / "val.json").read_text())
+    assert json.loads((tmp_path / "out" / "detections" / "test.json").read_text()) == val  # re-indexed members

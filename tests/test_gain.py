@@ -1,6 +1,6 @@
 import numpy as np
 
-from ensemble.gain import bootstrap_gain, concat_segments
+from ensemble.gain import bootstrap_gain, bootstrap_mean_gain, concat_segments
 from tal_core.scoring.metrics import Segments, average_precision
 
 THRESHOLDS = (0.5, 0.75)
@@ -40,6 +40,22 @@ def test_a_gain_carried_by_one_video_has_an_interval_that_reaches_zero():
     ensemble = Segments.from_rows(hits(range(12)))
     result = bootstrap_gain(gt, ensemble, single, THRESHOLDS, draws=300, seed=0)
     assert result["mAP"] > 0 and result["low"] == 0  # a third of the draws leave the one video out
+
+
+def test_the_mean_gain_of_pairs_resamples_the_same_videos_for_every_pair():
+    """Two training seeds: one gains on video 11 only, one on videos 0-9. The mean of their gains is the mean
+    gain; its interval is narrower than the first pair's, whose gain rests on one video."""
+    gt = truth(12)
+    single = Segments.from_rows(hits(range(11)) + misses([11], score=0.1))
+    one_video = (Segments.from_rows(hits(range(12))), single)
+    weak = Segments.from_rows(hits(range(10, 12)) + misses(range(10)))
+    many_videos = (Segments.from_rows(hits(range(12))), weak)
+    pooled = bootstrap_mean_gain(gt, [one_video, many_videos], THRESHOLDS, draws=300, seed=0)
+    alone = [bootstrap_gain(gt, *pair, THRESHOLDS, draws=300, seed=0) for pair in (one_video, many_videos)]
+    assert np.isclose(pooled["mAP"], (alone[0]["mAP"] + alone[1]["mAP"]) / 2)
+    assert pooled["low"] > 0 == alone[0]["low"] and pooled["videos"] == 12
+    same = bootstrap_mean_gain(gt, [one_video, one_video], THRESHOLDS, draws=300, seed=0)
+    assert {k: same[k] for k in ("mAP", "low", "high")} == {k: alone[0][k] for k in ("mAP", "low", "high")}
 
 
 def test_concat_keeps_every_row():

@@ -282,3 +282,19 @@ def test_classwise_keeps_at_most_max_segments_per_video():
     full = ev.detections_of(classwise(ev))
     for video in videos:  # the one kept is that video's best-scored detection
         assert found.score[found.video == video][0] == full.score[full.video == video].max()
+
+
+def test_stacked_fits_a_logistic_regression_over_the_members_and_beats_either():
+    from ensemble.select import stacked
+
+    ev = evaluator(videos=6)
+    chosen = stacked(ev)
+    assert chosen.fusion == "stacked" and chosen.stacker.members[0] == int(np.argmax(ev.single_scores()))
+    assert sorted(chosen.stacker.members.tolist()) == [0, 1, 2]  # every member, at most STACK_MEMBERS
+    assert chosen.weights.sum() == pytest.approx(1.0) and chosen.weights[1] > 0
+    assert chosen.score == pytest.approx(ev.score_detections(ev.detections_of(chosen)).mean)
+    assert chosen.score > ev.single_scores().max() + 0.2
+    two = stacked(ev, members=2)  # the best single and the next best
+    assert two.stacker.members.tolist() == [0, 1] and two.weights[2] == 0
+    alone = stacked(ev.restricted([1]))
+    assert alone.fusion == "probabilities" and alone.weights.tolist() == [1.0]
