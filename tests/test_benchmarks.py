@@ -102,6 +102,10 @@ def test_bench_audio_ensembles_one_run_of_each_modality_laid_out_as_a_sweep(tmp_
     assert set(result["members"]) == {"video", "audio"} and result["best_single"] in {"video", "audio"}
     assert result["gain"] == pytest.approx(result["nested_oof_val_mAP"] - result["best_single_oof_val_mAP"], abs=2e-4)
     assert result["gain"] > 0.1 and result["gain_interval"][0] > 0 and len(result["gain_by_fold_seed"]) == 4
+    # the out-of-fold detections the ensemble keeps give its gain and interval back; pooled over "seeds"
+    pooled = bench_audio.gain_over_seeds(tmp_path / "data", [work / "ensemble", work / "ensemble"])
+    assert pooled["seeds"] == 2 and pooled["mAP"] == pytest.approx(result["gain"], abs=1e-4)
+    assert pooled["interval"] == pytest.approx(result["gain_interval"], abs=1e-4)
     assert bench_audio.spread([0.5, 0.7, 0.6]) == {"mean": 0.6, "min": 0.5, "max": 0.7, "sd": 0.1}
 
 
