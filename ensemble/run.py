@@ -103,7 +103,7 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
                                                    "procedure": procedure, "fusion": fitted.fusion,
                                                    "boundary_offsets": offsets_json(fitted.boundary_offsets),
-                                                   **_class_fusion(fitted, candidates, evaluator.actions,
+                                                   **_fusion_json(fitted, candidates, evaluator.actions,
                                                                    coefficients=False),
                                                    "per_class_AP": ens_result.to_json()["per_class"]},
                "gain": gain | {"measure": "nested out-of-fold ensemble mAP - best single's out-of-fold mAP (as "
@@ -143,7 +143,7 @@ def default_selection(selection: str, candidates: list[Candidate]) -> str:
     return CROSS_MODAL
 
 
-def _class_fusion(fitted, candidates: list[Candidate], actions, coefficients: bool = True) -> dict:
+def _fusion_json(fitted, candidates: list[Candidate], actions, coefficients: bool = True) -> dict:
     """``{"class_members": {action: run id}}`` for a classwise ensemble, ``{"class_weights": {column: {run id:
     weight}}}`` (columns: "background" and the actions) for a classmix one, ``{"stacker": {members, columns,
     coefficients, intercept}}`` for a stacked one (``stacking.Stacker.to_json``; without ``coefficients``, its
@@ -253,7 +253,7 @@ def write_outputs(out: Path, candidates: list[Candidate], fitted, evaluator: Eva
                                       if name in ("greedy+refine", "greedy+refine/segments")},
                  "members": members, "grid": "union of member interval boundaries",
                  "boundary_offsets": offsets_json(fitted.boundary_offsets),
-                 **_class_fusion(fitted, candidates, evaluator.actions),
+                 **_fusion_json(fitted, candidates, evaluator.actions),
                  "decode": cfg.eval.model_dump(mode="json"), "selection_history": fitted.history}
     write_json_atomic(out / "ensemble.json", spec_json)
     write_json_atomic(out / "metrics.json", metrics)
