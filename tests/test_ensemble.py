@@ -294,17 +294,26 @@ def test_edges_every_member_misses_alike_are_moved_back_by_the_boundary_offsets(
     assert "boundary_offsets_alone" not in plain["gain"] and "oof_val_mAP_with_boundary_offsets" not in plain["best_single"]
 
 
-def test_classwise_takes_each_class_from_its_member_on_val_and_test(tmp_path):
+def noise_and_specialists(tmp_path, *more) -> tuple[Path, dict]:
+    """A sweep of a noise trial (first by name, so members after it are re-indexed on test), one trial that
+    knows a, one that knows b, and ``more`` (name, good_on, noise, seed); test predictions the val ones again, so
+    test = val detections. Returns the sweep and run_ensemble's options."""
     import shutil
 
     truth = make_data(tmp_path)
     sweep = tmp_path / "sweep"
-    write_member(sweep, "a_noise", truth, 1.0, set(), 1.0, 3, val_map=0.9)  # first: test members are re-indexed
+    write_member(sweep, "a_noise", truth, 1.0, set(), 1.0, 3, val_map=0.9)
     write_member(sweep, "good_a", truth, 1.0, {"a"}, 0.05, 1)
     write_member(sweep, "good_b", truth, 0.5, {"b"}, 0.05, 2)
-    for trial in (sweep / "trials").iterdir():  # test predictions: the val ones again, so test = val detections
+    for name, good_on, noise, seed in more:
+        write_member(sweep, name, truth, 1.0 if "a" in good_on else 0.5, good_on, noise, seed)
+    for trial in (sweep / "trials").iterdir():
         shutil.copy(trial / "predictions" / "val.npz", trial / "predictions" / "test.npz")
-    options = {"overrides": ["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"], "folds": 3}
+    return sweep, {"overrides": ["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"], "folds": 3}
+
+
+def test_classwise_takes_each_class_from_its_member_on_val_and_test(tmp_path):
+    sweep, options = noise_and_specialists(tmp_path)
     result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", selection="classwise", **options)
     spec = json.loads((tmp_path / "out" / "ensemble.json").read_text())
     assert spec["fusion"] == "classwise" and spec["class_members"] == {"a": "good_a", "b": "good_b"}
@@ -349,19 +358,8 @@ def test_the_default_over_trials_of_two_modalities_is_classmix(tmp_path):
 def test_stacked_writes_its_regression_and_applies_it_to_test_members(tmp_path, monkeypatch):
     """Five trials, a stacker of four (the screened ones): the noise trial, first by name and left out, makes the
     test-split members re-indexed."""
-    import shutil
-
     monkeypatch.setattr("ensemble.select.STACK_MEMBERS", 4)
-    truth = make_data(tmp_path)
-    sweep = tmp_path / "sweep"
-    write_member(sweep, "a_noise", truth, 1.0, set(), 1.0, 3, val_map=0.9)
-    write_member(sweep, "good_a", truth, 1.0, {"a"}, 0.05, 1)
-    write_member(sweep, "good_b", truth, 0.5, {"b"}, 0.05, 2)
-    write_member(sweep, "mid_a", truth, 1.0, {"a"}, 0.3, 4)
-    write_member(sweep, "mid_b", truth, 0.5, {"b"}, 0.3, 5)
-    for trial in (sweep / "trials").iterdir():  # test predictions: the val ones again, so test = val detections
-        shutil.copy(trial / "predictions" / "val.npz", trial / "predictions" / "test.npz")
-    options = {"overrides": ["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"], "folds": 3}
+    sweep, options = noise_and_specialists(tmp_path, ("mid_a", {"a"}, 0.3, 4), ("mid_b", {"b"}, 0.3, 5))
     result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", selection="stacked", **options)
     spec = json.loads((tmp_path / "out" / "ensemble.json").read_text())
     assert spec["fusion"] == "stacked" and result["ensemble"]["procedure"].startswith("stacked")
