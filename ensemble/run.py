@@ -62,8 +62,8 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
     out-of-fold val mAP (the best single member as trained unless another procedure beats it by ``min_gain``);
     or name one ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
-    "calibrated+greedy+refine", "cmaes", or "classwise", "classmix" and "greedy+refine/classmix", which "cv" does
-    not compare: ``select.OPT_IN``); "auto" (the default): "cv" over candidates of one modality, "classmix" over
+    "calibrated+greedy+refine", "cmaes", or "classwise", "classmix", "greedy+refine/classmix" and "stacked", which
+    "cv" does not compare: ``select.OPT_IN``); "auto" (the default): "cv" over candidates of one modality, "classmix" over
     candidates of several (``default_selection``).
     ``boundary_offsets``: every procedure also comes with per-class boundary offsets fitted where its weights are
     (``<name>+offsets``, ``ensemble.boundaries``), chosen only where they beat the same procedure without them

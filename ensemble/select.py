@@ -64,12 +64,10 @@ class Recipe:
     boundary_offsets: bool = True
 
     def procedures(self) -> dict:
-        """The procedures this recipe compares: every one but the opt-in ones (``OPT_IN``) with "cv"; with a named
-        selection, all (so the named one is there)."""
-        found = procedures(self.max_steps, self.boundary_offsets)
-        if self.selection == "cv":
-            found = {name: fit for name, fit in found.items() if name.removesuffix(OFFSETS) not in OPT_IN}
-        return found
+        """The procedures this recipe compares: every one but the opt-in ones (``OPT_IN``), and the one named by
+        the selection (with "cv": none)."""
+        return {name: fit for name, fit in procedures(self.max_steps, self.boundary_offsets).items()
+                if name.removesuffix(OFFSETS) not in OPT_IN or name.removesuffix(OFFSETS) == self.selection}
 
 
 def greedy_select(evaluator: Evaluator, single_scores: np.ndarray, max_steps: int = 12,
@@ -273,8 +271,8 @@ def stacked(evaluator: Evaluator, members: int | None = None, l2: float = STACK_
     if evaluator.members < 2:
         return best_single(evaluator)
     best = int(np.argmax(evaluator.single_scores()))  # the first of equals, as every ranking here
-    pool = screen(evaluator, members or STACK_MEMBERS)
-    chosen = np.array([best, *(int(m) for m in pool if m != best)], dtype=np.int64)
+    size = max(2, members or STACK_MEMBERS)
+    chosen = np.array([best, *(int(m) for m in screen(evaluator, size) if m != best)][:size], dtype=np.int64)
     stacker = fit_stacker(evaluator.videos, cell_labels(evaluator.videos, evaluator.gt, evaluator.actions), chosen, l2)
     found = SelectionResult(stacker.member_shares(evaluator.members), 0.0, fusion="stacked", stacker=stacker)
     return replace(found, score=evaluator.score_detections(evaluator.detections_of(found)).mean)
@@ -369,8 +367,9 @@ def procedures(max_steps: int, boundary_offsets: bool = True) -> dict:
     ``greedy+refine/segments`` takes greedy+refine's weights and fuses the members' detections instead of their
     probabilities; ``calibrated+greedy+refine`` tempers each member's probabilities first (``calibrate``);
     ``cmaes`` searches normalised weights of the best members with CMA-ES; ``classwise`` takes each class from
-    one member's own detections (the best single's, unless another is far better at that class). With ``boundary_offsets`` each one
-    also comes as ``<name>+offsets``: the same fit, its detections then given per-class boundary offsets
+    one member's own detections (the best single's, unless another is far better at that class); ``classmix``
+    mixes a class's column toward the member best at it; ``stacked`` fits a logistic regression over the
+    members' log-probabilities (``stacking``). With ``boundary_offsets`` each one also comes as ``<name>+offsets``: the same fit, its detections then given per-class boundary offsets
     fitted on the same videos (``with_boundary_offsets``). Every fit is made once per set of videos (the
     evaluator's root keeps it: ``Evaluator.memo``), so a procedure and its +offsets variant, greedy and
     greedy+refine, and an outer fold's fit in ``choose_by_cv`` and in the nested choice share their search."""

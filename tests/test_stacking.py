@@ -58,14 +58,31 @@ def test_without_evidence_the_stacker_is_the_best_single_member():
     prior = np.zeros((6, 3))
     prior[:3] = np.eye(3)
     assert stacker.coefficients == pytest.approx(prior, abs=1e-4)  # member 1's log-probabilities, as they are
+    assert stacker.intercept == pytest.approx(np.zeros(3), abs=1e-4)
+    own = train[0].probs[1].astype(np.float32)
+    assert stacker.probabilities(train[0].probs) == pytest.approx(own / own.sum(axis=1, keepdims=True), abs=1e-3)
     fitted = fit_stacker(train, labels, np.array([1, 0]))  # the default pull: member 0's evidence moves it
     assert np.abs(fitted.coefficients[3:]).sum() > 1.0
+
+
+def test_a_class_the_fitting_videos_lack_keeps_the_best_single_members_column():
+    train, labels = group_and_which(8, seed=0)
+    labels = [np.where(y == 2, 0, y) for y in labels]  # class 2 never happens here
+    stacker = fit_stacker(train, labels, np.array([0, 1]))
+    assert stacker.unseen.tolist() == [False, False, True]
+    assert stacker.coefficients[:, 2] == pytest.approx(np.eye(3)[2].tolist() + [0, 0, 0]) and stacker.intercept[2] == 0
+    held, _ = group_and_which(2, seed=1)
+    found = stacker.probabilities(held[0].probs)
+    own = held[0].probs[0].astype(np.float32)
+    assert found[:, 2] == pytest.approx(own[:, 2] / own.sum(axis=1), abs=1e-6)  # the best single's, detectable
+    assert found.sum(axis=1) == pytest.approx(np.ones(len(found)), abs=1e-5)
+    assert stacker.to_json(["p", "q"], ("background", "a", "b"))["unseen"] == ["b"]
 
 
 def test_a_reindexed_stacker_reads_the_same_members_at_their_new_places():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(3), size=(3, 5))
-    stacker = Stacker(np.array([2, 0]), rng.normal(size=(6, 3)), rng.normal(size=3))
+    stacker = Stacker(np.array([2, 0]), rng.normal(size=(6, 3)), rng.normal(size=3), np.array([False, True, False]))
     moved = stacker.reindexed(np.array([1, 0]))
     assert moved.probabilities(probs[[0, 2]]) == pytest.approx(stacker.probabilities(probs))
     assert features(probs, np.array([2, 0]))[:, :3] == pytest.approx(np.log(probs[2]), abs=1e-6)
