@@ -10,7 +10,9 @@
 3. For each training seed, the default ``talsearch ensemble`` (``--fold-seeds 4``; over trials of two modalities
    ``--selection auto`` is classmix) over two candidates: the video run and the audio run of that seed (each with
    its kept snapshots, as a sweep's trials): nested out-of-fold mAP, the better member's out-of-fold mAP as
-   trained, the gain with its 90% bootstrap interval, the gain on 4 fold draws.
+   trained, the gain with its 90% bootstrap interval, the gain on 4 fold draws; and per data set the gain
+   averaged over the training seeds (``ensemble_gain_over_seeds``), its interval over resamples of the val
+   videos, each draw the same videos for every seed.
 
 4. ``--view-ensemble`` (#36's "first, do no harm"): on the first data set, training seed 0, the video run on each
    of the other views (front, ego) too, and the default ensemble over one trial per view: one strong member
