@@ -87,6 +87,11 @@ def spread(values: list[float]) -> dict:
             "sd": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
 
 
+def ensemble_folder(selection: str) -> str:
+    """Where a pair's ensemble under ``selection`` is written, inside the pair's folder."""
+    return "ensemble" if selection == "auto" else f"ensemble_{selection.replace('/', '_')}"
+
+
 def pair_ensemble(data: Path, work: Path, runs: dict[str, Path], selection: str = "auto") -> dict:
     """The default ensemble (or ``selection``, written to ``ensemble_<selection>``) over one trial of each
     modality, laid out as a sweep's trials (links to the runs)."""
@@ -97,7 +102,7 @@ def pair_ensemble(data: Path, work: Path, runs: dict[str, Path], selection: str 
         if not link.exists():
             link.symlink_to(run.resolve(), target_is_directory=True)
     started = time.perf_counter()
-    out = work / ("ensemble" if selection == "auto" else f"ensemble_{selection.replace('/', '_')}")
+    out = work / ensemble_folder(selection)
     result = json.loads(talsearch("ensemble", "--sweep", str(sweep), "--data", str(data), "--out", str(out),
                                   "--fold-seeds", str(FOLD_SEEDS), "--selection", selection,
                                   "--set", f"tracking.uri=sqlite:///{work}/mlflow.db", cwd=work))
@@ -168,9 +173,8 @@ def one_data_set(work: Path, data_seed: int, seeds: list[int], modalities: list[
         result["ensembles"] = [pair_ensemble(data, work / f"d{data_seed}_ensemble_s{s}", {
             "video": work / f"d{data_seed}_video_s{s}", "audio": work / f"d{data_seed}_audio_s{s}"}, selection) | {"seed": s}
             for s in seeds]
-        folder = "ensemble" if selection == "auto" else f"ensemble_{selection.replace('/', '_')}"
-        result["ensemble_gain_over_seeds"] = gain_over_seeds(data, [work / f"d{data_seed}_ensemble_s{s}" / folder
-                                                                    for s in seeds])
+        result["ensemble_gain_over_seeds"] = gain_over_seeds(data, [
+            work / f"d{data_seed}_ensemble_s{s}" / ensemble_folder(selection) for s in seeds])
     return result
 
 
