@@ -153,7 +153,8 @@ def _inner_folds(train, outer: list[set[str]], held: set[str], seed: int) -> lis
 def nested_gains(evaluator, folds: int, seed: int, choosers: dict) -> tuple[dict, dict]:
     """Per rule: nested out-of-fold mAP minus the best single's out-of-fold mAP, and the procedure chosen in
     each outer fold."""
-    found = select.procedures(select.Recipe().max_steps)  # the opt-in ones too: rules choose among them
+    # the opt-in ones too (rules choose among them); each fusion spans two trials, as "cv" fits them
+    found = select.procedures(select.Recipe().max_steps, across=True)
     ids = [v.video_id for v in evaluator.videos]
     outer = select.folds_of(ids, max(2, min(folds, len(ids))), seed)
     parts = {name: [] for name in choosers}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tal_core.errors import UserError
@@ -30,6 +30,11 @@ class Candidate:
     val_map: float
     params: dict
     source: str
+    trial: str = ""  # the training run it is an epoch of: its own run id, or for a snapshot its trial's
+
+    @property
+    def trial_id(self) -> str:
+        return self.trial or self.run_id
 
 
 def _load_trial(trial_dir: Path, run_id: str | None = None, metrics: dict | None = None) -> Candidate | None:
@@ -60,7 +65,7 @@ def _load_with_snapshots(trial_dir: Path) -> list[Candidate]:
         if epoch != best_epoch:
             snapshot = _load_trial(folder.path, f"{trial_dir.name}@e{epoch}")
             if snapshot is not None:
-                found.append(snapshot)
+                found.append(replace(snapshot, trial=best.trial_id))
     return found
 
 

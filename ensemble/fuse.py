@@ -26,8 +26,11 @@ class Evaluator:
     """Scores fused probabilities of the aligned val videos against their ground truth."""
 
     def __init__(self, videos: list[AlignedVideo], gt: Segments, actions: tuple[str, ...], eval_cfg: EvalConfig,
-                 metric_thresholds=None, placements: dict | None = None, root: Evaluator | None = None):
+                 metric_thresholds=None, placements: dict | None = None, root: Evaluator | None = None,
+                 trials=None):
         self.videos, self.gt, self.actions, self.eval_cfg = videos, gt, actions, eval_cfg
+        # per member, the training run it is an epoch of (snapshots share their trial's); None: each its own
+        self.trials = np.arange(self.members) if trials is None else np.asarray(trials, dtype=np.int64)
         self.thresholds = tuple(metric_thresholds or eval_cfg.tiou_thresholds)
         self.placements = placements or {}  # clip -> (recording, offset), for challenge binning
         self.calls = 0  # evaluations (decode + mAP) made here; a root also counts its subsets'
@@ -68,7 +71,7 @@ class Evaluator:
         gt = Segments(self.gt.video[keep], self.gt.label[keep], self.gt.start[keep], self.gt.end[keep],
                       self.gt.score[keep])
         return Evaluator([v for v in self.videos if v.video_id in video_ids], gt, self.actions, self.eval_cfg,
-                         self.thresholds, self.placements, root=self._root)
+                         self.thresholds, self.placements, root=self._root, trials=self.trials)
 
     def memo(self, key, compute):
         """``compute()``, once per key for this root and all its subsets (``key`` names the videos too)."""
@@ -91,7 +94,12 @@ class Evaluator:
         videos = [AlignedVideo(v.video_id, v.starts, v.ends,
                                np.stack([_member_probs(v.probs[m], t) for m, t in zip(members, temps, strict=True)]),
                                v.scene_probs[members]) for v in self.videos]
-        return Evaluator(videos, self.gt, self.actions, self.eval_cfg, self.thresholds, self.placements)
+        return Evaluator(videos, self.gt, self.actions, self.eval_cfg, self.thresholds, self.placements,
+                         trials=self.trials[members])
+
+    def one_trial(self, weights) -> bool:
+        """Whether ``weights`` lie on the epochs of one training run alone (a trial and its snapshots)."""
+        return len(np.unique(self.trials[np.asarray(weights) > 0])) <= 1
 
     def detections_of(self, chosen) -> Segments:
         """Detections of a selection result: its temperatures, weights, fusion and boundary offsets applied to

@@ -97,11 +97,15 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     if fold_seeds > 1:
         gain |= fold_seed_spread(gain["mAP"], seed, gains_over_fold_seeds(
             evaluator, folds, range(seed + 1, seed + fold_seeds), recipe))
+    if fitted.fell_back:
+        logger.info(f"[ensemble] {procedure} weighted one trial's epochs alone: the best single member as trained "
+                    "instead (a fusion must span two trials)")
     best_single = int(np.argmax(evaluator.single_scores()))
     ens_result = evaluator.score_detections(evaluator.detections_of(fitted))
     single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))
     metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
                                                    "procedure": procedure, "fusion": fitted.fusion,
+                                                   "fell_back_to_best_single": fitted.fell_back,
                                                    "boundary_offsets": offsets_json(fitted.boundary_offsets),
                                                    **_fusion_json(fitted, candidates, evaluator.actions,
                                                                    coefficients=False),
@@ -173,7 +177,9 @@ def _evaluator(candidates: list[Candidate], spec, data, cfg) -> Evaluator:
     gt = ground_truth_segments(spec, None)
     keep = np.isin(gt.video.astype(str), [v.video_id for v in videos])
     gt = type(gt)(gt.video[keep], gt.label[keep], gt.start[keep], gt.end[keep], gt.score[keep])
-    return Evaluator(videos, gt, candidates[0].val.actions, cfg.eval, placements=placements_of(spec))
+    trials = {trial: i for i, trial in enumerate(dict.fromkeys(c.trial_id for c in candidates))}
+    return Evaluator(videos, gt, candidates[0].val.actions, cfg.eval, placements=placements_of(spec),
+                     trials=[trials[c.trial_id] for c in candidates])
 
 
 def _gain(evaluator: Evaluator, found, single, seed: int) -> dict:

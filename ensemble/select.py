@@ -51,6 +51,7 @@ class SelectionResult:
     class_members: np.ndarray | None = None  # fusion "classwise": per action class (evaluator.actions order), its member
     class_weights: np.ndarray | None = None  # fusion "classmix": (members, 1 + classes) weight of each probability column
     stacker: Stacker | None = None  # fusion "stacked": the logistic regression over the members' log-probabilities
+    fell_back: bool = False  # a fusion that weighted one trial's epochs alone, replaced by the best single (``across_trials``)
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,10 @@ class Recipe:
 
     def procedures(self) -> dict:
         """The procedures this recipe compares: every one but the opt-in ones (``OPT_IN``), and the one named by
-        the selection (with "cv": none)."""
-        return {name: fit for name, fit in procedures(self.max_steps, self.boundary_offsets).items()
+        the selection (with "cv": none). With "cv" a fusion must span two trials (``across_trials``); a procedure
+        named is fitted as it is."""
+        found = procedures(self.max_steps, self.boundary_offsets, across=self.selection == "cv")
+        return {name: fit for name, fit in found.items()
                 if name.removesuffix(OFFSETS) not in OPT_IN or name.removesuffix(OFFSETS) == self.selection}
 
 
@@ -362,7 +365,7 @@ OFFSETS = "+offsets"  # suffix of a procedure whose detections get boundary offs
 AS_TRAINED = "best_single"  # the best single member as it was trained: no weights, no offsets
 
 
-def procedures(max_steps: int, boundary_offsets: bool = True) -> dict:
+def procedures(max_steps: int, boundary_offsets: bool = True, across: bool = False) -> dict:
     """The ways of choosing weights (and the fusion) that cross-validation compares (names are reported).
     ``greedy+refine/segments`` takes greedy+refine's weights and fuses the members' detections instead of their
     probabilities; ``calibrated+greedy+refine`` tempers each member's probabilities first (``calibrate``);
@@ -372,12 +375,36 @@ def procedures(max_steps: int, boundary_offsets: bool = True) -> dict:
     members' log-probabilities (``stacking``). With ``boundary_offsets`` each one also comes as ``<name>+offsets``: the same fit, its detections then given per-class boundary offsets
     fitted on the same videos (``with_boundary_offsets``). Every fit is made once per set of videos (the
     evaluator's root keeps it: ``Evaluator.memo``), so a procedure and its +offsets variant, greedy and
-    greedy+refine, and an outer fold's fit in ``choose_by_cv`` and in the nested choice share their search."""
+    greedy+refine, and an outer fold's fit in ``choose_by_cv`` and in the nested choice share their search.
+    ``across``: every procedure but ``best_single`` goes through ``across_trials`` (the +offsets variants fit
+    their offsets on what it returns)."""
     found = _procedures(max_steps)
+    if across:
+        found = {name: fit if name == AS_TRAINED else across_trials(fit) for name, fit in found.items()}
+    tag = ACROSS if across else ""
     if boundary_offsets:
-        found |= {name + OFFSETS: _memo(name + OFFSETS, max_steps, lambda ev, fit=fit: with_boundary_offsets(ev, fit(ev)))
+        found |= {name + OFFSETS: _memo(name + OFFSETS + tag, max_steps,
+                                        lambda ev, fit=fit: with_boundary_offsets(ev, fit(ev)))
                   for name, fit in list(found.items())}
     return found
+
+
+ACROSS = "/across-trials"  # memo tag of the fits made through ``across_trials``
+
+
+def across_trials(fit):
+    """``fit``, except where its weight lies on the epochs of one training run alone (a trial and its own
+    snapshots): there the best single member as trained instead (``fell_back`` when the fit weighted more than
+    one epoch). A trial's snapshots are one model seen at a few moments of its training; on a handful of val
+    videos their fusion won the inner folds by luck as often as not and cost the best trial out of fold
+    (docs/ensemble.md, "First, do no harm"): the diversity an ensemble spends is that of other trials, and the
+    snapshots join a fusion beside one."""
+    def fitted(ev):
+        chosen = fit(ev)
+        if not ev.one_trial(chosen.weights):
+            return chosen
+        return replace(best_single(ev), fell_back=bool(np.count_nonzero(chosen.weights) > 1))
+    return fitted
 
 
 def _memo(name: str, max_steps: int, fit):

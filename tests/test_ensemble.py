@@ -267,7 +267,7 @@ def test_the_gain_is_reported_for_other_draws_of_the_folds(tmp_path):
 
 
 def test_edges_every_member_misses_alike_are_moved_back_by_the_boundary_offsets(tmp_path):
-    truth = make_data(tmp_path)
+    truth = make_data(tmp_path)  # an inner training fold's 4+ edges, all late: a lean (``boundaries.leans``)
     sweep = tmp_path / "sweep"
     for seed in (1, 2):  # both members see every action half a second late and lose it half a second early
         write_member(sweep, f"late{seed}", truth, 0.5, {"a", "b"}, 0.05, seed, late=0.5)
@@ -292,6 +292,32 @@ def test_edges_every_member_misses_alike_are_moved_back_by_the_boundary_offsets(
     assert plain["ensemble"]["nested_oof_val_mAP"] == pytest.approx(1 / 3)
     assert plain["best_single"]["oof_val_mAP"] == result["best_single"]["oof_val_mAP"]
     assert "boundary_offsets_alone" not in plain["gain"] and "oof_val_mAP_with_boundary_offsets" not in plain["best_single"]
+
+
+def test_a_trials_own_snapshots_are_no_ensemble_by_default_but_a_second_trial_is(tmp_path):
+    """One trial knows a, its snapshot (another epoch of it) knows b: their fusion would find both. By default
+    ("cv") a fusion must span two trials, so the ensemble is the best single member as trained (every procedure
+    falls back to it); named, the fusion is fitted as it is; beside a second trial fusions count again."""
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "solo", truth, 1.0, {"a"}, 0.05, 1)
+    write_member(sweep, "solo/snapshots/epoch_3", truth, 1.0, {"b"}, 0.05, 2)
+    options = dict(folds=3, overrides=["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"])
+    result = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "out", **options)
+    assert result["ensemble"]["procedure"] == "best_single" and result["gain"]["mAP"] == 0.0
+    members = json.loads((tmp_path / "out" / "ensemble.json").read_text())["members"]
+    assert len(members) == 1 and members[0]["run_id"] in ("solo", "solo@e3")
+    oof = result["oof_val_mAP_by_procedure"]
+    assert oof["greedy+refine"] == oof["top3_average"] == oof["cmaes"] == result["best_single"]["oof_val_mAP"]
+    named = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "named", selection="greedy+refine", **options)
+    named_members = json.loads((tmp_path / "named" / "ensemble.json").read_text())["members"]
+    assert {m["run_id"] for m in named_members} >= {"solo", "solo@e3"} and not named["ensemble"]["fell_back_to_best_single"]
+    assert named["gain"]["mAP"] > 0.2
+    write_member(sweep, "other", truth, 0.5, {"b"}, 0.3, 4)  # a second trial that knows b, less surely
+    beside = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "beside", **options)
+    assert beside["ensemble"]["procedure"] != "best_single" and beside["gain"]["mAP"] > 0.2
+    beside_members = json.loads((tmp_path / "beside" / "ensemble.json").read_text())["members"]
+    assert "other" in {m["run_id"] for m in beside_members}
 
 
 def noise_and_specialists(tmp_path, *more) -> tuple[Path, dict]:

@@ -129,10 +129,17 @@ def test_every_procedure_runs_under_cross_validation():
     assert cross_validate(ev, 3, 0, plain) == ev.score(np.full(3, 1 / 3))
 
 
-def test_boundary_offsets_are_kept_for_the_classes_whose_ap_they_raise():
+def test_boundary_offsets_are_kept_for_the_classes_whose_ap_they_raise(monkeypatch):
     """Class b starts 1 s late in every video: moved back. Class a starts 1 s late in two videos and on time in
-    two: its median offset (0.5 s) would put every start half a second off and cost AP@0.95: left out."""
+    two: its median offset (0.5 s) would put every start half a second off and cost AP@0.95: left out. (Four
+    videos are too few for the sign test, ``boundaries.leans``: it is switched off here.)"""
+    from functools import partial
+
+    from ensemble import select
+    from ensemble.boundaries import fit_offsets
     from ensemble.select import SelectionResult, with_boundary_offsets
+
+    monkeypatch.setattr(select, "fit_offsets", partial(fit_offsets, alpha=1.0))
 
     starts = np.arange(20.0)
     aligned, rows = [], []
@@ -192,6 +199,36 @@ def test_the_default_ensemble_does_no_harm_with_one_strong_member():
     gains = gains_over_fold_seeds(ev, 5, range(4), Recipe())
     assert [row["seed"] for row in gains] == [0, 1, 2, 3]
     assert all(row["mAP"] >= 0 for row in gains), gains
+
+
+def test_a_fusion_of_one_trials_epochs_alone_falls_back_to_the_best_single_under_cv():
+    """Members 0 and 1 are two epochs of one trial (a snapshot), member 2 another trial: greedy fuses 0 and 1.
+    Through ``across_trials`` that fusion is the best single member as trained (marked ``fell_back``); where 0
+    and 1 are separate trials it stays; a procedure named (not "cv") is fitted as it is."""
+    from ensemble.select import ACROSS, across_trials, procedures
+
+    plain = evaluator()
+    fused = fit_weights(plain, 4)
+    assert np.count_nonzero(fused.weights[:2]) == 2
+    snapshots = Evaluator(plain.videos, plain.gt, plain.actions, CFG, trials=[0, 0, 1])
+    assert snapshots.one_trial(fused.weights) and not plain.one_trial(fused.weights)
+    fallback = across_trials(lambda ev: fit_weights(ev, 4))(snapshots)
+    assert fallback.fell_back and np.array_equal(fallback.weights, best_single(snapshots).weights)
+    assert fallback.score == best_single(snapshots).score
+    kept = across_trials(lambda ev: fit_weights(ev, 4))(plain)
+    assert not kept.fell_back and np.array_equal(kept.weights, fused.weights)
+    # best_single itself never falls back (one member: nothing to mark), and its offsets variant stays itself
+    assert not across_trials(best_single)(snapshots).fell_back
+    cv = Recipe(max_steps=4).procedures()
+    assert cv["greedy+refine"](snapshots).fell_back and cv["greedy+refine+offsets"](snapshots).fell_back
+    assert not cv["greedy+refine"](plain).fell_back
+    named = Recipe(max_steps=4, selection="greedy+refine").procedures()
+    assert not named["greedy+refine"](snapshots).fell_back
+    assert np.count_nonzero(named["greedy+refine"](snapshots).weights[:2]) == 2
+    assert ACROSS and set(procedures(4, across=True)) == set(procedures(4))
+    # under cv the one-trial fusion wins nothing: best_single is chosen and the nested gain is 0
+    found = {name: cross_validate(snapshots, 3, 0, fit) for name, fit in cv.items()}
+    assert found["greedy+refine"] == found["best_single"] < cross_validate(plain, 3, 0, cv["greedy+refine"])
 
 
 def test_float16_storage_chooses_what_float32_storage_chooses():
