@@ -6,10 +6,10 @@ the hard preset: flash_fast starts 0.38 s late and ends 0.5 s early in the best 
 a bias of the class, not noise of a member. For each class the ensemble takes the median offset of its matched
 detections' starts and ends from the truth (a truth segment's match: the highest-scored detection of its class
 that overlaps it at tIoU >= ``MATCH_TIOU``) and moves every detection of that class back by it. A class with
-fewer than ``MIN_MATCHES`` matches keeps its edges, and so does an edge whose errors do not lean one way (a
-two-sided sign test over its non-zero errors at ``LEAN_ALPHA``: a median of a handful of errors moves by a cell
-when one of them does, and such offsets cost one strong trial out of fold), and
-a class whose AP the move would not raise on the videos it was fitted on (``select.with_boundary_offsets``). Inside cross-validation the offsets are fitted on
+fewer than ``MIN_MATCHES`` matches keeps its edges; so does an edge whose errors do not lean one way (a two-sided
+sign test over its non-zero errors at ``LEAN_ALPHA``: a median of a handful of errors moves by a cell when one of
+them does, and such offsets cost one strong trial out of fold), and a class whose AP the move would not raise on
+the videos it was fitted on (``select.with_boundary_offsets``). Inside cross-validation the offsets are fitted on
 the training folds only, like the weights (``select.procedures``).
 """
 

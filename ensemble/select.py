@@ -17,7 +17,8 @@
 5. First, do no harm: the best single member as trained (``best_single``: no weights, no offsets) is always a
    procedure, and the reference every other one must beat out of fold by ``min_gain`` to be chosen; a
    procedure's boundary offsets (``<name>+offsets``) count only where they beat the same procedure without
-   them out of fold by ``min_gain`` too. Over candidates of several modalities the default is ``classmix``
+   them out of fold by ``min_gain`` too; under "cv" a fusion must span two trials (``across_trials``: one
+   trial's epochs alone are the best single). Over candidates of several modalities the default is ``classmix``
    (``run.default_selection``), which keeps the best single's columns unless a class gains the margin.
 """
 
@@ -396,9 +397,9 @@ def across_trials(fit):
     """``fit``, except where its weight lies on the epochs of one training run alone (a trial and its own
     snapshots): there the best single member as trained instead (``fell_back`` when the fit weighted more than
     one epoch). A trial's snapshots are one model seen at a few moments of its training; on a handful of val
-    videos their fusion won the inner folds by luck as often as not and cost the best trial out of fold
-    (docs/ensemble.md, "First, do no harm"): the diversity an ensemble spends is that of other trials, and the
-    snapshots join a fusion beside one."""
+    videos their fusion won the inner folds by luck and cost the best trial out of fold (docs/ensemble.md, "Two
+    trials, and offsets that lean"): the diversity an ensemble spends is that of other trials, and the snapshots
+    join a fusion beside one."""
     def fitted(ev):
         chosen = fit(ev)
         if not ev.one_trial(chosen.weights):
