@@ -7,7 +7,10 @@ procedure is cross-validated on the other outer folds, one is chosen and fitted 
 then applied to the held-out ones); only the choice differs:
 
 - ``shipped``: the best pooled inner out-of-fold mAP, and the best single member unless that beats it by
-  ``--min-gain`` (``ensemble.select.best_procedure``);
+  ``--min-gain`` (``ensemble.select.best_procedure``: each procedure with its boundary offsets unless they lose
+  by ``--min-gain``);
+- ``offsets_must_earn``: as shipped before 2026-12-06's last change: a ``+offsets`` procedure only where it beats
+  its plain one by ``--min-gain``;
 - ``margin_M``: the same with a margin of M (``--margins``, default 0.04);
 - ``every_inner_fold``: as shipped, among procedures that also score at least the best single on every inner fold;
 - ``most_inner_folds``: as shipped, among procedures that beat the best single on more inner folds than they lose;
@@ -65,8 +68,15 @@ def _among(pooled: dict, keep, min_gain: float, offsets_gain: float | None = Non
                                    or opt_in and name.removesuffix(select.OFFSETS) == "classwise"))}
     if offsets_gain is not None:
         allowed = {name: value for name, value in allowed.items()
-                   if select.offsets_earned(allowed, name, offsets_gain)}
+                   if offsets_earned(allowed, name, offsets_gain)}
     return select.best_procedure(allowed, list(allowed), min_gain)
+
+
+def offsets_earned(oof: dict[str, float], name: str, margin: float) -> bool:
+    """The rule offsets had before they were kept by default: false only for a ``<plain>+offsets`` procedure
+    that does not beat ``<plain>`` out of fold by ``margin``."""
+    plain = name.removesuffix(select.OFFSETS)
+    return plain == name or plain not in oof or oof[name] >= oof[plain] + margin
 
 
 SIMPLEST_FIRST = ("best_single", "classwise", "top3_average", "greedy", "greedy+refine", "greedy+refine/segments",
@@ -83,7 +93,7 @@ def _simplest(pooled: dict, min_gain: float, tolerance: float) -> str:
     plain = [*SIMPLEST_FIRST, *(n for n in pooled if n not in SIMPLEST_FIRST and not n.endswith(select.OFFSETS))]
     order = [*plain, *(n + select.OFFSETS for n in plain)]
     earned = [n for n in order if n in pooled and n != AS_TRAINED and pooled[n] >= pooled[AS_TRAINED] + min_gain
-              and select.offsets_earned(pooled, n, min_gain)]
+              and offsets_earned(pooled, n, min_gain)]
     return next((n for n in earned if pooled[n] >= pooled[best] - tolerance), best)
 
 
@@ -97,6 +107,7 @@ def rules(min_gain: float, margins=(0.04,)) -> dict:
 
     found = {
         "shipped": (margin(min_gain), False),
+        "offsets_must_earn": (lambda pooled, per: _among(pooled, lambda n: True, min_gain, min_gain), False),
         "every_inner_fold": (lambda pooled, per: _among(pooled, lambda n: min(wins(per, n)) >= 0, min_gain), False),
         "most_inner_folds": (lambda pooled, per: _among(pooled, lambda n: sum(wins(per, n)) > 0, min_gain), False),
         "mapped": (margin(min_gain), True),

@@ -6,23 +6,19 @@ the hard preset: flash_fast starts 0.38 s late and ends 0.5 s early in the best 
 a bias of the class, not noise of a member. For each class the ensemble takes the median offset of its matched
 detections' starts and ends from the truth (a truth segment's match: the highest-scored detection of its class
 that overlaps it at tIoU >= ``MATCH_TIOU``) and moves every detection of that class back by it. A class with
-fewer than ``MIN_MATCHES`` matches keeps its edges; so does an edge whose errors do not lean one way (a two-sided
-sign test over its non-zero errors at ``LEAN_ALPHA``: a median of a handful of errors moves by a cell when one of
-them does, and such offsets cost one strong trial out of fold), and a class whose AP the move would not raise on
-the videos it was fitted on (``select.with_boundary_offsets``). Inside cross-validation the offsets are fitted on
+fewer than ``MIN_MATCHES`` matches keeps its edges, and so does a class whose AP the move would not raise on the
+videos it was fitted on (``select.with_boundary_offsets``). Inside cross-validation the offsets are fitted on
 the training folds only, like the weights (``select.procedures``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import binomtest
 
 from tal_core.scoring.metrics import Segments, segment_iou
 
 MATCH_TIOU = 0.5
 MIN_MATCHES = 3
-LEAN_ALPHA = 0.25  # an edge's offset is kept only where its errors lean one way at this sign-test level (``leans``)
 
 Offsets = dict[str, tuple[float, float]]  # class -> (start offset, end offset) in seconds, detection - truth
 
@@ -51,27 +47,15 @@ def matched_errors(detections: Segments, truth: Segments) -> dict[str, np.ndarra
     return {label: np.array(rows) for label, rows in errors.items()}
 
 
-def leans(errors: np.ndarray, alpha: float = LEAN_ALPHA) -> bool:
-    """Whether ``errors`` (one edge's, seconds) lean one way: a two-sided sign test over the non-zero ones
-    rejects "as often early as late" at ``alpha`` (at 0.25: 3 of 3 the same way, 5 of 6, 6 of 7, 7 of 9; not
-    2 of 2, 4 of 5 or 6 of 8). A screen against a median that a few errors placed, not a claim of significance:
-    inside cross-validation an edge has a handful of matches, and a stricter level (0.1) also refused the real
-    lean of a class every member finds late (docs/ensemble.md, "Boundary offsets")."""
-    late, early = int(np.sum(errors > 1e-9)), int(np.sum(errors < -1e-9))
-    return late + early > 0 and bool(binomtest(late, late + early, 0.5).pvalue <= alpha)
-
-
-def fit_offsets(detections: Segments, truth: Segments, min_matches: int = MIN_MATCHES,
-                alpha: float = LEAN_ALPHA) -> Offsets:
-    """The median start and end error of each class with at least ``min_matches`` matches, each edge's only
-    where its errors lean one way (``leans`` at ``alpha``; 1.0: always); classes left with both offsets 0 are
-    left out."""
+def fit_offsets(detections: Segments, truth: Segments, min_matches: int = MIN_MATCHES) -> Offsets:
+    """The median start and end error of each class with at least ``min_matches`` matches (classes whose
+    medians are both 0 are left out)."""
     offsets = {}
     for label, errors in sorted(matched_errors(detections, truth).items()):
         if len(errors) >= min_matches:
-            start, end = (float(np.median(edge)) if leans(edge, alpha) else 0.0 for edge in errors.T)
+            start, end = np.median(errors, axis=0)
             if start or end:
-                offsets[label] = (start, end)
+                offsets[label] = (float(start), float(end))
     return offsets
 
 

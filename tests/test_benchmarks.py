@@ -190,8 +190,11 @@ def test_replay_ensemble_rules_simplest_within_tolerance_and_wider_margins():
     assert rules._simplest(pooled, MIN_GAIN, 0.05) == "classwise"
     assert rules._simplest(pooled, 0.2, 0.05) == "best_single"  # nothing earns the margin
     choosers = rules.rules(MIN_GAIN, (0.05,))
-    assert choosers["margin_0.05"][0](pooled, {}) == "cmaes"  # the offsets earn 0.04 over cmaes, not 0.05
-    assert choosers["margin_0.05"][0]({**pooled, "best_single": 0.52}, {}) == "best_single"
+    assert choosers["margin_0.05"][0](pooled, {}) == "cmaes+offsets"  # offsets stay: they do not lose
+    assert choosers["margin_0.05"][0]({**pooled, "best_single": 0.56}, {}) == "best_single"
+    assert choosers["offsets_must_earn"][0](pooled, {}) == "cmaes+offsets"  # +0.04 over cmaes: earned
+    assert choosers["offsets_must_earn"][0]({**pooled, "cmaes+offsets": 0.57}, {}) == "cmaes"
+    assert choosers["shipped"][0]({**pooled, "cmaes+offsets": 0.57}, {}) == "cmaes+offsets"
     assert choosers["offsets_margin_0.05"][0]({**pooled, "cmaes+offsets": 0.62}, {}) == "cmaes+offsets"
     assert choosers["offsets_margin_0.05"][0](pooled, {}) == "cmaes"  # offsets +0.04 over their plain fit: short
     assert choosers["no_offsets"][0](pooled, {}) == "cmaes"

@@ -267,7 +267,7 @@ def test_the_gain_is_reported_for_other_draws_of_the_folds(tmp_path):
 
 
 def test_edges_every_member_misses_alike_are_moved_back_by_the_boundary_offsets(tmp_path):
-    truth = make_data(tmp_path)  # an inner training fold's 4+ edges, all late: a lean (``boundaries.leans``)
+    truth = make_data(tmp_path)
     sweep = tmp_path / "sweep"
     for seed in (1, 2):  # both members see every action half a second late and lose it half a second early
         write_member(sweep, f"late{seed}", truth, 0.5, {"a", "b"}, 0.05, seed, late=0.5)

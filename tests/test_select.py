@@ -70,6 +70,26 @@ def test_a_fusion_must_beat_the_best_single_member_by_the_margin():
     assert best_procedure({**close, "best_single": 0.6}, order, min_gain=0.01) == "best_single"
 
 
+def test_boundary_offsets_stay_unless_they_lose_by_the_margin():
+    """Each procedure keeps its offsets unless they lose to it out of fold by more than the margin; the fusion
+    then competes with the best single as resolved (with its offsets) under the same margin."""
+    from ensemble.select import named_choice, with_offsets
+
+    oof = {"best_single": 0.50, "best_single+offsets": 0.53, "greedy": 0.545, "greedy+offsets": 0.535}
+    order = list(oof)
+    assert with_offsets(oof, "greedy", 0.02) == "greedy+offsets"  # loses 0.01: within the margin, kept
+    assert with_offsets(oof, "greedy", 0.005) == "greedy" and with_offsets({"greedy": 0.5}, "greedy", 0.02) == "greedy"
+    assert with_offsets({**oof, "greedy+offsets": 0.545}, "greedy", 0.02) == "greedy"  # the same: the plainer
+    # greedy+offsets (0.535) does not beat best_single+offsets (0.53) by 0.02: the best single, with its offsets
+    assert best_procedure(oof, order, min_gain=0.02) == "best_single+offsets"
+    assert best_procedure({**oof, "greedy+offsets": 0.56}, order, min_gain=0.02) == "greedy+offsets"
+    assert best_procedure({**oof, "best_single+offsets": 0.47}, order, min_gain=0.02) == "greedy+offsets"
+    # offsets that lose by more than the margin are dropped: the reference is the best single as trained
+    assert best_procedure({**oof, "best_single+offsets": 0.47, "greedy": 0.51, "greedy+offsets": 0.515}, order,
+                          min_gain=0.02) == "best_single"
+    assert named_choice("greedy", oof, 0.02) == "greedy+offsets" and named_choice("greedy", oof, 0.0) == "greedy"
+
+
 def test_nested_figure_is_an_out_of_fold_score_of_the_whole_recipe():
     ev = evaluator(videos=8)
     nested = nested_cross_validate(ev, 4, 0, Recipe(max_steps=4))
@@ -129,17 +149,10 @@ def test_every_procedure_runs_under_cross_validation():
     assert cross_validate(ev, 3, 0, plain) == ev.score(np.full(3, 1 / 3))
 
 
-def test_boundary_offsets_are_kept_for_the_classes_whose_ap_they_raise(monkeypatch):
+def test_boundary_offsets_are_kept_for_the_classes_whose_ap_they_raise():
     """Class b starts 1 s late in every video: moved back. Class a starts 1 s late in two videos and on time in
-    two: its median offset (0.5 s) would put every start half a second off and cost AP@0.95: left out. (Four
-    videos are too few for the sign test, ``boundaries.leans``: it is switched off here.)"""
-    from functools import partial
-
-    from ensemble import select
-    from ensemble.boundaries import fit_offsets
+    two: its median offset (0.5 s) would put every start half a second off and cost AP@0.95: left out."""
     from ensemble.select import SelectionResult, with_boundary_offsets
-
-    monkeypatch.setattr(select, "fit_offsets", partial(fit_offsets, alpha=1.0))
 
     starts = np.arange(20.0)
     aligned, rows = [], []
