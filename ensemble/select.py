@@ -398,7 +398,7 @@ def across_trials(fit):
     snapshots): there the best single member as trained instead (``fell_back`` when the fit weighted more than
     one epoch). A trial's snapshots are one model seen at a few moments of its training; on a handful of val
     videos their fusion won the inner folds by luck and cost the best trial out of fold (docs/ensemble.md, "Two
-    trials, and offsets that lean"): the diversity an ensemble spends is that of other trials, and the snapshots
+    trials, and offsets by default"): the diversity an ensemble spends is that of other trials, and the snapshots
     join a fusion beside one."""
     def fitted(ev):
         chosen = fit(ev)

@@ -190,8 +190,8 @@ def add_parsers(sub) -> None:
                         "stacked are not among them); or name one")
     p.add_argument("--min-gain", type=non_negative, default=MIN_GAIN,
                    help="cv: keep the best single member unless a fusion beats its out-of-fold mAP by this much; "
-                        "any selection: keep boundary offsets only where they beat the same fit without them by "
-                        "this much (default %(default)s)")
+                        "any selection: drop boundary offsets where they lose to the same fit without them by more "
+                        "than this (default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds")
     p.add_argument("--boundary-offsets", choices=("class", "none"), default="class",
                    help="class: move each class's detected edges back by the median offset of its matched "
