@@ -9,8 +9,9 @@ then applied to the held-out ones); only the choice differs:
 - ``shipped``: the best pooled inner out-of-fold mAP, and the best single member unless that beats it by
   ``--min-gain`` (``ensemble.select.best_procedure``: each procedure with its boundary offsets unless they lose
   by ``--min-gain``);
-- ``offsets_must_earn``: as shipped before 2026-12-06's last change: a ``+offsets`` procedure only where it beats
-  its plain one by ``--min-gain``;
+- ``offsets_must_earn``: the rule shipped before offsets were kept by default (``earned_procedure``: a
+  ``+offsets`` procedure only where it beats its plain one by ``--min-gain``, the reference the best single as
+  trained). Every rule below replays a variant of that one, as docs/performance.md's tables were made;
 - ``margin_M``: the same with a margin of M (``--margins``, default 0.04);
 - ``every_inner_fold``: as shipped, among procedures that also score at least the best single on every inner fold;
 - ``most_inner_folds``: as shipped, among procedures that beat the best single on more inner folds than they lose;
@@ -58,18 +59,29 @@ AS_TRAINED = select.AS_TRAINED
 VIEWS = ROOT / "out" / "bench_audio"  # where bench_audio.py --view-ensemble leaves its sweep and data set
 
 
-def _among(pooled: dict, keep, min_gain: float, offsets_gain: float | None = None, opt_in: bool = False) -> str:
-    """As ``select.best_procedure`` among the procedures ``keep`` lets in (of the opt-in ones, ``select.OPT_IN``,
-    ``classwise`` only, and only with ``opt_in``: the rules replayed were written before the classmix ones);
-    ``offsets_gain``: the margin a ``<name>+offsets`` must also beat ``<name>`` by (it must beat it by ``min_gain``
-    in any case)."""
+def _among(pooled: dict, keep, min_gain: float, offsets_gain: float | None = None, opt_in: bool = False,
+           legacy: bool = True) -> str:
+    """As ``earned_procedure`` (``legacy``: the rule offsets had before) or ``select.best_procedure`` among the
+    procedures ``keep`` lets in (of the opt-in ones, ``select.OPT_IN``, ``classwise`` only, and only with
+    ``opt_in``: the rules replayed were written before the classmix ones); ``offsets_gain``: the margin a
+    ``<name>+offsets`` must also beat ``<name>`` by."""
     allowed = {name: value for name, value in pooled.items() if name == AS_TRAINED
                or (keep(name) and (name.removesuffix(select.OFFSETS) not in select.OPT_IN
                                    or opt_in and name.removesuffix(select.OFFSETS) == "classwise"))}
     if offsets_gain is not None:
         allowed = {name: value for name, value in allowed.items()
                    if offsets_earned(allowed, name, offsets_gain)}
-    return select.best_procedure(allowed, list(allowed), min_gain)
+    return (earned_procedure if legacy else select.best_procedure)(allowed, list(allowed), min_gain)
+
+
+def earned_procedure(oof: dict[str, float], order: list[str], min_gain: float) -> str:
+    """``select.best_procedure`` as it was before offsets were kept by default: a ``<name>+offsets`` only where
+    it beats ``<name>`` by ``min_gain``, and the best single as trained (no offsets) stays unless the best beats
+    it by ``min_gain``."""
+    best = max((n for n in oof if offsets_earned(oof, n, min_gain)), key=lambda n: (oof[n], -order.index(n)))
+    if AS_TRAINED in oof and best != AS_TRAINED and oof[best] < oof[AS_TRAINED] + min_gain:
+        return AS_TRAINED
+    return best
 
 
 def offsets_earned(oof: dict[str, float], name: str, margin: float) -> bool:
@@ -102,12 +114,12 @@ def rules(min_gain: float, margins=(0.04,)) -> dict:
     def wins(per, name):
         return [np.sign(round(a - b, 12)) for a, b in zip(per[name], per[AS_TRAINED], strict=True)]
 
-    def margin(value):
-        return lambda pooled, per: _among(pooled, lambda n: True, value)
+    def margin(value, legacy=True):
+        return lambda pooled, per: _among(pooled, lambda n: True, value, legacy=legacy)
 
     found = {
-        "shipped": (margin(min_gain), False),
-        "offsets_must_earn": (lambda pooled, per: _among(pooled, lambda n: True, min_gain, min_gain), False),
+        "shipped": (margin(min_gain, legacy=False), False),
+        "offsets_must_earn": (margin(min_gain), False),
         "every_inner_fold": (lambda pooled, per: _among(pooled, lambda n: min(wins(per, n)) >= 0, min_gain), False),
         "most_inner_folds": (lambda pooled, per: _among(pooled, lambda n: sum(wins(per, n)) > 0, min_gain), False),
         "mapped": (margin(min_gain), True),

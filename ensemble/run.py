@@ -60,14 +60,14 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "auto",
                  min_gain: float = MIN_GAIN, fold_seeds: int = 1, boundary_offsets: bool = True) -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
-    out-of-fold val mAP (the best single member as trained unless another procedure beats it by ``min_gain``);
+    out-of-fold val mAP (the best single member unless another procedure beats it by ``min_gain``);
     or name one ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
     "calibrated+greedy+refine", "cmaes", or "classwise", "classmix", "greedy+refine/classmix" and "stacked", which
     "cv" does not compare: ``select.OPT_IN``); "auto" (the default): "cv" over candidates of one modality, "classmix" over
     candidates of several (``default_selection``).
     ``boundary_offsets``: every procedure also comes with per-class boundary offsets fitted where its weights are
-    (``<name>+offsets``, ``ensemble.boundaries``), chosen only where they beat the same procedure without them
-    out of fold by ``min_gain``; the gain is measured against the best single member as it was trained.
+    (``<name>+offsets``, ``ensemble.boundaries``), kept unless they lose to the same procedure without them out
+    of fold by more than ``min_gain``; the gain is measured against the best single member as it was trained.
     ``fold_seeds`` > 1 also reports the gain for that many draws of
     the folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max. ``source``: a sweep
     folder or MLflow parent run id, or several (their trials are candidates together; the ensemble is logged
@@ -98,8 +98,8 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
         gain |= fold_seed_spread(gain["mAP"], seed, gains_over_fold_seeds(
             evaluator, folds, range(seed + 1, seed + fold_seeds), recipe))
     if fitted.fell_back:
-        logger.info(f"[ensemble] {procedure} weighted one trial's epochs alone: the best single member as trained "
-                    "instead (a fusion must span two trials)")
+        logger.info(f"[ensemble] {procedure} weighted one trial's epochs alone: the best single member instead "
+                    "(a fusion must span two trials)")
     best_single = int(np.argmax(evaluator.single_scores()))
     ens_result = evaluator.score_detections(evaluator.detections_of(fitted))
     single_result = evaluator.score_fused(evaluator.fused(np.eye(len(candidates))[best_single]))

@@ -14,8 +14,8 @@
 3. Per-class boundary offsets (``boundaries``) fitted on the same videos as the weights.
 4. k-fold cross-validation over val videos: weights fitted on k-1 folds are scored
    on the held-out fold, giving an out-of-fold mAP beside the in-sample one.
-5. First, do no harm: the best single member as trained (``best_single``: no weights, no offsets) is always a
-   procedure, and the reference every other one must beat out of fold by ``min_gain`` to be chosen; a
+5. First, do no harm: the best single member (``best_single``: no weights; with its offsets unless they lose) is
+   always a procedure, and the reference every other one must beat out of fold by ``min_gain`` to be chosen; a
    procedure's boundary offsets (``<name>+offsets``) are kept unless they lose to the same procedure without
    them out of fold by more than ``min_gain`` (``with_offsets``); under "cv" a fusion must span two trials
    (``across_trials``: one trial's epochs alone are the best single). Over candidates of several modalities the default is ``classmix``
@@ -394,17 +394,17 @@ ACROSS = "/across-trials"  # memo tag of the fits made through ``across_trials``
 
 
 def across_trials(fit):
-    """``fit``, except where its weight lies on the epochs of one training run alone (a trial and its own
-    snapshots): there the best single member as trained instead (``fell_back`` when the fit weighted more than
-    one epoch). A trial's snapshots are one model seen at a few moments of its training; on a handful of val
+    """``fit``, except where its weight lies on two or more epochs of one training run alone (a trial and its own
+    snapshots): there the best single member as trained instead (``fell_back``; a fit of one member is left as
+    it is). A trial's snapshots are one model seen at a few moments of its training; on a handful of val
     videos their fusion won the inner folds by luck and cost the best trial out of fold (docs/ensemble.md, "Two
     trials, and offsets by default"): the diversity an ensemble spends is that of other trials, and the snapshots
     join a fusion beside one."""
     def fitted(ev):
         chosen = fit(ev)
-        if not ev.one_trial(chosen.weights):
+        if np.count_nonzero(chosen.weights) <= 1 or not ev.one_trial(chosen.weights):
             return chosen
-        return replace(best_single(ev), fell_back=bool(np.count_nonzero(chosen.weights) > 1))
+        return replace(best_single(ev), fell_back=True)
     return fitted
 
 
@@ -500,7 +500,7 @@ def nested_out_of_fold(evaluator: Evaluator, k: int, seed: int, recipe: Recipe =
 def held_out_pair(evaluator: Evaluator, k: int, seed: int, recipe: Recipe = Recipe(),
                   held_out: dict | None = None) -> tuple[Segments, Segments]:
     """The out-of-fold detections the gain compares for one draw of the folds: the recipe's (``selection`` "cv":
-    the nested recipe; a named procedure: its own, with its offsets where they earn the margin) and the best
+    the nested recipe; a named procedure: its own, with its offsets unless they lose the margin) and the best
     single member's as it was trained (no boundary offsets: what the sweep alone would submit). ``held_out``:
     out-of-fold detections already made with this ``seed`` (``choose_by_cv``), by name; the ones made here are
     added."""

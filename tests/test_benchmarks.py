@@ -152,6 +152,7 @@ def test_replay_ensemble_rules_replays_the_shipped_rule_to_the_digit():
     from test_select import evaluator
 
     from ensemble.defaults import MIN_GAIN
+    from ensemble.fuse import Evaluator
     from ensemble.select import AS_TRAINED, Recipe, gains_over_fold_seeds
 
     rules = bench("replay_ensemble_rules")
@@ -161,6 +162,12 @@ def test_replay_ensemble_rules_replays_the_shipped_rule_to_the_digit():
     assert gains["shipped"] == pytest.approx(expected["mAP"], abs=1e-4) and gains["shipped"] > 0.05
     assert set(gains) == set(chosen) and all(len(folds) == 4 for folds in chosen.values())
     assert any(name != AS_TRAINED for name in chosen["shipped"])
+    # the two knowing members as epochs of one trial: both loops make their fusions span two trials alike
+    one = Evaluator(ev.videos, ev.gt, ev.actions, ev.eval_cfg, trials=[0, 0, 1])
+    gains, chosen = rules.nested_gains(one, 4, 0, {"shipped": rules.rules(MIN_GAIN)["shipped"]})
+    (expected,) = gains_over_fold_seeds(one, 4, [0], Recipe())
+    assert gains["shipped"] == pytest.approx(expected["mAP"], abs=1e-4)
+    assert chosen["shipped"] != [] and "greedy+refine" not in chosen["shipped"]  # its fit is one trial's: no gain
 
 
 def test_replay_ensemble_rules_maps_scores_onto_the_reference_scale_keeping_their_order():
@@ -190,11 +197,15 @@ def test_replay_ensemble_rules_simplest_within_tolerance_and_wider_margins():
     assert rules._simplest(pooled, MIN_GAIN, 0.05) == "classwise"
     assert rules._simplest(pooled, 0.2, 0.05) == "best_single"  # nothing earns the margin
     choosers = rules.rules(MIN_GAIN, (0.05,))
-    assert choosers["margin_0.05"][0](pooled, {}) == "cmaes+offsets"  # offsets stay: they do not lose
-    assert choosers["margin_0.05"][0]({**pooled, "best_single": 0.56}, {}) == "best_single"
+    assert choosers["margin_0.05"][0](pooled, {}) == "cmaes"  # the offsets earn 0.04 over cmaes, not 0.05
+    assert choosers["margin_0.05"][0]({**pooled, "best_single": 0.52}, {}) == "best_single"
     assert choosers["offsets_must_earn"][0](pooled, {}) == "cmaes+offsets"  # +0.04 over cmaes: earned
     assert choosers["offsets_must_earn"][0]({**pooled, "cmaes+offsets": 0.57}, {}) == "cmaes"
-    assert choosers["shipped"][0]({**pooled, "cmaes+offsets": 0.57}, {}) == "cmaes+offsets"
+    assert choosers["shipped"][0]({**pooled, "cmaes+offsets": 0.57}, {}) == "cmaes+offsets"  # kept: no loss
+    # the rule before compared a fusion with the best single as trained; the shipped one with it and its offsets
+    before = {"best_single": 0.50, "best_single+offsets": 0.53, "greedy": 0.535, "greedy+offsets": 0.50}
+    assert choosers["offsets_must_earn"][0](before, {}) == "greedy"
+    assert choosers["shipped"][0](before, {}) == "best_single+offsets"
     assert choosers["offsets_margin_0.05"][0]({**pooled, "cmaes+offsets": 0.62}, {}) == "cmaes+offsets"
     assert choosers["offsets_margin_0.05"][0](pooled, {}) == "cmaes"  # offsets +0.04 over their plain fit: short
     assert choosers["no_offsets"][0](pooled, {}) == "cmaes"

@@ -218,6 +218,8 @@ def test_a_fusion_of_one_trials_epochs_alone_falls_back_to_the_best_single_under
     """Members 0 and 1 are two epochs of one trial (a snapshot), member 2 another trial: greedy fuses 0 and 1.
     Through ``across_trials`` that fusion is the best single member as trained (marked ``fell_back``); where 0
     and 1 are separate trials it stays; a procedure named (not "cv") is fitted as it is."""
+    from dataclasses import replace
+
     from ensemble.select import ACROSS, across_trials, procedures
 
     plain = evaluator()
@@ -238,7 +240,13 @@ def test_a_fusion_of_one_trials_epochs_alone_falls_back_to_the_best_single_under
     named = Recipe(max_steps=4, selection="greedy+refine").procedures()
     assert not named["greedy+refine"](snapshots).fell_back
     assert np.count_nonzero(named["greedy+refine"](snapshots).weights[:2]) == 2
-    assert ACROSS and set(procedures(4, across=True)) == set(procedures(4))
+    # one root, both kinds of fit: the memo keeps them apart (the +offsets fits are memoised per kind)
+    assert ACROSS and procedures(4, across=True)["greedy+refine+offsets"](snapshots).fell_back
+    assert not procedures(4)["greedy+refine+offsets"](snapshots).fell_back
+    assert procedures(4, across=True)["greedy+refine+offsets"](snapshots).fell_back
+    # a fit of one member is left as it is (its temperature too): nothing of one trial was fused
+    one = replace(best_single(snapshots), temperatures=np.array([0.5, 1.0, 1.0]))
+    assert across_trials(lambda ev: one)(snapshots) is one
     # under cv the one-trial fusion wins nothing: best_single is chosen and the nested gain is 0
     found = {name: cross_validate(snapshots, 3, 0, fit) for name, fit in cv.items()}
     assert found["greedy+refine"] == found["best_single"] < cross_validate(plain, 3, 0, cv["greedy+refine"])
