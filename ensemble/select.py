@@ -18,8 +18,9 @@
    always a procedure, and the reference every other one must beat out of fold by ``min_gain`` to be chosen; a
    procedure's boundary offsets (``<name>+offsets``) are kept unless they lose to the same procedure without
    them out of fold by more than ``min_gain`` (``with_offsets``); under "cv" a fusion must span two trials
-   (``across_trials``: one trial's epochs alone are the best single). Over candidates of several modalities the default is ``classmix``
-   (``run.default_selection``), which keeps the best single's columns unless a class gains the margin.
+   (``across_trials``: one trial's epochs alone are the best single). Over candidates of several modalities the
+   default is ``classmix`` (``run.default_selection``), which keeps the best single's columns unless a class
+   gains the margin.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class SelectionResult:
     class_members: np.ndarray | None = None  # fusion "classwise": per action class (evaluator.actions order), its member
     class_weights: np.ndarray | None = None  # fusion "classmix": (members, 1 + classes) weight of each probability column
     stacker: Stacker | None = None  # fusion "stacked": the logistic regression over the members' log-probabilities
-    fell_back: bool = False  # a fusion that weighted one trial's epochs alone, replaced by the best single (``across_trials``)
+    fell_back: bool = False  # a fusion of one trial's epochs alone, replaced by the best single (``across_trials``)
 
 
 @dataclass(frozen=True)
