@@ -130,15 +130,75 @@ def test_auto_decoder_without_decord_uses_pyav_and_says_so_once(monkeypatch, cap
     assert len(said) == 1 and "tal-search[decord]" in said[0]
 
 
+class _CountingReader:
+    """decord's reader, counting the source frames asked of it."""
+
+    def __init__(self, reader, asked: list[int]):
+        self.reader, self.asked = reader, asked
+
+    def __len__(self):
+        return len(self.reader)
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+    def get_batch(self, indices):
+        self.asked.extend(indices)
+        return self.reader.get_batch(indices)
+
+
+class _CountingContainer:
+    """PyAV's container, counting the frames its decoder hands out."""
+
+    def __init__(self, container, asked: list[int]):
+        self.container, self.asked = container, asked
+
+    def __getattr__(self, name):
+        return getattr(self.container, name)
+
+    def decode(self, *streams):
+        for frame in self.container.decode(*streams):
+            self.asked.append(len(self.asked))
+            yield frame
+
+
+def count_decoded(monkeypatch, decoder: str) -> list[int]:
+    """The source frames the decoder is made to decode from here on (decord: the indices asked of it; PyAV:
+    every frame its decoder yields, in chunks of 4 instead of 64 so that the count is fine-grained)."""
+    import tal_core.data.video as video_module
+
+    asked: list[int] = []
+    if decoder == "decord":
+        opened = video_module._open_reader
+        monkeypatch.setattr(video_module, "_open_reader", lambda *a: _CountingReader(opened(*a), asked))
+    else:
+        opened = video_module._open_container
+        monkeypatch.setattr(video_module, "_open_container", lambda *a: _CountingContainer(opened(*a), asked))
+        monkeypatch.setattr(video_module, "DECODE_CHUNK", 4)
+    return asked
+
+
 @pytest.mark.parametrize("decoder", ["decord", "pyav"])
-def test_a_cut_decodes_only_the_range_its_clips_use(tmp_path, video, decoder):
+def test_a_cut_decodes_only_the_range_its_clips_use(tmp_path, video, decoder, monkeypatch):
+    import av
+
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        source_fps, source_frames = float(stream.average_rate), stream.frames
+    asked = count_decoded(monkeypatch, decoder)
     cache = FrameCache(tmp_path, decoder=decoder)
     whole = np.load(cache.ensure(video, 8, 24), mmap_mode="r")
+    decoded_whole, asked[:] = len(asked), []
     part_path = cache.ensure(video, 8, 24, end_s=2.5)
     part = np.load(part_path, mmap_mode="r")
     assert part_path != cache.path_for(video, 8, 24)  # the range is part of the key
-    assert len(part) == 20 < len(whole)  # ceil(2.5 s x 8 fps): nothing past the range was decoded
+    assert len(part) == 20 < len(whole)  # ceil(2.5 s x 8 fps)
     assert np.array_equal(part, whole[:20])
+    # the decoder itself stopped at the range: no source frame past 2.5 s (and a chunk of read-ahead) was decoded
+    last_needed = int(np.ceil(2.5 * source_fps))
+    assert asked and decoded_whole >= len(whole) and source_frames > last_needed + 4
+    assert max(asked) < last_needed + (4 if decoder == "pyav" else 0), (max(asked), last_needed)
+    assert len(asked) < decoded_whole
 
 
 def test_a_clip_data_set_asks_for_the_range_its_clips_use(tmp_path):
