@@ -13,6 +13,7 @@ from ensemble.select import (
     fit_weights,
     greedy_select,
     nested_cross_validate,
+    screen,
 )
 from tal_core.config import EvalConfig
 from tal_core.scoring.metrics import Segments
@@ -47,6 +48,28 @@ def test_single_scores_are_computed_once_per_evaluator():
     calls = ev.calls
     assert np.array_equal(ev.single_scores(), first) and ev.calls == calls == 3
 
+
+
+def remixed(members_of_video) -> Evaluator:
+    """``evaluator()``'s videos, with member j on video i being its member ``members_of_video(i)[j]``."""
+    base = evaluator()
+    aligned = [AlignedVideo(v.video_id, v.starts, v.ends, v.probs[members_of_video(i)],
+                            v.scene_probs[members_of_video(i)]) for i, v in enumerate(base.videos)]
+    return Evaluator(aligned, base.gt, base.actions, CFG)
+
+
+def test_screening_keeps_each_class_best_member_and_reads_only_its_own_videos():
+    """Twelve members: ten alike that know class a, noise, and the one that knows b (last by mAP order, since
+    ties go by index). The weight searches run over 8: half by mAP, then each class's best, so b's member is
+    kept. A screen inside a fold reads that fold's videos alone: a member that knows b on the first three videos
+    only is kept by those videos' screen and left out by the other three's."""
+    ev = remixed(lambda i: [0] * 10 + [2, 1])
+    assert ev.single_scores()[11] <= np.sort(ev.single_scores())[-8]  # not among the 8 best by mAP alone
+    assert screen(ev).tolist() == [0, 1, 2, 3, 4, 5, 6, 11]
+    assert screen(ev, size=12).tolist() == list(range(12))
+    ev = remixed(lambda i: [0] * 10 + [2, 1 if i < 3 else 2])
+    assert 11 in screen(ev.subset({"v0", "v1", "v2"}))
+    assert 11 not in screen(ev.subset({"v3", "v4", "v5"}))
 
 def test_greedy_finds_the_complementary_pair_and_ignores_noise():
     ev = evaluator()
