@@ -6,7 +6,7 @@ grid has C cells per video. Each member has its own skill, temporally correlated
 What is timed (``seconds``) is what ``talsearch ensemble`` does by default after loading: align the members,
 cross-validate every procedure over 5 folds and fit the chosen one (``choose_by_cv``), then the nested
 out-of-fold figure that the gain compares with the best single member (``held_out_pair``: the procedure chosen
-again by an inner 3-fold cross-validation inside each outer fold). Generating the members is not timed.
+again inside each outer fold by a cross-validation over the other outer folds). Generating the members is not timed.
 
 One JSON line: ``seconds``; ``cpu_seconds`` (the process's and its workers' CPU time over the same span: what
 ``seconds`` would approach on idle cores, times the workers' parallelism); ``peak_rss_mb``: the whole process tree's peak (the sampled sum of the

@@ -9,7 +9,7 @@ or size is never served stale. A lock file keeps two processes from decoding the
 same video at once. Every decoder call runs under a watchdog: a decoder that makes
 no progress for ``decode_timeout_s`` (decord can hang on a broken container) gives a
 ``VideoDecodeError`` naming the file instead of a hang. With ``data.cache_format: jpeg`` an entry holds every
-frame JPEG-encoded instead (about a tenth of the bytes; ``jpeg_frames.py``), and readers decode only the frames
+frame JPEG-encoded instead (5-23% of the raw bytes in docs/performance.md's measures; ``jpeg_frames.py``), and readers decode only the frames
 they sample.
 """
 
