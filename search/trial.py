@@ -53,9 +53,10 @@ def worker_loop(loop_config: dict) -> None:
     if _warming is not None:  # let the warm-up finish first: two threads importing one package tree at once
         _warming.join()  # can deadlock on its circular imports (Python then raises in one of them)
     from tal_core.data.annotations import load_dataset
-    from tal_core.data.video import FrameCache
     from tal_core.logs import configure_logging
     from tal_core.training.trainer import RunCallbacks, fit
+
+    from .rank_cache import RankFrameCache
 
     # a worker process is an entry point of its own: its progress lines go to its stderr (Ray's worker log)
     configure_logging()
@@ -70,7 +71,7 @@ def worker_loop(loop_config: dict) -> None:
     worker = {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
     _write_worker_file(loop_config, run_dir, world_rank, worker)
     resume_from = _resume_file(run_dir, world_rank)
-    cache = FrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s, cfg.data.decoder)
+    cache = RankFrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s, cfg.data.decoder)
     reporter = EpochReporter(cfg, world_rank, run_dir, uploader, timing)
 
     def on_first_step():

@@ -1,0 +1,26 @@
+import logging
+import pickle
+import socket
+
+import numpy as np
+
+from search.rank_cache import RankFrameCache
+from tal_core.data.video import FrameCache
+
+
+def test_a_rank_decodes_a_missing_entry_and_says_which_node_and_entry(tmp_path, tiny_data, caplog):
+    """A rank on a node whose cache lacks an entry (a node that joined after the sweep's build) decodes it, as
+    the plain cache would, and warns naming the node, the video and the folder; a hit is silent. Data-loader
+    workers pickle the cache with the data set."""
+    video = tiny_data / "videos" / "vid0000" / "front.mp4"
+    cache = RankFrameCache(tmp_path / "rank", decoder="decord")
+    with caplog.at_level(logging.WARNING, logger="talsearch.cache"):
+        entry = cache.ensure(video, 8, 24)
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "talsearch.cache"]
+    assert socket.gethostname() in warning and str(video) in warning and str(tmp_path / "rank") in warning
+    plain = FrameCache(tmp_path / "plain", decoder="decord").ensure(video, 8, 24)
+    assert np.array_equal(np.load(entry), np.load(plain))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="talsearch.cache"):
+        assert pickle.loads(pickle.dumps(cache)).ensure(video, 8, 24) == entry
+    assert not [r for r in caplog.records if r.name == "talsearch.cache"]
