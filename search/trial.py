@@ -78,7 +78,8 @@ def worker_loop(loop_config: dict) -> None:
         timing["first_step_s"] = time.time() - started
 
     try:
-        fit(cfg, spec, run_dir, RunCallbacks(on_epoch=reporter, on_first_step=on_first_step),
+        fit(cfg, spec, run_dir, RunCallbacks(on_epoch=reporter, on_first_step=on_first_step,
+                                                   on_resume=reporter.catch_up),
             resume_from=resume_from, cache=cache)
     finally:  # fit read the state before its first epoch: its temporary folder goes, whatever happened since
         if resume_from is not None:
@@ -111,6 +112,26 @@ class EpochReporter:
         if self.uploader is not None:  # before the report: ASHA may stop the trial at any report
             self.uploader.upload()
         self._send(report, out)
+
+    def catch_up(self, history: list[dict], out: Path) -> list[int]:
+        """After a resume: the epochs of the resumed state that were never reported (a trial killed between an
+        epoch's ``last.pt`` and its report resumes after that epoch), reported now, in order, so that Tune and
+        the record hear every epoch. Rank 0 reads the record; every rank reports the same epochs (each worker
+        reports as often as the others)."""
+        import torch.distributed as dist
+
+        missing = None
+        if self.world_rank == 0:
+            heard = {report.get("epoch") for report in RunFolder(out).read_reports()}
+            missing = [metrics["epoch"] for metrics in history if metrics["epoch"] not in heard]
+        if dist.is_available() and dist.is_initialized():
+            box = [missing]
+            dist.broadcast_object_list(box, src=0)
+            missing = box[0]
+        for metrics in history:
+            if metrics["epoch"] in missing:
+                self(metrics["epoch"], metrics, out)
+        return missing
 
     def _pace(self) -> None:
         """Reports closer together than the controller's polling can reach Tune's function trainable two at a

@@ -91,6 +91,31 @@ def test_a_run_resumed_with_nothing_left_reports_its_last_epoch(tiny_data, tmp_p
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 1  # nothing trained again
 
 
+
+def test_a_resumed_run_lets_its_caller_catch_up_on_epochs_it_never_reported(tiny_data, tmp_path):
+    """A trial killed between an epoch's ``last.pt`` and its report resumes after that epoch: ``on_resume``
+    hears the resumed history before the next epoch trains, and a run with nothing left to train reports its
+    last epoch unless ``on_resume`` just did."""
+    spec = load_dataset(tiny_data)
+    fit(load_config(None, {**TINY_OVERRIDES, "train.epochs": 2}), spec, tmp_path)
+    three = load_config(None, {**TINY_OVERRIDES, "train.epochs": 3})
+    heard = []
+
+    def callbacks(caught_up: list[int]) -> RunCallbacks:
+        return RunCallbacks(on_epoch=lambda epoch, metrics, out: heard.append(("epoch", epoch)),
+                            on_resume=lambda past, out: heard.append(("resume", [m["epoch"] for m in past]))
+                            or caught_up)
+
+    fit(three, spec, tmp_path, callbacks([2]), resume_from=tmp_path / "last.pt")
+    assert heard == [("resume", [1, 2]), ("epoch", 3)]
+    heard.clear()
+    fit(three, spec, tmp_path, callbacks([3]), resume_from=tmp_path / "last.pt")
+    assert heard == [("resume", [1, 2, 3])]  # the last epoch was just reported: not again
+    heard.clear()
+    fit(three, spec, tmp_path, callbacks([]), resume_from=tmp_path / "last.pt")
+    assert heard == [("resume", [1, 2, 3]), ("epoch", 3)]
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 3  # nothing trained twice
+
 def test_snapshots_keep_the_next_best_epochs_and_join_the_ensemble_candidates(tiny_data, tmp_path):
     from ensemble.candidates import from_sweep_folder
 

@@ -49,10 +49,13 @@ EpochCallback = Callable[[int, dict, Path], None]
 @dataclass(frozen=True)
 class RunCallbacks:
     """Hooks into a run: ``on_epoch(epoch, metrics, run_dir)`` after every epoch (every rank; a Ray Train
-    worker reports there) and ``on_first_step()`` once, after the run's first optimizer step (start-up cost)."""
+    worker reports there), ``on_first_step()`` once, after the run's first optimizer step (start-up cost), and
+    ``on_resume(history, run_dir)`` once a resumed run has read its state, before it trains on (every rank): it
+    returns the epochs of ``history`` it reported there (a trial catches up on epochs it never reported)."""
 
     on_epoch: EpochCallback | None = None
     on_first_step: Callable[[], None] | None = None
+    on_resume: Callable[[list, Path], list[int]] | None = None
 
 
 class ResumeError(UserError):
@@ -290,7 +293,8 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
     if rank() == 0:
         clean_temporaries(run_dir)  # left by a killed run
     run = Run(cfg, spec, run_dir, cache)
-    if resume_from is not None and Path(resume_from).is_file():
+    resumed = resume_from is not None and Path(resume_from).is_file()
+    if resumed:
         run.resume_from(Path(resume_from))  # before anything is written: a failed resume changes nothing
     if rank() == 0:
         save_config(cfg, run_dir / "config.yaml")
@@ -302,7 +306,10 @@ def fit(cfg: Config, spec: DatasetSpec, run_dir: str | Path, callbacks: RunCallb
             first_step.pop()()
             first_step.append(None)
 
-    if run.state.epoch >= cfg.train.epochs and run.state.history and callbacks.on_epoch is not None:
+    caught_up = (callbacks.on_resume(run.state.history, run_dir)
+                 if resumed and run.state.history and callbacks.on_resume is not None else [])
+    if (run.state.epoch >= cfg.train.epochs and run.state.history and callbacks.on_epoch is not None
+            and run.state.epoch not in caught_up):
         # resumed with nothing left to train: the caller still hears the last epoch (a Tune trial that reports
         # nothing has no result, and Tune then stops the whole sweep)
         callbacks.on_epoch(run.state.epoch, run.state.history[-1], run_dir)
