@@ -30,6 +30,17 @@ def test_bench_throughput_measures_an_epoch_from_the_frame_cache(tiny_data, tmp_
     assert 0 < run["busy_share"] <= 1 and run["compute_only_clips_per_s"] > 0
 
 
+
+def test_bench_cache_builds_n_copies_as_a_node_would_each_its_own_entry(tmp_path):
+    bench_cache = bench("bench_cache")
+    video = tmp_path / "video_0.05min.mp4"
+    bench_cache.write_video(video, 0.05)  # 3 s at 25 fps
+    runs = bench_cache.by_count(video, [1, 3], tmp_path, fps=4.0, size=224, decoders=["decord"])
+    assert [(r["videos"], r["decoder"]) for r in runs] == [(1, "decord"), (3, "decord")]
+    assert runs[0]["cache_mb"] == round(12 * 224 * 224 * 3 / 1e6, 1)  # 3 s x 4 fps frames of 224 x 224 x 3 bytes
+    assert runs[1]["cache_mb"] == pytest.approx(3 * runs[0]["cache_mb"], abs=0.1)  # hard links: 3 entries
+    assert all(r["peak_rss_mb"] > 0 and r["seconds"] > 0 for r in runs)
+
 def test_bench_statistics_leave_out_the_cold_run_and_keep_the_best():
     assert bench("bench_sweep").warm_median([30.0, 20.0, 22.0, 21.0]) == 21.0
     assert bench("bench_sweep").warm_median([5.0]) == 5.0
