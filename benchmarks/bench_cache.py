@@ -4,11 +4,11 @@
 
 Writes one 640x320 mp4 per length (25 fps, moving gradients; kept in --work), then builds its cache entry in a
 fresh process per (length, decoder), reading that process's peak RSS (ru_maxrss). Then, per count N, N copies of
-the shortest video (hard links: each its own cache entry) built in a fresh process as a node builds its sweep's
+the shortest video (hard links: each its own cache entry, read from one file, so what is measured is decoding, not disk reads) built in a fresh process as a node builds its sweep's
 entries (``FrameCache.ensure_many``: one video per CPU at once). Prints one JSON line: per run ``{minutes,
 decoder, seconds, peak_rss_mb, cache_mb}``, per decoder ``rss_growth_mb`` (the longest video's peak RSS minus the
 shortest's; the target is <= 100 MB: decoding streams, whatever the length), and ``by_count``: per (count,
-decoder) ``{videos, decoder, seconds, seconds_per_video, peak_rss_mb, cache_mb}`` (the peak should stop growing
+decoder) ``{videos, entries, decoder, seconds, seconds_per_video, peak_rss_mb, cache_mb}`` (the peak should stop growing
 once every CPU decodes one video).
 """
 
@@ -44,8 +44,9 @@ from tal_core.data.video import FrameCache
 cache_dir, fps, size, decoder, videos = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 started = time.perf_counter()
 entries = FrameCache(cache_dir, decoder=decoder).ensure_many([(Path(v), fps, size) for v in videos])
-print(json.dumps({"seconds": time.perf_counter() - started, "bytes": sum(e.stat().st_size for e in entries.values()),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+files = set(entries.values())
+print(json.dumps({"seconds": time.perf_counter() - started, "bytes": sum(e.stat().st_size for e in files),
+                  "entries": len(files), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -85,13 +86,14 @@ def by_count(video: Path, counts: list[int], work: Path, fps: float, size: int, 
         copies = []
         for i in range(count):
             copy = work / f"copy{i}_{video.name}"
-            if not copy.exists():
-                os.link(video, copy)
+            copy.unlink(missing_ok=True)  # a link to an older file of that name would time that file
+            os.link(video, copy)
             copies.append(copy)
         for decoder in decoders:
             with tempfile.TemporaryDirectory(dir=work) as cache_dir:
                 result = build_many(copies, Path(cache_dir), fps, size, decoder)
-            runs.append({"videos": count, "decoder": decoder, "seconds": round(result["seconds"], 2),
+            runs.append({"videos": count, "entries": result["entries"], "decoder": decoder,
+                         "seconds": round(result["seconds"], 2),
                          "seconds_per_video": round(result["seconds"] / count, 2),
                          "peak_rss_mb": round(result["peak_rss_mb"], 1), "cache_mb": round(result["bytes"] / 1e6, 1)})
             print(json.dumps(runs[-1]), file=sys.stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -43,6 +44,8 @@ from .reported import SEARCHABLE_METRICS, mlflow_name
 # local clusters, Ray's default on clusters).
 POLL_ENV = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"
 PREEMPTION_ENV = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+
+logger = logging.getLogger("talsearch.trial")
 
 REPORTED = ("epoch", "epoch_seconds", *SEARCHABLE_METRICS)
 
@@ -114,16 +117,18 @@ class EpochReporter:
         self._send(report, out)
 
     def catch_up(self, history: list[dict], out: Path) -> list[int]:
-        """After a resume: the epochs of the resumed state that were never reported (a trial killed between an
-        epoch's ``last.pt`` and its report resumes after that epoch), reported now, in order, so that Tune and
-        the record hear every epoch. Rank 0 reads the record; every rank reports the same epochs (each worker
-        reports as often as the others)."""
+        """After a resume: the epochs of the resumed state that Tune never heard (a trial killed between an
+        epoch's ``last.pt`` and Ray registering its report resumes after that epoch), reported now, in order.
+        Rank 0 works them out (``unheard_epochs``; a failure there reports none, with a warning); every rank
+        reports the same epochs (each worker reports as often as the others)."""
         import torch.distributed as dist
 
-        missing = None
+        missing: list[int] = []
         if self.world_rank == 0:
-            heard = {report.get("epoch") for report in RunFolder(out).read_reports()}
-            missing = [metrics["epoch"] for metrics in history if metrics["epoch"] not in heard]
+            try:
+                missing = unheard_epochs(history, _registered_epoch(), RunFolder(out).read_reports())
+            except Exception as error:  # a torn record must not stall the other ranks at the broadcast
+                logger.warning(f"[trial] cannot tell which resumed epochs Tune heard ({error}); none reported again")
         if dist.is_available() and dist.is_initialized():
             box = [missing]
             dist.broadcast_object_list(box, src=0)
@@ -153,9 +158,34 @@ class EpochReporter:
         if self.world_rank == 0 and (out / "last.pt").is_file():
             with tempfile.TemporaryDirectory() as tmp:
                 shutil.copy2(out / "last.pt", Path(tmp) / "last.pt")
+                (Path(tmp) / REPORTED_EPOCH).write_text(json.dumps({"epoch": report.get("epoch")}))
                 ray.train.report(report, checkpoint=Checkpoint.from_directory(tmp))
         else:
             ray.train.report(report)
+
+
+REPORTED_EPOCH = "reported_epoch.json"  # beside last.pt in each report's checkpoint: the epoch that report carried
+
+
+def unheard_epochs(history: list[dict], registered: int | None, record: list[dict]) -> list[int]:
+    """The epochs of a resumed ``history`` that Tune has not heard: those after the epoch of the last report
+    Ray registered (its checkpoint's ``REPORTED_EPOCH``; 0: no report was registered), or, for a checkpoint
+    that does not say (written before it did), those the run folder's record of reports lacks."""
+    if registered is None:
+        heard = {report.get("epoch") for report in record}
+        return [metrics["epoch"] for metrics in history if metrics["epoch"] not in heard]
+    return [metrics["epoch"] for metrics in history if metrics["epoch"] > registered]
+
+
+def _registered_epoch() -> int | None:
+    """The epoch of the last report Ray registered for this trial: 0 with no checkpoint, None where its
+    checkpoint does not say."""
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as folder:
+        said = Path(folder) / REPORTED_EPOCH
+        return int(json.loads(said.read_text())["epoch"]) if said.is_file() else None
 
 
 def trial_run_dir(loop_config: dict) -> Path:

@@ -38,7 +38,8 @@ def test_bench_cache_builds_n_copies_as_a_node_would_each_its_own_entry(tmp_path
     runs = bench_cache.by_count(video, [1, 3], tmp_path, fps=4.0, size=224, decoders=["decord"])
     assert [(r["videos"], r["decoder"]) for r in runs] == [(1, "decord"), (3, "decord")]
     assert runs[0]["cache_mb"] == round(12 * 224 * 224 * 3 / 1e6, 1)  # 3 s x 4 fps frames of 224 x 224 x 3 bytes
-    assert runs[1]["cache_mb"] == pytest.approx(3 * runs[0]["cache_mb"], abs=0.1)  # hard links: 3 entries
+    assert [r["entries"] for r in runs] == [1, 3]  # each hard link its own entry
+    assert runs[1]["cache_mb"] == pytest.approx(3 * runs[0]["cache_mb"], abs=0.1)
     assert all(r["peak_rss_mb"] > 0 and r["seconds"] > 0 for r in runs)
 
 def test_bench_statistics_leave_out_the_cold_run_and_keep_the_best():

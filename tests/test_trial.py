@@ -11,7 +11,7 @@ from ray.train import RunConfig, ScalingConfig
 
 from helpers import ROOT
 from search.ray_compat import DATASETS_CALLBACK, PG_CLEANER_INTERVAL_S, trainer_callbacks
-from search.trial import POLL_ENV, PREEMPTION_ENV, TrialTrainer, mlflow_name, set_train_env
+from search.trial import POLL_ENV, PREEMPTION_ENV, TrialTrainer, mlflow_name, set_train_env, unheard_epochs
 
 
 def _noop(config):
@@ -41,6 +41,17 @@ def test_train_env_defaults_never_override_the_user(monkeypatch, local):
     set_train_env(0.5, True)
     assert os.environ[POLL_ENV] == "3" and os.environ[PREEMPTION_ENV] == "1"
 
+
+
+def test_a_resumed_trial_reports_again_only_the_epochs_ray_never_registered():
+    """Resumed with epochs 1-3 in its state: Ray's last registered report says which ones Tune heard (epoch 2:
+    only 3 is reported again; none registered: all three); a checkpoint from before it said so falls back to
+    the run folder's record (which may list an epoch twice, or one Tune then lost)."""
+    history = [{"epoch": e, "val_mAP": 0.1 * e} for e in (1, 2, 3)]
+    assert unheard_epochs(history, 2, []) == [3]
+    assert unheard_epochs(history, 3, [{"epoch": 1}]) == []
+    assert unheard_epochs(history, 0, [{"epoch": 1}, {"epoch": 2}]) == [1, 2, 3]
+    assert unheard_epochs(history, None, [{"epoch": 1}, {"epoch": 1}, {"epoch": 3}]) == [2]
 
 def test_metric_names_fit_mlflow():
     assert mlflow_name("val_mAP@0.5") == "val_mAP_at_0.5" and mlflow_name("val_mAP") == "val_mAP"
