@@ -113,17 +113,16 @@ def _simplest(pooled: dict, min_gain: float, tolerance: float) -> str:
 
 def rules(min_gain: float, margins=(0.04,)) -> dict:
     """name -> (choose(pooled, per_fold) -> procedure, map scores onto the single's scale)."""
-    def wins(per, name):
-        return [np.sign(round(a - b, 12)) for a, b in zip(per[name], per[AS_TRAINED], strict=True)]
+    def wins(per, name, reference=AS_TRAINED):
+        return [np.sign(round(a - b, 12)) for a, b in zip(per[name], per[reference], strict=True)]
 
     def margin(value, legacy=True):
         return lambda pooled, per: _among(pooled, lambda n: True, value, legacy=legacy)
 
     def shipped_every_fold(pooled, per):  # the reference: the best single as the shipped rule resolves it
         reference = select.with_offsets(pooled, AS_TRAINED, min_gain)
-        return _among(pooled, lambda n: n.removesuffix(select.OFFSETS) == AS_TRAINED or min(
-            np.sign(round(a - b, 12)) for a, b in zip(per[n], per[reference], strict=True)) >= 0,
-            min_gain, legacy=False)
+        return _among(pooled, lambda n: n.removesuffix(select.OFFSETS) == AS_TRAINED
+                      or min(wins(per, n, reference)) >= 0, min_gain, legacy=False)
 
     found = {
         "shipped": (margin(min_gain, legacy=False), False),

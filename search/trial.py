@@ -73,9 +73,9 @@ def worker_loop(loop_config: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     worker = {"rank": world_rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
     _write_worker_file(loop_config, run_dir, world_rank, worker)
-    resume_from = _resume_file(run_dir, world_rank)
+    resume_from, registered_epoch = _resume_file(run_dir, world_rank)
     cache = RankFrameCache(loop_config.get("cache_dir"), cfg.data.decode_timeout_s, cfg.data.decoder)
-    reporter = EpochReporter(cfg, world_rank, run_dir, uploader, timing)
+    reporter = EpochReporter(cfg, world_rank, run_dir, uploader, timing, registered_epoch)
 
     def on_first_step():
         timing["first_step_s"] = time.time() - started
@@ -100,8 +100,10 @@ class EpochReporter:
     MLflow). Rank 0 also records what Tune heard (for talsearch replay), uploads its run folder when trials
     persist through storage, and attaches ``last.pt`` as the resume checkpoint."""
 
-    def __init__(self, cfg, world_rank: int, run_dir: Path, uploader, timing: dict):
+    def __init__(self, cfg, world_rank: int, run_dir: Path, uploader, timing: dict,
+                 registered_epoch: int | None = None):
         self.cfg, self.world_rank, self.uploader, self.timing = cfg, world_rank, uploader, timing
+        self.registered_epoch = registered_epoch  # of Ray's last registered report, read at resume (rank 0)
         self.best = _best_so_far(run_dir)  # a resumed trial's best epoch may lie before the interruption
         self.last_report = 0.0
 
@@ -126,7 +128,7 @@ class EpochReporter:
         missing: list[int] = []
         if self.world_rank == 0:
             try:
-                missing = unheard_epochs(history, _registered_epoch(), RunFolder(out).read_reports())
+                missing = unheard_epochs(history, self.registered_epoch, RunFolder(out).read_reports())
             except Exception as error:  # a torn record must not stall the other ranks at the broadcast
                 logger.warning(f"[trial] cannot tell which resumed epochs Tune heard ({error}); none reported again")
         if dist.is_available() and dist.is_initialized():
@@ -177,17 +179,6 @@ def unheard_epochs(history: list[dict], registered: int | None, record: list[dic
     return [metrics["epoch"] for metrics in history if metrics["epoch"] > registered]
 
 
-def _registered_epoch() -> int | None:
-    """The epoch of the last report Ray registered for this trial: 0 with no checkpoint, None where its
-    checkpoint does not say."""
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return 0
-    with checkpoint.as_directory() as folder:
-        said = Path(folder) / REPORTED_EPOCH
-        return int(json.loads(said.read_text())["epoch"]) if said.is_file() else None
-
-
 def trial_run_dir(loop_config: dict) -> Path:
     """Where this worker's trial writes: the sweep folder's ``trials/<id>``, or with storage a staging folder on
     this worker's own node (``search.trial_storage``)."""
@@ -229,8 +220,9 @@ def _best_so_far(run_dir: Path) -> dict[str, float]:
     return {}
 
 
-def _resume_file(run_dir: Path, world_rank: int) -> Path | None:
-    """The state to resume from, the same on every rank.
+def _resume_file(run_dir: Path, world_rank: int) -> tuple[Path | None, int | None]:
+    """The state to resume from, the same on every rank, and (rank 0) the epoch of the last report Ray
+    registered (0: none; None: its checkpoint does not say, or another rank).
 
     Rank 0 takes the newer of the last checkpoint Ray Train registered and the trial folder's own
     ``last.pt`` (Ray registers a report only once its controller has polled it, so a worker that dies right
@@ -239,13 +231,17 @@ def _resume_file(run_dir: Path, world_rank: int) -> Path | None:
     """
     import torch.distributed as dist
 
-    payload = None
+    payload, registered = None, None
     if world_rank == 0:
         found = [run_dir / "last.pt"] if (run_dir / "last.pt").is_file() else []
         checkpoint = ray.train.get_checkpoint()
+        registered = 0 if checkpoint is None else None
         with checkpoint.as_directory() if checkpoint is not None else contextlib.nullcontext() as folder:
             if folder is not None and (Path(folder) / "last.pt").is_file():
                 found.append(Path(folder) / "last.pt")
+            if folder is not None and (Path(folder) / REPORTED_EPOCH).is_file():
+                with contextlib.suppress(ValueError, KeyError, TypeError):  # unreadable: the record decides
+                    registered = int(json.loads((Path(folder) / REPORTED_EPOCH).read_text())["epoch"])
             if found:
                 payload = max(found, key=lambda p: p.stat().st_mtime_ns).read_bytes()
     if dist.is_available() and dist.is_initialized():
@@ -253,10 +249,10 @@ def _resume_file(run_dir: Path, world_rank: int) -> Path | None:
         dist.broadcast_object_list(box, src=0)
         payload = box[0]
     if payload is None:
-        return None
+        return None, registered
     local = Path(tempfile.mkdtemp(prefix="talsearch-resume-")) / "last.pt"
     local.write_bytes(payload)
-    return local
+    return local, registered
 
 
 # What a worker imports before its first optimizer step that Ray Train's own start-up does not: our trainer
