@@ -3,7 +3,7 @@
     python benchmarks/bench_cache.py [--minutes 1 10] [--counts 1 4 16] [--decoders decord pyav] [--fps 8] [--size 224]
 
 Writes one 640x320 mp4 per length (25 fps, moving gradients; kept in --work), then builds its cache entry in a
-fresh process per (length, decoder), reading that process's peak RSS (ru_maxrss). Then, per count N, N copies of
+fresh process per (length, decoder; ``FrameCache.ensure_many``, as a node builds its entries), reading that process's peak RSS (ru_maxrss). Then, per count N, N copies of
 the shortest video (hard links: each its own cache entry, read from one file, so what is measured is decoding, not disk reads) built in a fresh process as a node builds its sweep's
 entries (``FrameCache.ensure_many``: one video per CPU at once). Prints one JSON line: per run ``{minutes,
 decoder, seconds, peak_rss_mb, cache_mb}``, per decoder ``rss_growth_mb`` (the longest video's peak RSS minus the
@@ -27,17 +27,6 @@ import numpy as np
 WIDTH, HEIGHT, SOURCE_FPS = 640, 320, 25
 
 BUILD = """
-import json, resource, sys, time
-from pathlib import Path
-from tal_core.data.video import FrameCache
-video, cache_dir, fps, size, decoder = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-started = time.perf_counter()
-entry = FrameCache(cache_dir, decoder=decoder).ensure(Path(video), fps, size)
-print(json.dumps({"seconds": time.perf_counter() - started, "bytes": entry.stat().st_size,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
-
-BUILD_MANY = """
 import json, resource, sys, time
 from pathlib import Path
 from tal_core.data.video import FrameCache
@@ -67,14 +56,9 @@ def write_video(path: Path, minutes: float) -> None:
             container.mux(packet)
 
 
-def build(video: Path, cache_dir: Path, fps: float, size: int, decoder: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", BUILD, str(video), str(cache_dir), str(fps), str(size), decoder],
-                          capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def build_many(videos: list[Path], cache_dir: Path, fps: float, size: int, decoder: str) -> dict:
-    done = subprocess.run([sys.executable, "-c", BUILD_MANY, str(cache_dir), str(fps), str(size), decoder,
+def build(videos: list[Path], cache_dir: Path, fps: float, size: int, decoder: str) -> dict:
+    """Builds the entries of ``videos`` in a fresh process (``FrameCache.ensure_many``, as a node does)."""
+    done = subprocess.run([sys.executable, "-c", BUILD, str(cache_dir), str(fps), str(size), decoder,
                            *map(str, videos)], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -91,7 +75,7 @@ def by_count(video: Path, counts: list[int], work: Path, fps: float, size: int, 
             copies.append(copy)
         for decoder in decoders:
             with tempfile.TemporaryDirectory(dir=work) as cache_dir:
-                result = build_many(copies, Path(cache_dir), fps, size, decoder)
+                result = build(copies, Path(cache_dir), fps, size, decoder)
             runs.append({"videos": count, "entries": result["entries"], "decoder": decoder,
                          "seconds": round(result["seconds"], 2),
                          "seconds_per_video": round(result["seconds"] / count, 2),
@@ -118,7 +102,7 @@ def main() -> None:
             write_video(video, minutes)
         for decoder in args.decoders:
             with tempfile.TemporaryDirectory(dir=args.work) as cache_dir:
-                result = build(video, Path(cache_dir), args.fps, args.size, decoder)
+                result = build([video], Path(cache_dir), args.fps, args.size, decoder)
             runs.append({"minutes": minutes, "decoder": decoder, "seconds": round(result["seconds"], 2),
                          "peak_rss_mb": round(result["peak_rss_mb"], 1),
                          "cache_mb": round(result["bytes"] / 1e6, 1)})
