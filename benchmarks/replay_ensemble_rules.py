@@ -8,10 +8,14 @@ then applied to the held-out ones); only the choice differs:
 
 - ``shipped``: the best pooled inner out-of-fold mAP, and the best single member unless that beats it by
   ``--min-gain`` (``ensemble.select.best_procedure``: each procedure with its boundary offsets unless they lose
-  by ``--min-gain``);
+  by ``--min-gain``); a fusion is fitted only where a second trial is strong
+  (``ensemble.select.second_trial_strong`` at ``SECOND_TRIAL_SHARE``);
+- ``ungated``: ``shipped`` without that gate (the rule shipped before 2026-12-07); every rule below but
+  ``shipped_every_inner_fold`` and ``share_S`` is replayed without it, as docs/performance.md's tables were made;
+- ``share_S``: ``shipped`` with the gate at share S (``--shares``);
 - ``offsets_must_earn``: the rule shipped before offsets were kept by default (``earned_procedure``: a
   ``+offsets`` procedure only where it beats its plain one by ``--min-gain``, the reference the best single as
-  trained). Every rule below replays a variant of that one, as docs/performance.md's tables were made;
+  trained). Every rule below replays a variant of that one;
 - ``margin_M``: the same with a margin of M (``--margins``, default 0.04);
 - ``shipped_every_inner_fold``: ``shipped``, among fusions that also score at least the best single (as
   ``shipped`` resolves it, offsets kept unless they lose) on every inner fold;
@@ -50,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from ensemble import select  # noqa: E402
 from ensemble.candidates import collect  # noqa: E402
-from ensemble.defaults import MIN_GAIN  # noqa: E402
+from ensemble.defaults import MIN_GAIN, SECOND_TRIAL_SHARE  # noqa: E402
 from ensemble.gain import concat_segments  # noqa: E402
 from ensemble.run import _evaluator, with_member_decoding  # noqa: E402
 from tal_core.config import load_config  # noqa: E402
@@ -111,8 +115,9 @@ def _simplest(pooled: dict, min_gain: float, tolerance: float) -> str:
     return next((n for n in earned if pooled[n] >= pooled[best] - tolerance), best)
 
 
-def rules(min_gain: float, margins=(0.04,)) -> dict:
-    """name -> (choose(pooled, per_fold) -> procedure, map scores onto the single's scale)."""
+def rules(min_gain: float, margins=(0.04,), shares=()) -> dict:
+    """name -> (choose(pooled, per_fold) -> procedure, map scores onto the single's scale[, the gate's share: the
+    fits it chooses among are ``select.procedures(..., second_trial_share=share)``'s; without it 0, no gate])."""
     def wins(per, name, reference=AS_TRAINED):
         return [np.sign(round(a - b, 12)) for a, b in zip(per[name], per[reference], strict=True)]
 
@@ -125,9 +130,11 @@ def rules(min_gain: float, margins=(0.04,)) -> dict:
                       or min(wins(per, n, reference)) >= 0, min_gain, legacy=False)
 
     found = {
-        "shipped": (margin(min_gain, legacy=False), False),
+        "shipped": (margin(min_gain, legacy=False), False, SECOND_TRIAL_SHARE),
+        "ungated": (margin(min_gain, legacy=False), False),
         "offsets_must_earn": (margin(min_gain), False),
-        "shipped_every_inner_fold": (shipped_every_fold, False),
+        "shipped_every_inner_fold": (shipped_every_fold, False, SECOND_TRIAL_SHARE),
+        "ungated_every_inner_fold": (shipped_every_fold, False),
         "every_inner_fold": (lambda pooled, per: _among(pooled, lambda n: min(wins(per, n)) >= 0, min_gain), False),
         "most_inner_folds": (lambda pooled, per: _among(pooled, lambda n: sum(wins(per, n)) > 0, min_gain), False),
         "mapped": (margin(min_gain), True),
@@ -144,6 +151,8 @@ def rules(min_gain: float, margins=(0.04,)) -> dict:
         found[f"mapped_margin_{value:g}"] = (margin(value), True)
         found[f"offsets_margin_{value:g}"] = (
             lambda pooled, per, value=value: _among(pooled, lambda n: True, min_gain, value), False)
+    for value in shares:
+        found[f"share_{value:g}"] = (margin(min_gain, legacy=False), False, value)
     return found
 
 
@@ -184,8 +193,11 @@ def _inner_folds(train, outer: list[set[str]], held: set[str], seed: int) -> lis
 def nested_gains(evaluator, folds: int, seed: int, choosers: dict) -> tuple[dict, dict]:
     """Per rule: nested out-of-fold mAP minus the best single's out-of-fold mAP, and the procedure chosen in
     each outer fold."""
-    # the opt-in ones too (rules choose among them); each fusion spans two trials, as "cv" fits them
-    found = select.procedures(select.Recipe().max_steps, across=True)
+    # the opt-in ones too (rules choose among them); each fusion spans two trials, as "cv" fits them, behind each
+    # rule's gate
+    shares = {name: (rule[2] if len(rule) > 2 else 0.0) for name, rule in choosers.items()}
+    by_share = {share: select.procedures(select.Recipe().max_steps, across=True, second_trial_share=share)
+                for share in set(shares.values())}
     ids = [v.video_id for v in evaluator.videos]
     outer = select.folds_of(ids, max(2, min(folds, len(ids))), seed)
     parts = {name: [] for name in choosers}
@@ -193,17 +205,19 @@ def nested_gains(evaluator, folds: int, seed: int, choosers: dict) -> tuple[dict
     for held in outer:
         train = evaluator.subset(set(ids) - held)
         inner = _inner_folds(train, outer, held, seed)
-        pooled, per_fold = inner_scores(train, inner, found) if inner else ({AS_TRAINED: 0.0}, {})
-        single = found[AS_TRAINED](train)
-        for name, (choose, mapped) in choosers.items():
-            procedure = choose(pooled, per_fold)
+        scores = {share: inner_scores(train, inner, found) if inner else ({AS_TRAINED: 0.0}, {})
+                  for share, found in by_share.items()}
+        single = select.best_single(train)
+        for name, (choose, mapped, *_) in choosers.items():
+            found = by_share[shares[name]]
+            procedure = choose(*scores[shares[name]])
             fitted = found[procedure](train)
             detections = evaluator.subset(held).detections_of(fitted)
             if mapped and procedure != AS_TRAINED:
                 detections = onto_scale(detections, train.detections_of(fitted), train.detections_of(single))
             parts[name].append(detections)
             chosen[name].append(procedure)
-    single_oof = evaluator.score_detections(select.out_of_fold(evaluator, folds, seed, found[AS_TRAINED], outer))
+    single_oof = evaluator.score_detections(select.out_of_fold(evaluator, folds, seed, select.best_single, outer))
     gains = {name: round(evaluator.score_detections(concat_segments(found_here)).mean - single_oof.mean, 4)
              for name, found_here in parts.items()}
     return gains, chosen
@@ -218,6 +232,8 @@ def main() -> None:
     parser.add_argument("--min-gain", type=float, default=MIN_GAIN)
     parser.add_argument("--margins", type=float, nargs="*", default=[0.04],
                         help="wider margins replayed as margin_M and mapped_margin_M")
+    parser.add_argument("--shares", type=float, nargs="*", default=[0.5, 0.75],
+                        help="other shares of the second-trial gate, replayed as share_S")
     parser.add_argument("--tracking-uri", default=None, help="where the sweep's runs are (default: sweep.json's)")
     args = parser.parse_args()
     for path, made_by in ((args.sweep, "a sweep"), (args.data / "annotations.json", "a data set")):
@@ -232,7 +248,7 @@ def main() -> None:
         candidates = collect(str(args.sweep), cfg.tracking.uri if args.tracking_uri else "", Path(scratch), 0)
         cfg = with_member_decoding(cfg, candidates[0], None, overrides)
         evaluator = _evaluator(candidates, spec, args.data, cfg)
-        choosers = rules(args.min_gain, args.margins)
+        choosers = rules(args.min_gain, args.margins, args.shares)
         by_seed = [nested_gains(evaluator, args.folds, seed, choosers) for seed in range(args.fold_seeds)]
     print(json.dumps({"bench": "ensemble_rules", "sweep": str(args.sweep), "candidates": len(candidates),
                       "videos": len(evaluator.videos), "fold_seeds": list(range(args.fold_seeds)),

@@ -28,7 +28,7 @@ from tal_core.scoring.formats import (
 from .align import align
 from .boundaries import offsets_json
 from .candidates import Candidate, CandidateError, as_sources, collect
-from .defaults import MIN_GAIN
+from .defaults import MIN_GAIN, SECOND_TRIAL_SHARE
 from .fuse import Evaluator
 from .gain import bootstrap_gain
 from .select import (
@@ -40,6 +40,7 @@ from .select import (
     choose_by_cv,
     gains_over_fold_seeds,
     held_out_pair,
+    second_trial_strong,
 )
 
 logger = logging.getLogger("talsearch.ensemble")
@@ -58,7 +59,8 @@ def _metrics(result) -> dict:
 
 def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path, config=None, overrides=(), top_n: int = 0,
                  folds: int = 5, max_steps: int = 12, seed: int = 0, selection: str = "auto",
-                 min_gain: float = MIN_GAIN, fold_seeds: int = 1, boundary_offsets: bool = True) -> dict:
+                 min_gain: float = MIN_GAIN, fold_seeds: int = 1, boundary_offsets: bool = True,
+                 second_trial_share: float = SECOND_TRIAL_SHARE) -> dict:
     """``selection``: "cv" picks, among the procedures of ``ensemble.select.procedures``, the one with the best
     out-of-fold val mAP (the best single member unless another procedure beats it by ``min_gain``);
     or name one ("greedy+refine", "greedy", "top3_average", "best_single", "greedy+refine/segments",
@@ -68,6 +70,8 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     ``boundary_offsets``: every procedure also comes with per-class boundary offsets fitted where its weights are
     (``<name>+offsets``, ``ensemble.boundaries``), kept unless they lose to the same procedure without them out
     of fold by more than ``min_gain``; the gain is measured against the best single member as it was trained.
+    ``second_trial_share`` (under "cv"): a fusion is fitted only where a trial other than the best member's
+    reaches that share of its mAP on the fitting videos (``select.second_trial_strong``; 0: always).
     ``fold_seeds`` > 1 also reports the gain for that many draws of
     the folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max. ``source``: a sweep
     folder or MLflow parent run id, or several (their trials are candidates together; the ensemble is logged
@@ -80,7 +84,7 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     candidates = collect(sources, uri, out, top_n)
     cfg = with_member_decoding(cfg, candidates[0], config, overrides)
     selection = default_selection(selection, candidates)
-    recipe = Recipe(max_steps, selection, min_gain, boundary_offsets)
+    recipe = Recipe(max_steps, selection, min_gain, boundary_offsets, second_trial_share)
     started = time.perf_counter()
     logger.info(f"[ensemble] {len(candidates)} candidate(s) from {', '.join(sources)}")
     evaluator = _evaluator(candidates, spec, data, cfg)
@@ -97,7 +101,12 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     if fold_seeds > 1:
         gain |= fold_seed_spread(gain["mAP"], seed, gains_over_fold_seeds(
             evaluator, folds, range(seed + 1, seed + fold_seeds), recipe))
-    if fitted.fell_back:
+    gate_open = recipe.selection != "cv" or second_trial_strong(evaluator, second_trial_share)
+    if not gate_open:
+        logger.info(f"[ensemble] one strong member: no other trial reaches {second_trial_share:g} of its val mAP, "
+                    "so no fusion is fitted (the best single member, with its boundary offsets unless they lose; "
+                    "--second-trial-share 0 fuses anyway)")
+    elif fitted.fell_back:
         logger.info(f"[ensemble] {procedure} weighted one trial's epochs alone: the best single member instead "
                     "(a fusion must span two trials)")
     best_single = int(np.argmax(evaluator.single_scores()))
@@ -106,6 +115,7 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     metrics = {"ensemble": _metrics(ens_result) | {"oof_val_mAP": oof[procedure], "nested_oof_val_mAP": nested,
                                                    "procedure": procedure, "fusion": fitted.fusion,
                                                    "fell_back_to_best_single": fitted.fell_back,
+                                                   "second_trial_strong": gate_open,
                                                    "boundary_offsets": offsets_json(fitted.boundary_offsets),
                                                    **_fusion_json(fitted, candidates, evaluator.actions,
                                                                    coefficients=False),
@@ -116,7 +126,7 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
                "best_single": _metrics(single_result) | {"oof_val_mAP": single_oof,
                                                           "run_id": candidates[best_single].run_id},
                "oof_val_mAP_by_procedure": oof, "boundary_offsets": "class" if boundary_offsets else "none",
-               "selection": selection, "min_gain": min_gain, "folds": min(folds, len(evaluator.videos)),
+               "selection": selection, "min_gain": min_gain, "second_trial_share": second_trial_share, "folds": min(folds, len(evaluator.videos)),
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     if boundary_offsets:
         metrics["best_single"]["oof_val_mAP_with_boundary_offsets"] = oof[AS_TRAINED + OFFSETS]

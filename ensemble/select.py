@@ -36,7 +36,7 @@ from tal_core.scoring.metrics import Segments
 
 from .boundaries import Offsets, apply_offsets, fit_offsets
 from .calibrate import cell_labels
-from .defaults import MIN_GAIN
+from .defaults import MIN_GAIN, SECOND_TRIAL_SHARE
 from .fuse import Evaluator
 from .gain import concat_segments
 from .stacking import STACK_L2, STACK_MEMBERS, Stacker, fit_stacker
@@ -53,24 +53,29 @@ class SelectionResult:
     class_members: np.ndarray | None = None  # fusion "classwise": per action class (evaluator.actions order), its member
     class_weights: np.ndarray | None = None  # fusion "classmix": (members, 1 + classes) weight of each probability column
     stacker: Stacker | None = None  # fusion "stacked": the logistic regression over the members' log-probabilities
-    fell_back: bool = False  # a fusion of one trial's epochs alone, replaced by the best single (``across_trials``)
+    fell_back: bool = False  # a fusion replaced by the best single (``across_trials``): it weighted one trial's epochs
+    # alone, or no second trial was strong enough to fuse with (``second_trial_strong``)
 
 
 @dataclass(frozen=True)
 class Recipe:
     """How the ensemble chooses its members: greedy steps; "cv" (the procedure with the best out-of-fold mAP) or
     a procedure's name; the out-of-fold margin a fusion must win by over the best single member; whether each
-    procedure's detections get per-class boundary offsets fitted on the videos its weights were fitted on."""
+    procedure's detections get per-class boundary offsets fitted on the videos its weights were fitted on; under
+    "cv", the share of the best member's mAP a second trial must reach before any fusion is fitted
+    (``second_trial_strong``)."""
     max_steps: int = 12
     selection: str = "cv"
     min_gain: float = MIN_GAIN
     boundary_offsets: bool = True
+    second_trial_share: float = SECOND_TRIAL_SHARE
 
     def procedures(self) -> dict:
         """The procedures this recipe compares: every one but the opt-in ones (``OPT_IN``), and the one named by
         the selection (with "cv": none). With "cv" a fusion must span two trials (``across_trials``); a procedure
         named is fitted as it is."""
-        found = procedures(self.max_steps, self.boundary_offsets, across=self.selection == "cv")
+        found = procedures(self.max_steps, self.boundary_offsets, across=self.selection == "cv",
+                           second_trial_share=self.second_trial_share)
         return {name: fit for name, fit in found.items()
                 if name.removesuffix(OFFSETS) not in OPT_IN or name.removesuffix(OFFSETS) == self.selection}
 
@@ -367,7 +372,8 @@ OFFSETS = "+offsets"  # suffix of a procedure whose detections get boundary offs
 AS_TRAINED = "best_single"  # the best single member as it was trained: no weights, no offsets
 
 
-def procedures(max_steps: int, boundary_offsets: bool = True, across: bool = False) -> dict:
+def procedures(max_steps: int, boundary_offsets: bool = True, across: bool = False,
+               second_trial_share: float = SECOND_TRIAL_SHARE) -> dict:
     """The ways of choosing weights (and the fusion) that cross-validation compares (names are reported).
     ``greedy+refine/segments`` takes greedy+refine's weights and fuses the members' detections instead of their
     probabilities; ``calibrated+greedy+refine`` tempers each member's probabilities first (``calibrate``);
@@ -378,12 +384,13 @@ def procedures(max_steps: int, boundary_offsets: bool = True, across: bool = Fal
     fitted on the same videos (``with_boundary_offsets``). Every fit is made once per set of videos (the
     evaluator's root keeps it: ``Evaluator.memo``), so a procedure and its +offsets variant, greedy and
     greedy+refine, and an outer fold's fit in ``choose_by_cv`` and in the nested choice share their search.
-    ``across``: every procedure but ``best_single`` goes through ``across_trials`` (the +offsets variants fit
-    their offsets on what it returns)."""
+    ``across``: every procedure but ``best_single`` goes through ``across_trials`` with ``second_trial_share``
+    (the +offsets variants fit their offsets on what it returns)."""
     found = _procedures(max_steps)
     if across:
-        found = {name: fit if name == AS_TRAINED else across_trials(fit) for name, fit in found.items()}
-    tag = ACROSS if across else ""
+        found = {name: fit if name == AS_TRAINED else across_trials(fit, second_trial_share)
+                 for name, fit in found.items()}
+    tag = f"{ACROSS}@{second_trial_share:g}" if across else ""
     if boundary_offsets:
         found |= {name + OFFSETS: _memo(name + OFFSETS + tag, max_steps,
                                         lambda ev, fit=fit: with_boundary_offsets(ev, fit(ev)))
@@ -391,17 +398,36 @@ def procedures(max_steps: int, boundary_offsets: bool = True, across: bool = Fal
     return found
 
 
-ACROSS = "/across-trials"  # memo tag of the fits made through ``across_trials``
+ACROSS = "/across-trials"  # memo tag of the fits made through ``across_trials`` (with their share)
 
 
-def across_trials(fit):
+def second_trial_strong(evaluator: Evaluator, share: float) -> bool:
+    """Whether a member of a trial other than the best member's scores at least ``share`` of the best member's
+    mAP on these videos (the fitting videos: inside cross-validation, the training folds only). Where none does,
+    the sweep has one strong member, and a fusion's weights on the weak trials are fitted to what the few val
+    videos happen to reward: on three hard sets with one trial per view (weak views at 0.36-0.54 of the best)
+    such fusions won their inner folds and lost on the held-out videos (docs/ensemble.md, "One strong member").
+    Pruning the library to its strong models before ensemble selection is Caruana et al.'s (2006) remedy for
+    the same overfitting. ``share`` 0: always true."""
+    if share <= 0:
+        return True
+    singles = evaluator.single_scores()
+    best = int(np.argmax(singles))
+    others = evaluator.trials != evaluator.trials[best]
+    return bool(np.any(others) and singles[others].max() >= share * singles[best])
+
+
+def across_trials(fit, second_trial_share: float = 0.0):
     """``fit``, except where its weight lies on two or more epochs of one training run alone (a trial and its own
     snapshots): there the best single member as trained instead (``fell_back``; a fit of one member is left as
     it is). A trial's snapshots are one model seen at a few moments of its training; on a handful of val
     videos their fusion won the inner folds by luck and cost the best trial out of fold (docs/ensemble.md, "Two
     trials, and offsets by default"): the diversity an ensemble spends is that of other trials, and the snapshots
-    join a fusion beside one."""
+    join a fusion beside one. Where no other trial is strong (``second_trial_strong`` with
+    ``second_trial_share``), ``fit`` is not called: the best single member as trained (``fell_back``)."""
     def fitted(ev):
+        if not second_trial_strong(ev, second_trial_share):
+            return replace(best_single(ev), fell_back=True)
         chosen = fit(ev)
         if np.count_nonzero(chosen.weights) <= 1 or not ev.one_trial(chosen.weights):
             return chosen

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .arguments import add_command, config_arg, non_negative, port, positive_float, positive_int
+from .arguments import add_command, config_arg, non_negative, port, positive_float, positive_int, share
 
 
 def _private_network(args, tracking_uri: str, enabled: bool) -> None:
@@ -81,7 +81,8 @@ def cmd_ensemble(args) -> None:
 
     result = run_ensemble(args.sweep, args.data, args.out, args.config, args.set, top_n=args.top, folds=args.folds,
                           selection=args.selection, seed=args.seed, min_gain=args.min_gain,
-                          fold_seeds=args.fold_seeds, boundary_offsets=args.boundary_offsets == "class")
+                          fold_seeds=args.fold_seeds, boundary_offsets=args.boundary_offsets == "class",
+                          second_trial_share=args.second_trial_share)
     print(json.dumps(result, indent=1))
 
 
@@ -103,7 +104,7 @@ def cmd_ui(args) -> None:
 
 
 def add_parsers(sub) -> None:
-    from ensemble.defaults import MIN_GAIN
+    from ensemble.defaults import MIN_GAIN, SECOND_TRIAL_SHARE
 
     p = add_command(sub, "sweep", "Optuna + Ray Tune + Ray Train search, tracked in MLflow", cmd_sweep)
     p.add_argument("--data", type=Path, required=True, help="data-set folder (annotations.json + videos)")
@@ -192,6 +193,10 @@ def add_parsers(sub) -> None:
                    help="cv: keep the best single member unless a fusion beats its out-of-fold mAP by this much; "
                         "any selection: drop boundary offsets where they lose to the same fit without them by more "
                         "than this (default %(default)s)")
+    p.add_argument("--second-trial-share", type=share, default=SECOND_TRIAL_SHARE,
+                   help="cv: fuse only where a trial other than the best member's reaches this share of its val mAP "
+                        "on the videos the fusion is fitted on; otherwise the best single member, with one strong "
+                        "member nothing is fused (0: always fuse; default %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seeds the cross-validation folds")
     p.add_argument("--boundary-offsets", choices=("class", "none"), default="class",
                    help="class: move each class's detected edges back by the median offset of its matched "

@@ -122,6 +122,31 @@ def test_two_sweeps_are_ensembled_together_and_a_trial_in_both_is_refused(tmp_pa
         collect([str(tmp_path / "seen"), str(tmp_path / "heard")], "", tmp_path)
 
 
+def test_with_one_strong_member_the_default_fuses_nothing_and_says_why(tmp_path, caplog):
+    """The second-trial gate through run_ensemble: a trial that knows class a (noise 0.4) and a noisier one that
+    knows both (noise 0.7; between 0.4 and 0.65 of the first's mAP): under the default share 0.65 no fusion is
+    fitted, in no fold; with the gate off (share 0) the fusions are fitted."""
+    import logging
+
+    truth = make_data(tmp_path)
+    sweep = tmp_path / "sweep"
+    write_member(sweep, "knows_both", truth, 1.0, {"a", "b"}, 0.7, 1)
+    write_member(sweep, "knows_a", truth, 0.5, {"a"}, 0.4, 2)
+    overrides = ["eval.decode=merge", f"tracking.uri=sqlite:///{tmp_path}/m.db"]
+    with caplog.at_level(logging.INFO, logger="talsearch.ensemble"):
+        gated = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "gated", folds=3, overrides=overrides)
+    assert gated["second_trial_share"] == 0.65 and gated["ensemble"]["procedure"].startswith("best_single")
+    assert len(set(gated["oof_val_mAP_by_procedure"].values())) == 1  # every fusion is the best single
+    assert gated["gain"]["mAP"] == 0.0 and not gated["ensemble"]["second_trial_strong"]
+    assert "one strong member: no other trial reaches 0.65" in caplog.text
+    metrics = json.loads((tmp_path / "gated" / "metrics.json").read_text())
+    assert metrics["second_trial_share"] == 0.65
+    opened = run_ensemble(str(sweep), tmp_path / "data", tmp_path / "open", folds=3, overrides=overrides,
+                          second_trial_share=0.0)
+    assert opened["second_trial_share"] == 0.0 and len(set(opened["oof_val_mAP_by_procedure"].values())) > 2
+    assert opened["ensemble"]["second_trial_strong"]
+
+
 def test_a_fusion_short_of_the_margin_leaves_the_best_single_member(tmp_path):
     truth = make_data(tmp_path)
     sweep = tmp_path / "sweep"

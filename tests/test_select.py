@@ -237,6 +237,42 @@ def test_the_default_ensemble_does_no_harm_with_one_strong_member():
     assert all(row["mAP"] >= 0 for row in gains), gains
 
 
+def test_with_one_strong_member_cv_fits_no_fusion_at_all():
+    """The second-trial gate: where no trial but the best member's reaches ``second_trial_share`` of its mAP on
+    the fitting videos, every fusion under "cv" is the best single member, without fitting it; a second strong
+    trial (or the gate at 0) lets the fusions be fitted; a snapshot of the best trial is no second trial."""
+    from ensemble.defaults import SECOND_TRIAL_SHARE
+    from ensemble.select import across_trials, choose_by_cv, second_trial_strong
+
+    strong = one_strong_member()
+    singles = strong.single_scores()
+    assert singles[1] < SECOND_TRIAL_SHARE * singles[0]
+    assert not second_trial_strong(strong, SECOND_TRIAL_SHARE) and second_trial_strong(strong, 0.0)
+    assert second_trial_strong(strong, 0.99 * singles[1] / singles[0])
+
+    def never(ev):
+        raise AssertionError("a fusion was fitted with one strong member")
+
+    gated = across_trials(never, SECOND_TRIAL_SHARE)(strong)
+    assert gated.fell_back and np.array_equal(gated.weights, best_single(strong).weights)
+    cv = Recipe(max_steps=4).procedures()
+    assert all(fit(strong).fell_back for name, fit in cv.items() if not name.startswith("best_single"))
+    name, fitted, oof = choose_by_cv(strong, 5, 0, Recipe(max_steps=4))
+    assert name.startswith("best_single") and np.count_nonzero(fitted.weights) == 1
+    assert oof["greedy+refine"] == oof["best_single"]  # the gated fusion is the best single, fold by fold
+    ungated = Recipe(max_steps=4, second_trial_share=0.0).procedures()["greedy+refine"](strong)
+    assert not ungated.fell_back
+    # the gate reads the fitting videos only: a subset's own single scores
+    half = strong.subset({f"v{v}" for v in range(8)})
+    assert second_trial_strong(half, SECOND_TRIAL_SHARE) == (
+        half.single_scores()[1:].max() >= SECOND_TRIAL_SHARE * half.single_scores().max())
+    # two members that know one class each are two strong trials; as one trial's epochs, only noise is left
+    pair = evaluator()
+    assert second_trial_strong(pair, SECOND_TRIAL_SHARE) and not cv["greedy+refine"](pair).fell_back
+    one_trial = Evaluator(pair.videos, pair.gt, pair.actions, CFG, trials=[0, 0, 1])
+    assert not second_trial_strong(one_trial, SECOND_TRIAL_SHARE)
+
+
 def test_a_fusion_of_one_trials_epochs_alone_falls_back_to_the_best_single_under_cv():
     """Members 0 and 1 are two epochs of one trial (a snapshot), member 2 another trial: greedy fuses 0 and 1.
     Through ``across_trials`` that fusion is the best single member as trained (marked ``fell_back``); where 0
