@@ -1,10 +1,10 @@
-"""The frame cache a trial's rank reads: a miss there is decoded, and said.
+"""The frame and sound caches a trial's rank reads: a miss there is decoded, and said.
 
 A sweep builds every entry its trials can ask for before its first trial (``search.node_cache`` on a cluster,
 ``search.sweep.warm_cache`` on one machine), so a rank finds its entries and never decodes inside its dataset
 constructor, where a long decode would meet the process group's timeout. A node that joined the cluster after
-that build has none: its ranks decode what they need, and each miss is logged with the node and the entry, so a
-slow trial start is explained (``talsearch sweep --resume`` builds the caches of every node alive again).
+that build has none: its ranks decode what they need (frames and log-mel alike), and each miss is logged with the
+node and the entry, so a slow trial start is explained (``talsearch sweep --resume`` builds the caches of every node alive again).
 """
 
 from __future__ import annotations
@@ -13,6 +13,9 @@ import logging
 import socket
 from pathlib import Path
 
+import numpy as np
+
+from tal_core.data.audio import AudioCache
 from tal_core.data.video import FrameCache
 
 logger = logging.getLogger("talsearch.cache")
@@ -26,3 +29,16 @@ class RankFrameCache(FrameCache):
                        f"{decode_fps:g} fps) in {self.cache_dir}; decoding it inside this trial's rank (the sweep "
                        "built every node's cache before its first trial: did this node join later?)")
         super()._build(video, decode_fps, size, target, *args, **kwargs)
+
+    def audio_cache(self, timeout_s: float | None) -> AudioCache:
+        return RankAudioCache(self.cache_dir, timeout_s)
+
+
+class RankAudioCache(AudioCache):
+    """``AudioCache`` that warns at every entry it has to decode."""
+
+    def _decode(self, audio: Path, start: float, end: float) -> np.ndarray:
+        logger.warning(f"[cache] node {socket.gethostname()}: no sound cache entry for {audio} ({start:g}-{end:g} s) "
+                       f"in {self.cache_dir}; decoding it inside this trial's rank (the sweep built every node's "
+                       "cache before its first trial: did this node join later?)")
+        return super()._decode(audio, start, end)

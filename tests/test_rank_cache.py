@@ -24,3 +24,24 @@ def test_a_rank_decodes_a_missing_entry_and_says_which_node_and_entry(tmp_path, 
     with caplog.at_level(logging.WARNING, logger="talsearch.cache"):
         assert pickle.loads(pickle.dumps(cache)).ensure(video, 8, 24) == entry
     assert not [r for r in caplog.records if r.name == "talsearch.cache"]
+
+
+def test_a_rank_decodes_a_missing_sound_entry_and_says_so(tmp_path, caplog):
+    """The sound cache a rank's dataset gets from its frame cache warns the same way on a miss (naming the node,
+    the file and the time range) and decodes what the plain cache decodes; a hit is silent."""
+    from test_audio import click, write_wav
+
+    from tal_core.data.audio import AudioCache
+
+    path = write_wav(tmp_path / "a.wav", click(2.0, 1.0), 16000)
+    sound = RankFrameCache(tmp_path / "rank").audio_cache(None)
+    assert sound.cache_dir == tmp_path / "rank" and type(FrameCache(tmp_path).audio_cache(None)) is AudioCache
+    with caplog.at_level(logging.WARNING, logger="talsearch.cache"):
+        values = sound.load(path, 0.0, 2.0)
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "talsearch.cache"]
+    assert socket.gethostname() in warning and str(path) in warning and "0-2 s" in warning
+    np.testing.assert_array_equal(values, AudioCache(tmp_path / "plain").load(path, 0.0, 2.0))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="talsearch.cache"):
+        pickle.loads(pickle.dumps(sound)).load(path, 0.0, 2.0)
+    assert not [r for r in caplog.records if r.name == "talsearch.cache"] and sound.decoded == 1

@@ -217,11 +217,14 @@ class AudioCache:
             return target
         with _file_lock(target.with_suffix(".lock")):
             if not target.exists():  # another process may have finished it meanwhile
-                values = log_mel(decode_audio(audio, start, end, self.timeout_s))
+                values = self._decode(audio, start, end)
                 self.decoded += 1
                 with atomic_file(target, "wb") as handle:
                     np.save(handle, values)
         return target
+
+    def _decode(self, audio: Path, start: float, end: float) -> np.ndarray:
+        return log_mel(decode_audio(audio, start, end, self.timeout_s))
 
     def load(self, audio: str | Path, start: float, end: float) -> np.ndarray:
         """Memory-mapped (frames, 64) float32 log-mel of [start, end) of ``audio``; frame j centres on

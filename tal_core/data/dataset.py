@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from tal_core.config import AudioConfig, DataConfig
 from tal_core.data.annotations import DatasetSpec, Video
-from tal_core.data.audio import AudioCache, AudioMissingError, audio_range, windows_at
+from tal_core.data.audio import AudioMissingError, audio_range, windows_at
 from tal_core.data.intervals import cell_grid, interval_grid, label_at_times, label_intervals
 from tal_core.data.video import FrameCache, VideoDecodeError, open_frames
 
@@ -115,7 +115,7 @@ class IntervalDataset(Dataset):
         self.cache = cache or FrameCache(decode_timeout_s=data.decode_timeout_s, decoder=data.decoder)
         self.audio = audio or AudioConfig()
         self.sees, self.hears = data.modalities != "audio", "audio" in data.modalities
-        self.audio_cache = AudioCache(self.cache.cache_dir, data.decode_timeout_s or None)
+        self.audio_cache = self.cache.audio_cache(data.decode_timeout_s or None)
         self.epoch = 0
         self.videos: list[VideoIntervals] = []
         self.cache_files: list[str] = []
