@@ -10,15 +10,16 @@ then applied to the held-out ones); only the choice differs:
   ``--min-gain`` (``ensemble.select.best_procedure``: each procedure with its boundary offsets unless they lose
   by ``--min-gain``); a fusion is fitted only where a second trial is strong
   (``ensemble.select.second_trial_strong`` at ``SECOND_TRIAL_SHARE``);
-- ``ungated``: ``shipped`` without that gate (the rule shipped before 2026-12-07); every rule below but
+- ``ungated``: ``shipped`` without that gate (the rule shipped before the gate, 2026-12-06 evening); every rule below but
   ``shipped_every_inner_fold`` and ``share_S`` is replayed without it, as docs/performance.md's tables were made;
 - ``share_S``: ``shipped`` with the gate at share S (``--shares``);
 - ``offsets_must_earn``: the rule shipped before offsets were kept by default (``earned_procedure``: a
   ``+offsets`` procedure only where it beats its plain one by ``--min-gain``, the reference the best single as
   trained). Every rule below replays a variant of that one;
 - ``margin_M``: the same with a margin of M (``--margins``, default 0.04);
-- ``shipped_every_inner_fold``: ``shipped``, among fusions that also score at least the best single (as
-  ``shipped`` resolves it, offsets kept unless they lose) on every inner fold;
+- ``shipped_every_inner_fold`` / ``ungated_every_inner_fold``: ``shipped`` / ``ungated``, among fusions that
+  also score at least the best single (as ``shipped`` resolves it, offsets kept unless they lose) on every inner
+  fold;
 - ``every_inner_fold``: as shipped, among procedures that also score at least the best single on every inner fold;
 - ``most_inner_folds``: as shipped, among procedures that beat the best single on more inner folds than they lose;
 - ``no_offsets``: as shipped, without the ``+offsets`` procedures;

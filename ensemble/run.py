@@ -12,6 +12,7 @@ import numpy as np
 
 from tal_core.config import DECODING_KEYS, load_config, parse_overrides, read_yaml
 from tal_core.data.annotations import load_ground_truth
+from tal_core.errors import UserError
 from tal_core.io import write_json_atomic
 from tal_core.reporting.plots import bar_plot, grouped_bar_plot, line_plot
 from tal_core.reporting.run_plots import detection_plots
@@ -76,6 +77,8 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     the folds (``seed``, ``seed`` + 1, ...): ``gain.by_fold_seed`` and its mean, min and max. ``source``: a sweep
     folder or MLflow parent run id, or several (their trials are candidates together; the ensemble is logged
     under the first one's parent run)."""
+    if not 0 <= second_trial_share < 1:
+        raise UserError(f"ensemble second_trial_share {second_trial_share!r}: must lie in [0, 1) (0: no gate)")
     sources = as_sources(source)
     cfg = load_config(config, overrides)
     out = Path(out)
@@ -101,11 +104,12 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
     if fold_seeds > 1:
         gain |= fold_seed_spread(gain["mAP"], seed, gains_over_fold_seeds(
             evaluator, folds, range(seed + 1, seed + fold_seeds), recipe))
-    gate_open = recipe.selection != "cv" or second_trial_strong(evaluator, second_trial_share)
-    if not gate_open:
-        logger.info(f"[ensemble] one strong member: no other trial reaches {second_trial_share:g} of its val mAP, "
-                    "so no fusion is fitted (the best single member, with its boundary offsets unless they lose; "
-                    "--second-trial-share 0 fuses anyway)")
+    several_trials = len(np.unique(evaluator.trials)) > 1
+    gate_open = second_trial_strong(evaluator, second_trial_share) if selection == "cv" else None
+    if gate_open is False and several_trials:
+        logger.info(f"[ensemble] one strong member: no other trial reaches {second_trial_share:g} of its val mAP "
+                    "on all of val, so the final fit fuses nothing (the best single member, with its boundary "
+                    "offsets unless they lose; --second-trial-share 0 fuses anyway)")
     elif fitted.fell_back:
         logger.info(f"[ensemble] {procedure} weighted one trial's epochs alone: the best single member instead "
                     "(a fusion must span two trials)")

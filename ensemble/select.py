@@ -18,8 +18,9 @@
    always a procedure, and the reference every other one must beat out of fold by ``min_gain`` to be chosen; a
    procedure's boundary offsets (``<name>+offsets``) are kept unless they lose to the same procedure without
    them out of fold by more than ``min_gain`` (``with_offsets``); under "cv" a fusion must span two trials
-   (``across_trials``: one trial's epochs alone are the best single). Over candidates of several modalities the
-   default is ``classmix`` (``run.default_selection``), which keeps the best single's columns unless a class
+   (``across_trials``: one trial's epochs alone are the best single), and only beside a second strong trial
+   (``second_trial_strong``: with one strong member every fusion is the best single). Over candidates of several
+   modalities the default is ``classmix`` (``run.default_selection``), which keeps the best single's columns unless a class
    gains the margin.
 """
 
@@ -390,7 +391,7 @@ def procedures(max_steps: int, boundary_offsets: bool = True, across: bool = Fal
     if across:
         found = {name: fit if name == AS_TRAINED else across_trials(fit, second_trial_share)
                  for name, fit in found.items()}
-    tag = f"{ACROSS}@{second_trial_share:g}" if across else ""
+    tag = f"{ACROSS}@{second_trial_share!r}" if across else ""
     if boundary_offsets:
         found |= {name + OFFSETS: _memo(name + OFFSETS + tag, max_steps,
                                         lambda ev, fit=fit: with_boundary_offsets(ev, fit(ev)))

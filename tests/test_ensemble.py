@@ -145,6 +145,11 @@ def test_with_one_strong_member_the_default_fuses_nothing_and_says_why(tmp_path,
                           second_trial_share=0.0)
     assert opened["second_trial_share"] == 0.0 and len(set(opened["oof_val_mAP_by_procedure"].values())) > 2
     assert opened["ensemble"]["second_trial_strong"]
+    from tal_core.errors import UserError
+
+    with pytest.raises(UserError, match="second_trial_share 1.0: must lie in"):
+        run_ensemble(str(sweep), tmp_path / "data", tmp_path / "bad", overrides=overrides, second_trial_share=1.0)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_a_fusion_short_of_the_margin_leaves_the_best_single_member(tmp_path):
