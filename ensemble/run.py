@@ -130,7 +130,8 @@ def run_ensemble(source: str | Sequence[str], data: str | Path, out: str | Path,
                "best_single": _metrics(single_result) | {"oof_val_mAP": single_oof,
                                                           "run_id": candidates[best_single].run_id},
                "oof_val_mAP_by_procedure": oof, "boundary_offsets": "class" if boundary_offsets else "none",
-               "selection": selection, "min_gain": min_gain, "second_trial_share": second_trial_share, "folds": min(folds, len(evaluator.videos)),
+               "selection": selection, "min_gain": min_gain, "second_trial_share": second_trial_share,
+               "folds": min(folds, len(evaluator.videos)),
                "evaluations": evaluator.calls, "seconds": time.perf_counter() - started}
     if boundary_offsets:
         metrics["best_single"]["oof_val_mAP_with_boundary_offsets"] = oof[AS_TRAINED + OFFSETS]

@@ -20,8 +20,8 @@
    them out of fold by more than ``min_gain`` (``with_offsets``); under "cv" a fusion must span two trials
    (``across_trials``: one trial's epochs alone are the best single), and only beside a second strong trial
    (``second_trial_strong``: with one strong member every fusion is the best single). Over candidates of several
-   modalities the default is ``classmix`` (``run.default_selection``), which keeps the best single's columns unless a class
-   gains the margin.
+   modalities the default is ``classmix`` (``run.default_selection``), which keeps the best single's columns
+   unless a class gains the margin.
 """
 
 from __future__ import annotations
@@ -406,8 +406,8 @@ def second_trial_strong(evaluator: Evaluator, share: float) -> bool:
     """Whether a member of a trial other than the best member's scores at least ``share`` of the best member's
     mAP on these videos (the fitting videos: inside cross-validation, the training folds only). Where none does,
     the sweep has one strong member, and a fusion's weights on the weak trials are fitted to what the few val
-    videos happen to reward: on three hard sets with one trial per view (weak views at 0.36-0.54 of the best)
-    such fusions won their inner folds and lost on the held-out videos (docs/ensemble.md, "One strong member").
+    videos happen to reward: on hard sets with one trial per view (weak views at 0.36-0.56 of the best) such
+    fusions won their inner folds and lost on the held-out videos (docs/ensemble.md, "One strong member").
     Pruning the library to its strong models before ensemble selection is Caruana et al.'s (2006) remedy for
     the same overfitting. ``share`` 0: always true."""
     if share <= 0:
