@@ -31,6 +31,7 @@ class RankFrameCache(FrameCache):
         super()._build(video, decode_fps, size, target, *args, **kwargs)
 
     def audio_cache(self, timeout_s: float | None) -> AudioCache:
+        """The sound cache a rank's dataset reads (``tal_core.data.dataset.sound_cache``)."""
         return RankAudioCache(self.cache_dir, timeout_s)
 
 

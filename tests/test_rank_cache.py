@@ -34,8 +34,10 @@ def test_a_rank_decodes_a_missing_sound_entry_and_says_so(tmp_path, caplog):
     from tal_core.data.audio import AudioCache
 
     path = write_wav(tmp_path / "a.wav", click(2.0, 1.0), 16000)
-    sound = RankFrameCache(tmp_path / "rank").audio_cache(None)
-    assert sound.cache_dir == tmp_path / "rank" and type(FrameCache(tmp_path).audio_cache(None)) is AudioCache
+    from tal_core.data.dataset import sound_cache
+
+    sound = sound_cache(RankFrameCache(tmp_path / "rank"), None)
+    assert sound.cache_dir == tmp_path / "rank" and type(sound_cache(FrameCache(tmp_path), None)) is AudioCache
     with caplog.at_level(logging.WARNING, logger="talsearch.cache"):
         values = sound.load(path, 0.0, 2.0)
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "talsearch.cache"]

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 
 from tal_core.config import AudioConfig, DataConfig
 from tal_core.data.annotations import DatasetSpec, Video
-from tal_core.data.audio import AudioMissingError, audio_range, windows_at
+from tal_core.data.audio import AudioCache, AudioMissingError, audio_range, windows_at
 from tal_core.data.intervals import cell_grid, interval_grid, label_at_times, label_intervals
 from tal_core.data.video import FrameCache, VideoDecodeError, open_frames
 
@@ -99,6 +99,13 @@ class VideoIntervals:
 logger = logging.getLogger(__name__)
 
 
+def sound_cache(cache: FrameCache, timeout_s: float | None) -> AudioCache:
+    """The log-mel cache beside ``cache``'s frames (same folder); a frame cache with an ``audio_cache(timeout_s)``
+    method gives its own (``search.rank_cache``: a rank's, which warns at a miss)."""
+    own = getattr(cache, "audio_cache", None)
+    return own(timeout_s) if own is not None else AudioCache(cache.cache_dir, timeout_s)
+
+
 class IntervalDataset(Dataset):
     """One item per interval: (frames uint8 (T, 3, H, W), interval label, per-frame labels (T,), scene label,
     item index); with sound the frames become ``{"video": frames, "audio": windows}`` (see the module's doc)."""
@@ -115,7 +122,7 @@ class IntervalDataset(Dataset):
         self.cache = cache or FrameCache(decode_timeout_s=data.decode_timeout_s, decoder=data.decoder)
         self.audio = audio or AudioConfig()
         self.sees, self.hears = data.modalities != "audio", "audio" in data.modalities
-        self.audio_cache = self.cache.audio_cache(data.decode_timeout_s or None)
+        self.audio_cache = sound_cache(self.cache, data.decode_timeout_s or None)
         self.epoch = 0
         self.videos: list[VideoIntervals] = []
         self.cache_files: list[str] = []

@@ -320,12 +320,6 @@ class FrameCache:
         self.decoder = decoder  # data.decoder; ensure() may name another
         self.cache_format = cache_format  # data.cache_format; ensure() may name another
 
-    def audio_cache(self, timeout_s: float | None):
-        """The log-mel cache beside these frames (same folder): a dataset's sound reads through it."""
-        from tal_core.data.audio import AudioCache
-
-        return AudioCache(self.cache_dir, timeout_s)
-
     def path_for(self, video: Path, decode_fps: float, size: int, decoder: str | None = None,
                  end_s: float | None = None, cache_format: str | None = None) -> Path:
         if not video.is_file():
