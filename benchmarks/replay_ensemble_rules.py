@@ -10,8 +10,9 @@ then applied to the held-out ones); only the choice differs:
   ``--min-gain`` (``ensemble.select.best_procedure``: each procedure with its boundary offsets unless they lose
   by ``--min-gain``); a fusion is fitted only where a second trial is strong
   (``ensemble.select.second_trial_strong`` at ``SECOND_TRIAL_SHARE``);
-- ``ungated``: ``shipped`` without that gate (the rule shipped before the gate, 2026-12-06 evening); every rule below but
-  ``shipped_every_inner_fold`` and ``share_S`` is replayed without it, as docs/performance.md's tables were made;
+- ``ungated``: ``shipped`` without that gate (the rule shipped before the gate, 2026-12-06 evening); every rule
+  below but ``shipped_every_inner_fold`` and ``share_S`` is replayed without it, as docs/performance.md's tables
+  were made;
 - ``share_S``: ``shipped`` with the gate at share S (``--shares``);
 - ``offsets_must_earn``: the rule shipped before offsets were kept by default (``earned_procedure``: a
   ``+offsets`` procedure only where it beats its plain one by ``--min-gain``, the reference the best single as

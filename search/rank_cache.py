@@ -3,8 +3,9 @@
 A sweep builds every entry its trials can ask for before its first trial (``search.node_cache`` on a cluster,
 ``search.sweep.warm_cache`` on one machine), so a rank finds its entries and never decodes inside its dataset
 constructor, where a long decode would meet the process group's timeout. A node that joined the cluster after
-that build has none: its ranks decode what they need (frames and log-mel alike), and each miss is logged with the
-node and the entry, so a slow trial start is explained (``talsearch sweep --resume`` builds the caches of every node alive again).
+that build has none: its ranks decode what they need (frames and log-mel alike), and each miss is logged with
+the node and the entry, so a slow trial start is explained (``talsearch sweep --resume`` builds the caches of
+every node alive again).
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ from tal_core.data.video import FrameCache
 logger = logging.getLogger("talsearch.cache")
 
 
+def _say_miss(kind: str, entry: str, folder: Path) -> None:
+    logger.warning(f"[cache] node {socket.gethostname()}: no {kind} cache entry for {entry} in {folder}; decoding "
+                   "it inside this trial's rank (the sweep built every node's cache before its first trial: did "
+                   "this node join later?)")
+
+
 class RankFrameCache(FrameCache):
     """``FrameCache`` that warns at every entry it has to decode (module level: data-loader workers pickle it)."""
 
     def _build(self, video: Path, decode_fps: float, size: int, target: Path, *args, **kwargs) -> None:
-        logger.warning(f"[cache] node {socket.gethostname()}: no frame cache entry for {video} ({size} px, "
-                       f"{decode_fps:g} fps) in {self.cache_dir}; decoding it inside this trial's rank (the sweep "
-                       "built every node's cache before its first trial: did this node join later?)")
+        _say_miss("frame", f"{video} ({size} px, {decode_fps:g} fps)", self.cache_dir)
         super()._build(video, decode_fps, size, target, *args, **kwargs)
 
     def audio_cache(self, timeout_s: float | None) -> AudioCache:
@@ -39,7 +44,5 @@ class RankAudioCache(AudioCache):
     """``AudioCache`` that warns at every entry it has to decode."""
 
     def _decode(self, audio: Path, start: float, end: float) -> np.ndarray:
-        logger.warning(f"[cache] node {socket.gethostname()}: no sound cache entry for {audio} ({start:g}-{end:g} s) "
-                       f"in {self.cache_dir}; decoding it inside this trial's rank (the sweep built every node's "
-                       "cache before its first trial: did this node join later?)")
+        _say_miss("sound", f"{audio} ({start:g}-{end:g} s)", self.cache_dir)
         return super()._decode(audio, start, end)
